@@ -1,0 +1,135 @@
+"""The functional core: one layer, one direction, arrays in and out.
+
+Three tiers (as stumpy does it):
+  * ``minirnn.functional.rnn`` / ``.lstm`` — the NumPy reference, the spec, one step at a time;
+  * ``minirnn.kernels``                    — private fused Numba kernels, same signatures;
+  * the functions below                    — validate the input, then dispatch to a backend.
+
+    out, h_T, cache = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh")
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(cache, d_out, d_hT)
+    out, h_T, c_T, cache = lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None)
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr = lstm_backward(cache, d_out, d_hT, d_cT)
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .._checks import as_float_array, check_lengths, check_shape, valid_mask
+from . import lstm, rnn
+from .lstm import LSTMCache, LSTMGradSteps
+from .rnn import RNNCache, RNNGradSteps
+
+BACKENDS = ("numpy", "numba")
+
+_REFERENCE = SimpleNamespace(rnn_forward=rnn.forward, rnn_backward=rnn.backward,
+                             lstm_forward=lstm.forward, lstm_backward=lstm.backward)
+
+
+def get_backend(name):
+    """'numpy' (the reference) or 'numba' (fused kernels) -> namespace of the four functions."""
+    if name == "numpy":
+        return _REFERENCE
+    if name == "numba":
+        from .. import kernels          # compiled lazily: importing minirnn stays fast
+        return kernels
+    raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
+
+
+def _weights(dtype, H, G, I, P, w_ih, w_hh, b_ih, b_hh, w_hr=None):
+    """Validate one layer's parameters; G = gates (1 for Elman, 4 for LSTM)."""
+    w_ih = as_float_array("w_ih", w_ih, dtype)
+    check_shape("w_ih", w_ih, (G * H, I))
+    w_hh = as_float_array("w_hh", w_hh, dtype)
+    check_shape("w_hh", w_hh, (G * H, P))
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih, b_hh: give both biases or neither, "
+                         f"got b_ih={'None' if b_ih is None else 'array'}, "
+                         f"b_hh={'None' if b_hh is None else 'array'}")
+    if b_ih is not None:
+        b_ih = as_float_array("b_ih", b_ih, dtype)
+        check_shape("b_ih", b_ih, (G * H,))
+        b_hh = as_float_array("b_hh", b_hh, dtype)
+        check_shape("b_hh", b_hh, (G * H,))
+    if w_hr is not None:
+        w_hr = as_float_array("w_hr", w_hr, dtype)
+        check_shape("w_hr", w_hr, (P, H))
+    return w_ih, w_hh, b_ih, b_hh, w_hr
+
+
+def _input(x):
+    arr = np.asarray(x) if not hasattr(x, "detach") else x
+    if getattr(arr, "ndim", None) != 3:
+        raise ValueError(f"x: expected shape (T, B, I), got {tuple(np.shape(arr))}")
+    dtype = np.dtype(arr.dtype) if np.dtype(arr.dtype).name in ("float32", "float64") else np.float64
+    return as_float_array("x", x, dtype)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                lengths=None, backend="numpy"):
+    """Elman RNN layer. x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), RNNCache.
+
+    The computation runs in x's dtype (float32 or float64); lengths (B,) ends sequences early.
+    """
+    if nonlinearity not in rnn.NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {rnn.NONLINEARITIES}, got {nonlinearity!r}")
+    x = _input(x)
+    T, B, I = x.shape
+    H = np.shape(w_hh)[0]
+    w_ih, w_hh, b_ih, b_hh, _ = _weights(x.dtype, H, 1, I, H, w_ih, w_hh, b_ih, b_hh)
+    h0 = as_float_array("h0", h0, x.dtype)
+    check_shape("h0", h0, (B, H))
+    valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
+    return get_backend(backend).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
+
+
+def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False):
+    """BPTT for rnn_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ RNNGradSteps)."""
+    if not isinstance(cache, RNNCache):
+        raise TypeError(f"cache: expected the RNNCache returned by rnn_forward, got {type(cache).__name__}")
+    d_out = as_float_array("d_out", d_out, cache.x.dtype)
+    check_shape("d_out", d_out, cache.h.shape)
+    if d_hT is not None:
+        d_hT = as_float_array("d_hT", d_hT, cache.x.dtype)
+        check_shape("d_hT", d_hT, cache.h0.shape)
+    return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
+                 lengths=None, backend="numpy"):
+    """LSTM layer. x (T, B, I), h0 (B, P), c0 (B, H) -> out (T, B, P), h_T, c_T, LSTMCache.
+
+    P = proj_size when w_hr (P, H) is given, else H.
+    """
+    x = _input(x)
+    T, B, I = x.shape
+    H = np.shape(w_hh)[0] // 4
+    P = np.shape(w_hr)[0] if w_hr is not None else H
+    w_ih, w_hh, b_ih, b_hh, w_hr = _weights(x.dtype, H, 4, I, P, w_ih, w_hh, b_ih, b_hh, w_hr)
+    h0 = as_float_array("h0", h0, x.dtype)
+    check_shape("h0", h0, (B, P))
+    c0 = as_float_array("c0", c0, x.dtype)
+    check_shape("c0", c0, (B, H))
+    valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
+    return get_backend(backend).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
+
+
+def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False):
+    """BPTT for lstm_forward -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr (+ LSTMGradSteps)."""
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"cache: expected the LSTMCache returned by lstm_forward, got {type(cache).__name__}")
+    dt = cache.x.dtype
+    d_out = as_float_array("d_out", d_out, dt)
+    check_shape("d_out", d_out, cache.h.shape)
+    if d_hT is not None:
+        d_hT = as_float_array("d_hT", d_hT, dt)
+        check_shape("d_hT", d_hT, cache.h0.shape)
+    if d_cT is not None:
+        d_cT = as_float_array("d_cT", d_cT, dt)
+        check_shape("d_cT", d_cT, cache.c0.shape)
+    return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps)
+
+
+__all__ = ["rnn", "lstm", "RNNCache", "LSTMCache", "RNNGradSteps", "LSTMGradSteps", "BACKENDS",
+           "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"]
