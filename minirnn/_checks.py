@@ -33,7 +33,7 @@ def as_float_array(name, value, dtype) -> np.ndarray:
     """
     arr = to_numpy(value)
     if arr.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a floating-point array (it is cast to {dtype}), "
+        raise TypeError(f"{name}: expected a floating-point array (it is cast to {np.dtype(dtype).name}), "
                         f"got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=dtype)
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .._checks import as_float_array, check_lengths, check_shape, valid_mask
+from .._checks import as_float_array, check_lengths, check_shape, to_numpy, valid_mask
 from . import lstm, rnn
 from .lstm import LSTMCache, LSTMGradSteps
 from .rnn import RNNCache, RNNGradSteps
@@ -59,11 +59,11 @@ def _weights(dtype, H, G, I, P, w_ih, w_hh, b_ih, b_hh, w_hr=None):
 
 
 def _input(x):
-    arr = np.asarray(x) if not hasattr(x, "detach") else x
-    if getattr(arr, "ndim", None) != 3:
-        raise ValueError(f"x: expected shape (T, B, I), got {tuple(np.shape(arr))}")
-    dtype = np.dtype(arr.dtype) if np.dtype(arr.dtype).name in ("float32", "float64") else np.float64
-    return as_float_array("x", x, dtype)
+    """x must be (T, B, I); the layer computes in x's precision (float32 or float64)."""
+    x = to_numpy(x)
+    if x.ndim != 3:
+        raise ValueError(f"x: expected shape (T, B, I), got {x.shape}")
+    return as_float_array("x", x, x.dtype if x.dtype.name in ("float32", "float64") else np.float64)
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",

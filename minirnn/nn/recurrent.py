@@ -79,7 +79,7 @@ class RNNBase(Module):
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
 
     # ---- layout ------------------------------------------------------------------
-    def _to_tbi(self, name, arr, unbatched):
+    def _to_tbi(self, arr, unbatched):
         """User layout -> (T, B, features)."""
         if unbatched:
             return arr[:, None, :]
@@ -109,7 +109,7 @@ class RNNBase(Module):
             raise ValueError(f"x: expected shape (T, B, I), (B, T, I) with batch_first, or (T, I) "
                              f"unbatched, got {x.shape}")
         unbatched = x.ndim == 2
-        x = self._to_tbi("x", x, unbatched)
+        x = self._to_tbi(x, unbatched)
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
@@ -168,7 +168,7 @@ class RNNBase(Module):
         d_out = as_float_array("d_out", d_out, self.dtype)
         want = (T, D * P) if rec.unbatched else ((B, T, D * P) if self.batch_first else (T, B, D * P))
         check_shape("d_out", d_out, want, " (the shape of forward's output)")
-        d_out = self._to_tbi("d_out", d_out, rec.unbatched)
+        d_out = self._to_tbi(d_out, rec.unbatched)
         d_hn = self._state("d_h_n", d_hn, B, P, rec.unbatched)
         is_lstm = self.mode == "lstm"
         if is_lstm:
