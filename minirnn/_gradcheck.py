@@ -1,0 +1,281 @@
+"""gradcheck: the model's own BPTT against central finite differences of its own forward.
+
+    report = minirnn.gradcheck(minirnn.LSTM(3, 4, num_layers=2, bidirectional=True), x)
+    print(report.table()); assert report.passed
+
+The loss is a fixed random projection of every output the model returns,
+
+    L = sum(u_out * out) + sum(u_h * h_n) [+ sum(u_c * c_n)]      u ~ N(0, 1), seeded,
+
+so dL/d(output) = u and ``model.backward(u_out, (u_h, u_c))`` gives the analytic gradient of
+every parameter (from ``model.grads``) and of x, h0, c0 (returned). The numeric gradient of
+an entry w is (L(w + eps) - L(w - eps)) / (2 eps), each L from ``model.forward``. Both sides
+go through the public methods users call, so a bug anywhere in them (layout, directions,
+layer stacking, lengths, the kernels of the chosen backend) shows up here.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._checks import to_numpy
+
+# Tolerance, per entry:  |analytic - numeric| <= ATOL + RTOL * |numeric|.
+# With eps = 1e-6 in float64 the central difference has two errors:
+#   truncation  eps^2 / 6 * |L'''|          ~ 1e-13 for O(1) third derivatives;
+#   round-off   ~ k * 2^-52 * |L| / eps     ~ 1e-10 * k * |L|, k = a few ulps of forward error.
+# The loss is a sum of O(1) terms, |L| ~ sqrt(#outputs) ~ 10-100 at test sizes, so the
+# difference is good to ~1e-8 absolute. ATOL = 1e-6 leaves two decades of head-room, and a
+# real bug (a flipped sign, a dropped term) moves entries by O(|gradient|) ~ 1e-2..1, four or
+# more decades above it. RTOL covers large gradients, whose truncation error grows with them.
+RTOL = 1e-5
+ATOL = 1e-6
+
+
+@dataclass
+class GradcheckRow:
+    """One checked tensor."""
+    name: str                     # "weight_hh_l0", "x", "h0", "c0"
+    shape: tuple
+    checked: int                  # entries compared
+    total: int                    # entries in the tensor
+    max_abs_err: float            # max |analytic - numeric|
+    max_rel_err: float            # max |analytic - numeric| / max(|analytic|, |numeric|)
+    passed: bool
+    indices: np.ndarray = field(repr=False, default=None)   # flat indices checked
+
+    def to_dict(self):
+        return {"name": self.name, "shape": list(self.shape), "checked": self.checked,
+                "total": self.total, "max_abs_err": self.max_abs_err,
+                "max_rel_err": self.max_rel_err, "passed": self.passed}
+
+
+@dataclass
+class GradcheckReport:
+    """Result of gradcheck: ``.passed``, per-tensor ``.rows``, ``.table()``, ``.to_dict()``."""
+    rows: list
+    eps: float
+    rtol: float
+    atol: float
+    seed: int
+    loss: float
+    model: str = ""
+
+    @property
+    def passed(self):
+        return all(r.passed for r in self.rows)
+
+    @property
+    def failed(self):
+        """Names of the tensors whose gradient disagrees with finite differences."""
+        return [r.name for r in self.rows if not r.passed]
+
+    def table(self):
+        head = ("tensor", "shape", "checked", "max abs err", "max rel err", "ok")
+        body = [(r.name, "x".join(map(str, r.shape)) or "()", f"{r.checked}/{r.total}",
+                 f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", "ok" if r.passed else "FAIL")
+                for r in self.rows]
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+        def line(cells):
+            return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+        out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+        verdict = "PASSED" if self.passed else f"FAILED: {', '.join(self.failed)}"
+        out.append(f"gradcheck {verdict}  (eps={self.eps:g}, |analytic - numeric| <= "
+                   f"{self.atol:g} + {self.rtol:g}*|numeric|, seed={self.seed})")
+        return "\n".join(out)
+
+    def __str__(self):
+        return self.table()
+
+    def to_dict(self):
+        return {"passed": self.passed, "model": self.model, "eps": self.eps, "rtol": self.rtol,
+                "atol": self.atol, "seed": self.seed, "loss": self.loss,
+                "rows": [r.to_dict() for r in self.rows]}
+
+
+# ----------------------------------------------------------------------------
+# one interface over the four model kinds: forward(inputs) -> outputs, backward(u) -> grads
+
+class _Runner:
+    def __init__(self, model, x, hx, lengths):
+        from .nn.cells import LSTMCell, RNNCell
+        from .nn.recurrent import LSTM, RNNBase
+        self.model = model
+        if isinstance(model, RNNBase):
+            self.kind, self.lengths = "seq", lengths
+        elif isinstance(model, (RNNCell, LSTMCell)):
+            if lengths is not None:
+                raise ValueError("lengths: a cell runs one step; expected None, got lengths")
+            self.kind, self.lengths = "cell", None
+        else:
+            raise TypeError(f"model: expected minirnn.RNN, LSTM, RNNCell or LSTMCell, "
+                            f"got {type(model).__name__}")
+        self.is_lstm = isinstance(model, (LSTM, LSTMCell))
+        inputs = {"x": self._f64("x", x)}
+        if self.is_lstm:
+            if hx is not None:
+                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                    raise TypeError(f"hx: expected a pair (h0, c0) for an LSTM, "
+                                    f"got {type(hx).__name__}")
+                inputs["h0"], inputs["c0"] = self._f64("hx[0]", hx[0]), self._f64("hx[1]", hx[1])
+        elif hx is not None:
+            inputs["h0"] = self._f64("hx", hx)
+        if hx is None:                       # zeros, given explicitly so that dh0 (dc0) is checked
+            outs = self.forward(inputs)
+            inputs["h0"] = np.zeros_like(outs[-2] if self.is_lstm else outs[-1])
+            if self.is_lstm:
+                inputs["c0"] = np.zeros_like(outs[-1])
+        self.inputs = inputs
+
+    @staticmethod
+    def _f64(name, value):
+        arr = to_numpy(value)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+        return np.array(arr, dtype=np.float64)          # our own copy: we perturb it
+
+    def forward(self, inputs):
+        """-> tuple of every output: (out, h_n[, c_n]) or (h'[, c'])."""
+        m, x = self.model, inputs["x"]
+        h0, c0 = inputs.get("h0"), inputs.get("c0")
+        if self.kind == "seq":
+            if self.is_lstm:
+                hx = None if h0 is None else (h0, c0)
+                out, (h_n, c_n) = m.forward(x, hx, lengths=self.lengths)
+                return out, h_n, c_n
+            return m.forward(x, h0, lengths=self.lengths)
+        if self.is_lstm:
+            return m.forward(x, None if h0 is None else (h0, c0))
+        return (m.forward(x, h0),)
+
+    def backward(self, u):
+        """u: dL/d(each output) -> {"x": dx, "h0": dh0[, "c0": dc0]}; params land in model.grads."""
+        m = self.model
+        if self.kind == "seq":
+            if self.is_lstm:
+                dx, (dh0, dc0) = m.backward(u[0], (u[1], u[2]))
+                return {"x": dx, "h0": dh0, "c0": dc0}
+            dx, dh0 = m.backward(u[0], u[1])
+            return {"x": dx, "h0": dh0}
+        if self.is_lstm:
+            dx, (dh0, dc0) = m.backward(u[0], u[1])
+            return {"x": dx, "h0": dh0, "c0": dc0}
+        dx, dh0 = m.backward(u[0])
+        return {"x": dx, "h0": dh0}
+
+
+def _sample(name, size, max_entries, seed):
+    """Flat indices to check: all, or max_entries of them drawn without replacement from a
+    generator seeded by (seed, name) — the same tensor gets the same entries every run,
+    whatever else is checked."""
+    if max_entries is None or size <= max_entries:
+        return np.arange(size)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return np.sort(rng.choice(size, size=max_entries, replace=False))
+
+
+def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entries=None, seed=0,
+              rtol=RTOL, atol=ATOL):
+    """Check ``model.backward`` against central differences of ``model.forward`` -> GradcheckReport.
+
+    model: minirnn.RNN, LSTM (any layers / directions / proj_size / batch_first), RNNCell or
+    LSTMCell, in float64 (a float32 model is refused: its round-off, ~1e-7 relative, divided
+    by eps swamps any useful tolerance; build it with dtype="float64" to check it).
+    x, hx, lengths: as ``model.forward`` takes them; hx=None checks the gradient at zero states.
+    params: names of the tensors to check — parameter names as ``model.named_parameters()``
+    gives them, and "x", "h0", "c0"; None checks them all.
+    max_entries: check at most this many entries of each tensor, sampled reproducibly from
+    (seed, tensor name); None checks every entry (2 forwards per entry).
+    seed: seeds the loss projection and the sampling.
+    Pass rule per entry: |analytic - numeric| <= atol + rtol * |numeric| (see RTOL, ATOL).
+
+    During the check dropout is off (eval mode); the model's training flag, its gradients and
+    its record of the last forward are restored afterwards, whatever happens.
+    """
+    from .nn.cells import LSTMCell, RNNCell
+    from .nn.recurrent import RNNBase
+    if not isinstance(model, (RNNBase, RNNCell, LSTMCell)):
+        raise TypeError(f"model: expected minirnn.RNN, LSTM, RNNCell or LSTMCell, "
+                        f"got {type(model).__name__}")
+    if np.dtype(model.dtype) != np.float64:
+        raise ValueError(f"model: gradcheck needs a float64 model (finite differences in "
+                         f"float32 are noise at eps={eps:g}), "
+                         f"got dtype {np.dtype(model.dtype).name}; "
+                         f"build it with dtype='float64' and load_state_dict the same weights")
+    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+        raise ValueError(f"eps: expected a step in (0, 1), got {eps!r}")
+    if max_entries is not None and (not isinstance(max_entries, (int, np.integer))
+                                    or isinstance(max_entries, bool) or max_entries < 1):
+        raise ValueError(f"max_entries: expected an integer >= 1 or None, got {max_entries!r}")
+    own = {name: p for name, p, _ in model.named_parameters()}
+    grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
+    # the record of the last forward (sequence models) or cache (cells), restored at the end
+    saved_state = {k: getattr(model, k) for k in ("_last", "_cache", "_unbatched")
+                   if hasattr(model, k)}
+    was_training = model.training
+    model.eval()
+    try:
+        run = _Runner(model, x, hx, lengths)
+        available = list(own) + list(run.inputs)
+        if params is None:
+            names = list(run.inputs) + list(own)
+        else:
+            names = [params] if isinstance(params, str) else list(params)
+            unknown = [n for n in names if n not in available]
+            if unknown:
+                raise KeyError(f"params: unknown tensor names {unknown}; "
+                               f"expected some of {available}")
+
+        outs = run.forward(run.inputs)
+        rng = np.random.default_rng(seed)
+        u = [rng.standard_normal(np.shape(o)) for o in outs]        # the loss projection
+
+        def loss(inputs):
+            return float(sum(np.vdot(ui, oi) for ui, oi in zip(u, run.forward(inputs))))
+
+        # analytic: one backward from fresh zero gradients
+        model.zero_grad()
+        run.forward(run.inputs)
+        analytic = run.backward(u)
+        analytic.update({name: g.copy() for name, _, g in model.named_parameters()})
+
+        rows = []
+        for name in names:
+            target = run.inputs[name] if name in run.inputs else own[name]
+            flat = target.reshape(-1)                       # a view: perturb in place
+            if not np.shares_memory(flat, target):
+                raise RuntimeError(f"{name}: the tensor is not contiguous; cannot perturb it")
+            idx = _sample(name, flat.size, max_entries, seed)
+            num = np.empty(idx.size)
+            for n, j in enumerate(idx):
+                w = flat[j]
+                try:
+                    flat[j] = w + eps
+                    lp = loss(run.inputs)
+                    flat[j] = w - eps
+                    lm = loss(run.inputs)
+                finally:
+                    flat[j] = w                             # exactly restored, whatever happens
+                num[n] = (lp - lm) / (2.0 * eps)
+            ana = np.asarray(analytic[name], dtype=np.float64).reshape(-1)[idx]
+            err = np.abs(ana - num)
+            scale = np.maximum(np.abs(ana), np.abs(num))
+            rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
+            ok = bool(np.all(err <= atol + rtol * np.abs(num)))   # NaN fails
+            rows.append(GradcheckRow(name, tuple(target.shape), int(idx.size), int(flat.size),
+                                     float(err.max()) if err.size else 0.0,
+                                     float(rel.max()) if rel.size else 0.0, ok, idx))
+        return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
+                               loss(run.inputs), repr(model) if hasattr(model, "mode") else
+                               type(model).__name__)
+    finally:
+        for name, _, g in model.named_parameters():
+            g[...] = grads_before[name]
+        for k, v in saved_state.items():
+            setattr(model, k, v)
+        model.train(was_training)
+
+
+__all__ = ["gradcheck", "GradcheckReport", "GradcheckRow", "RTOL", "ATOL"]

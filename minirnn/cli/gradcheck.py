@@ -1,0 +1,69 @@
+"""`minirnn gradcheck`: a random model's BPTT against central finite differences; the table,
+and exit code 1 when any tensor disagrees."""
+from __future__ import annotations
+
+HELP = "check a random RNN/LSTM's BPTT against finite differences (exit 1 on failure)"
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+
+
+def add_arguments(p):
+    p.add_argument("--cell", choices=CELLS, default="lstm", help="the cell to check")
+    p.add_argument("--layers", type=int, default=2, help="number of stacked layers")
+    p.add_argument("--bidirectional", action="store_true", help="a bidirectional model")
+    p.add_argument("--proj-size", type=int, default=0, help="LSTM projection size (0: none)")
+    p.add_argument("--T", type=int, default=20, help="time steps")
+    p.add_argument("--B", type=int, default=3, help="batch size")
+    p.add_argument("--input-size", type=int, default=5, help="input features")
+    p.add_argument("--hidden", type=int, default=8, help="hidden size")
+    p.add_argument("--lengths", action="store_true",
+                   help="random sequence lengths in 1..T (the first sequence keeps T)")
+    p.add_argument("--max-entries", type=int, default=40,
+                   help="check at most this many entries per tensor (0: all)")
+    p.add_argument("--eps", type=float, default=1e-6, help="central-difference step")
+    p.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+
+
+def run(args):
+    import numpy as np
+
+    from .._gradcheck import gradcheck
+    from .._io import write_json
+    from ..nn.recurrent import LSTM, RNN
+
+    for name in ("layers", "T", "B", "input_size", "hidden"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1, "
+                             f"got {getattr(args, name)}")
+    if args.max_entries < 0:
+        raise ValueError(f"--max-entries: expected >= 0 (0: all), got {args.max_entries}")
+    common = dict(num_layers=args.layers, bidirectional=args.bidirectional, dtype="float64",
+                  seed=args.seed, backend=args.backend)
+    if args.cell == "lstm":
+        model = LSTM(args.input_size, args.hidden, proj_size=args.proj_size, **common)
+    else:
+        if args.proj_size:
+            raise ValueError(f"--proj-size: only the LSTM has a projection, got {args.proj_size} "
+                             f"with --cell {args.cell}")
+        model = RNN(args.input_size, args.hidden, nonlinearity=args.cell[4:], **common)
+    # fresh non-zero data and states: zeros would hide terms of the gradient
+    rng = np.random.default_rng(args.seed)
+    LD, P = model.num_layers * model.num_directions, model.out_size
+    x = rng.standard_normal((args.T, args.B, args.input_size))
+    h0 = rng.standard_normal((LD, args.B, P))
+    hx = (h0, rng.standard_normal((LD, args.B, args.hidden))) if args.cell == "lstm" else h0
+    lengths = None
+    if args.lengths:
+        lengths = rng.integers(1, args.T + 1, size=args.B)
+        lengths[0] = args.T
+    report = gradcheck(model, x, hx, lengths=lengths, eps=args.eps,
+                       max_entries=args.max_entries or None, seed=args.seed)
+    print(f"{model!r}  T={args.T} B={args.B}"
+          + ("" if lengths is None else f" lengths={lengths.tolist()}"))
+    print(report.table())
+    if args.json:
+        write_json(args.json, report.to_dict())
+        print(f"wrote {args.json}")
+    return 0 if report.passed else 1

@@ -1,0 +1,181 @@
+"""`minirnn study gradflow`: the vanishing/exploding-gradient picture, measured by the engine.
+
+For each cell and recurrent weight scale: a one-layer model (torch's uniform init, then every
+W_hh multiplied by the scale — nothing else changes), a random input of T steps, a loss on the
+last output; ||dL/dh_t|| against the distance T-1-t from the loss, its fitted per-step factor
+(decay_rate), written to DIR/gradflow.csv and plotted (log scale) in DIR/gradflow.png. Then the
+exploding-gradient demonstration: SGD without and with clipping by global norm.
+"""
+from __future__ import annotations
+
+HELP = "gradient-flow studies: `study gradflow` writes gradflow.csv/.png (vanishing/exploding)"
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+COLUMNS = ("cell", "weight_scale", "distance", "grad_norm", "cell_grad_norm", "jac_norm",
+           "jac_sigma", "decay_rate")
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    g = sub.add_parser("gradflow",
+                       help="gradient norm vs distance from the loss, per cell and scale",
+                       description=__doc__.split("\n\n")[1],
+                       formatter_class=p.formatter_class)
+    g.add_argument("--cells", default="rnn_tanh,rnn_relu,lstm", help="comma-separated cells")
+    g.add_argument("--T", type=int, default=200, help="time steps")
+    g.add_argument("--hidden", type=int, default=64, help="hidden size")
+    g.add_argument("--input-size", type=int, default=8, help="input features")
+    g.add_argument("--batch", type=int, default=1, help="sequences (norms are over the batch)")
+    g.add_argument("--weight-scale", default="0.5,1,2,4",
+                   help="comma-separated factors multiplying W_hh after its uniform init")
+    g.add_argument("--out", required=True, metavar="DIR", help="where gradflow.csv/.png go")
+    g.add_argument("--seed", type=int, default=0, help="seed of the models and inputs")
+    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--demo-cell", choices=CELLS, default="rnn_relu",
+                   help="cell of the exploding-gradient demonstration")
+    g.add_argument("--demo-scale", type=float, default=4.0, help="its W_hh scale")
+    g.add_argument("--demo-steps", type=int, default=20, help="its SGD steps")
+    g.add_argument("--max-norm", type=float, default=1.0, help="its clipping threshold")
+    g.add_argument("--no-demo", action="store_true", help="skip the demonstration")
+
+
+def _floats(name, text):
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(not v > 0 for v in vals):
+        raise ValueError(f"{name}: expected positive numbers, got {text!r}")
+    return vals
+
+
+def _table(head, rows):
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def run(args):
+    import os
+
+    import numpy as np
+
+    from .._io import write_text
+    from ..nn.recurrent import LSTM, RNN
+    from ..study import decay_rate, exploding_demo, gradient_flow, scale_recurrent
+
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        raise ValueError(f"--cells: expected some of {','.join(CELLS)}, got {args.cells!r}")
+    scales = _floats("--weight-scale", args.weight_scale)
+    for name in ("T", "hidden", "input_size", "batch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, "
+                             f"got {getattr(args, name)}")
+    os.makedirs(args.out, exist_ok=True)
+    x = np.random.default_rng(args.seed).standard_normal((args.T, args.batch, args.input_size))
+    lines, csv = [], [",".join(COLUMNS)]
+    for cell in cells:
+        for scale in scales:
+            if cell == "lstm":
+                m = LSTM(args.input_size, args.hidden, seed=args.seed, backend=args.backend)
+            else:
+                m = RNN(args.input_size, args.hidden, nonlinearity=cell[4:], seed=args.seed,
+                        backend=args.backend)
+            flow = gradient_flow(scale_recurrent(m, scale), x, loss="last", seed=args.seed)
+            g = flow.norms_by_distance()                                  # (T,) distance 0..T-1
+            gc = flow.norms_by_distance(state="c") if flow.dc_norm is not None else None
+            jn = np.sqrt((flow.jac_norm[0] ** 2).sum(axis=1))[::-1]      # over the batch
+            js = flow.jac_sigma[0].max(axis=1)[::-1]
+            rate = decay_rate(g)
+            lines.append((cell, scale, g, rate))
+            for s in range(args.T):
+                csv.append(",".join([cell, f"{scale:g}", str(s), f"{g[s]:.6e}",
+                                     "" if gc is None else f"{gc[s]:.6e}",
+                                     f"{jn[s]:.6e}", f"{js[s]:.6e}", f"{rate:.6f}"]))
+    csv_path = os.path.join(args.out, "gradflow.csv")
+    write_text(csv_path, "\n".join(csv) + "\n")
+    print(f"gradient flow: T={args.T} hidden={args.hidden} batch={args.batch}, loss on the last "
+          f"output, W_hh x scale (after uniform init)")
+    print(_table(("cell", "scale", "|dL/dh| at loss", f"at distance {args.T - 1}",
+                  "rate per step", "behaviour"),
+                 [(c, f"{s:g}", f"{g[0]:.2e}", f"{g[-1]:.2e}", f"{r:.4f}",
+                   "nan" if not np.isfinite(r) else ("exploding" if r > 1 else "vanishing"))
+                  for c, s, g, r in lines]))
+    demo = None
+    if not args.no_demo:
+        try:
+            demo = exploding_demo(args.demo_cell, args.demo_scale, steps=args.demo_steps,
+                                  max_norm=args.max_norm, seed=args.seed, backend=args.backend)
+        except ImportError as e:              # minirnn.optim missing: say so, keep the rest
+            print(f"\nexploding-gradient demonstration skipped: it needs "
+                  f"minirnn.optim.clip_grad_norm ({e})")
+    if demo is not None:
+        _print_demo(demo, _table)
+        rows = ["run,step,loss,grad_norm"]
+        for name, r in demo["runs"].items():
+            rows += [f"{name},{i},{lo:.6e},{gn:.6e}"
+                     for i, (lo, gn) in enumerate(zip(r["loss"], r["grad_norm"]))]
+        write_text(os.path.join(args.out, "exploding.csv"), "\n".join(rows) + "\n")
+    png = os.path.join(args.out, "gradflow.png")
+    _plot(png, lines, demo, args)
+    print(f"wrote {csv_path}, {png}" + ("" if demo is None else
+                                       f", {os.path.join(args.out, 'exploding.csv')}"))
+    return 0
+
+
+def _print_demo(demo, table):
+    import math
+    r1, rs = demo["rate_by_scale"].get(1.0), demo["rate_by_scale"][demo["weight_scale"]]
+    print(f"\nexploding gradients: {demo['cell']}, W_hh x {demo['weight_scale']:g}, T={demo['T']}, "
+          f"SGD lr={demo['lr']:g}; per-step gradient factor {rs:.3f} (x1 scale: {r1:.3f})")
+    rows = []
+    for name, r in demo["runs"].items():
+        label = "no clipping" if name == "no_clip" else f"clip_grad_norm({demo['max_norm']:g})"
+        top = max((g for g in r["grad_norm"] if math.isfinite(g)), default=float("nan"))
+        rows.append((label, len(r["loss"]), f"{r['grad_norm'][0]:.2e}", f"{top:.2e}",
+                     f"{r['loss'][0]:.3e}", f"{r['loss'][-1]:.3e}",
+                     "finite" if r["finite"] else "DIVERGED (inf/nan)"))
+    head = ("run", "steps", "grad norm 0", "max grad norm", "loss 0", "last loss", "result")
+    print(table(head, rows))
+
+
+def _plot(path, lines, demo, args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .._io import savefig
+
+    fig, axes = plt.subplots(1, 2 if demo else 1, figsize=(13 if demo else 8, 5), squeeze=False)
+    ax = axes[0, 0]
+    colors = {"rnn_tanh": "tab:blue", "rnn_relu": "tab:red", "lstm": "tab:green"}
+    styles = ["-", "--", "-.", ":", (0, (1, 3))]
+    scales = sorted({s for _, s, _, _ in lines})
+    for cell, scale, g, rate in lines:
+        pos = np.where(g > 0, g, np.nan)                      # log scale: zeros are not drawn
+        ax.semilogy(np.arange(len(g)), pos, color=colors[cell],
+                    linestyle=styles[scales.index(scale) % len(styles)],
+                    label=f"{cell} x{scale:g}  ({rate:.3f}/step)")
+    ax.set_xlabel("distance from the loss (steps)")
+    ax.set_ylabel("||dL/dh_t||")
+    ax.set_title(f"gradient flow through time (T={args.T}, H={args.hidden}, W_hh x scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if demo:
+        ax = axes[0, 1]
+        for name, r in demo["runs"].items():
+            gn = np.asarray(r["grad_norm"], dtype=float)
+            ax.semilogy(np.arange(len(gn)), np.where(np.isfinite(gn), gn, np.nan), marker="o",
+                        label="no clipping" + ("" if r["finite"] else " (diverged)")
+                        if name == "no_clip" else f"clip_grad_norm({demo['max_norm']:g})")
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel("global gradient norm (before clipping)")
+        ax.set_title(f"exploding gradients: {demo['cell']}, W_hh x {demo['weight_scale']:g}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    savefig(fig, path, dpi=110)
+    plt.close(fig)

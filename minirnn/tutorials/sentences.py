@@ -1,0 +1,96 @@
+"""sentences: a character RNN that learns three sentences by heart and completes them.
+
+    'hey how are you', 'good i am fine', 'have a nice day', each followed by an end mark "\\n"
+    x_t = one_hot(c_t);  h_t = tanh(W_ih x_t + W_hh h_{t-1} + b);  z_t = W h_t + b   (H = 12)
+    loss = mean cross_entropy(z_t, c_{t+1}) over the real (unpadded) steps, Adam
+
+The three sentences are one minibatch with lengths (the padded steps are ignored by the loss
+through ignore_index). Completion is greedy: feed the prime, then append the most likely
+character until the end mark. 'h' starts two sentences, so 'hey' and 'have' are only told apart
+by the state after the second character.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SENTENCES = ("hey how are you", "good i am fine", "have a nice day")
+END = "\n"
+PRIMES = ("good", "hey", "have")
+IGNORE = -100
+
+
+def vocabulary(sentences=SENTENCES):
+    itos = sorted(set("".join(sentences)) | {END})
+    return {c: i for i, c in enumerate(itos)}, itos
+
+
+def _batch(sentences, stoi):
+    """inputs (T, B, V) one-hot, targets (T, B) with IGNORE past each end, lengths (B,)."""
+    from .data import one_hot, pad_batch
+    seqs = [np.array([stoi[c] for c in s + END]) for s in sentences]
+    tokens, lengths = pad_batch([s[:-1] for s in seqs])                 # (B, T), (B,)
+    targets = np.full(tokens.shape, IGNORE, dtype=np.int64)             # (B, T)
+    for b, s in enumerate(seqs):
+        targets[b, :len(s) - 1] = s[1:]
+    return one_hot(tokens.T, len(stoi)), targets.T, lengths
+
+
+def train(hidden_size=12, steps=400, lr=0.02, seed=0, backend="numpy", log=None):
+    """Returns (rnn, head, stoi, itos, losses)."""
+    from ..nn.layers import Linear
+    from ..nn.losses import cross_entropy
+    from ..nn.module import Module
+    from ..nn.recurrent import RNN
+    from ..optim import Adam
+    stoi, itos = vocabulary()
+    net = Module(seed=seed)
+    rnn = net.add_module("rnn", RNN(len(itos), hidden_size, seed=seed, backend=backend))
+    head = net.add_module("head", Linear(hidden_size, len(itos), seed=seed + 1))
+    opt = Adam(net, lr=lr)
+    inputs, targets, lengths = _batch(SENTENCES, stoi)
+    T, B, V = inputs.shape
+    losses = []
+    for step in range(steps):
+        out, _ = rnn(inputs, lengths=lengths)                           # (T, B, H)
+        logits = head(out.reshape(T * B, hidden_size))                  # (T*B, V)
+        loss, dlogits = cross_entropy(logits, targets.reshape(-1), ignore_index=IGNORE)
+        losses.append(float(loss))
+        if log and step % 50 == 0:
+            log(f"step {step:3d}  loss {loss:.4f}")
+        opt.zero_grad()
+        rnn.backward(head.backward(dlogits).reshape(T, B, hidden_size), None)
+        opt.step()
+    return rnn, head, stoi, itos, losses
+
+
+def complete(rnn, head, stoi, itos, prime, max_len=40):
+    """Greedy completion of `prime` until the end mark (the end mark is not returned)."""
+    from .data import one_hot
+    if not prime:
+        raise ValueError("prime: expected at least one character, got ''")
+    unknown = sorted(set(prime) - set(stoi))
+    if unknown:
+        raise ValueError(f"prime: characters {unknown} are not in the vocabulary {''.join(itos)!r}")
+    h, text, c = None, prime, None
+    for ch in prime:                                                     # read the prime
+        out, h = rnn(one_hot(np.array([[stoi[ch]]]), len(itos)), h)      # (1, 1, H)
+    for _ in range(max_len):                                             # then write
+        c = itos[int(head(out.reshape(1, -1)).argmax())]
+        if c == END:
+            break
+        text += c
+        out, h = rnn(one_hot(np.array([[stoi[c]]]), len(itos)), h)
+    return text
+
+
+def main(seed=0, backend="numpy", out=None, quick=False, log=print):
+    """`minirnn train sentences`: train, then print the three completions."""
+    rnn, head, stoi, itos, losses = train(seed=seed, backend=backend, log=log)
+    samples = {p: complete(rnn, head, stoi, itos, p) for p in PRIMES}
+    for p, s in samples.items():
+        log(f"{p!r:8} -> {s!r}")
+    if out:
+        from .metrics import plot_curves
+        plot_curves(f"{out}/loss.png", {"train": (range(len(losses)), losses)}, xlabel="step",
+                    title="sentences: training loss")
+    return {"samples": samples, "final_loss": losses[-1]}
