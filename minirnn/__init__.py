@@ -18,13 +18,15 @@ _LAZY = {
     "clip_grad_norm": ".optim", "SGD": ".optim", "Adam": ".optim",
     "Linear": ".nn.layers", "Embedding": ".nn.layers", "Dropout": ".nn.layers",
     "save_checkpoint": ".checkpoint", "load_checkpoint": ".checkpoint",
+    "CheckpointError": ".checkpoint", "load_model_state": ".checkpoint",
+    "SequenceClassifier": ".models", "LanguageModel": ".models", "Engine": ".training",
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if name in ("study", "optim", "checkpoint", "models", "training"):
+    if name in ("study", "optim", "checkpoint", "models", "training", "torch_backend"):
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
 

@@ -13,6 +13,9 @@ def clip_grad_norm(module, max_norm):
 
     total_norm is the L2 norm of all gradients together; returns it (before clipping).
     """
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)) \
+            or not np.isfinite(max_norm) or max_norm <= 0:
+        raise ValueError(f"max_norm: expected a positive finite number, got {max_norm!r}")
     grads = [g for _, _, g in module.named_parameters()]
     total = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
     coef = max_norm / (total + 1e-6)
@@ -26,8 +29,11 @@ class Optimizer:
     hyper: tuple = ()
 
     def __init__(self, module, lr):
-        if lr <= 0:
-            raise ValueError(f"lr: expected a positive learning rate, got {lr}")
+        if not hasattr(module, "named_parameters"):
+            raise TypeError(f"module: expected a minirnn Module, got {type(module).__name__}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) \
+                or not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
         self.module, self.lr = module, float(lr)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps = 0
@@ -106,3 +112,6 @@ class Adam(Optimizer):
             step_size = self.lr / (1 - b1 ** t)
             denom = np.sqrt(s["exp_avg_sq"]) / np.sqrt(1 - b2 ** t) + self.eps
             p -= step_size * s["exp_avg"] / denom
+
+
+__all__ = ["SGD", "Adam", "Optimizer", "clip_grad_norm"]

@@ -18,10 +18,12 @@ def log_softmax(z, axis=-1):
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def _check(logp, targets, weight, ignore_index):
-    logp = np.asarray(logp)
+def _check(logp, targets, weight, ignore_index, name="logp"):
+    logp = to_numpy(logp)
+    if logp.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {logp.dtype}")
     if logp.ndim != 2:
-        raise ValueError(f"logits: expected shape (N, C), got {logp.shape}")
+        raise ValueError(f"{name}: expected shape (N, C), got {logp.shape}")
     N, C = logp.shape
     t = to_numpy(targets)
     if t.dtype.kind not in "iu":
@@ -40,9 +42,9 @@ def _check(logp, targets, weight, ignore_index):
     return logp, safe_t, w_n
 
 
-def nll_loss(logp, targets, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(logp, targets, weight=None, ignore_index=-100, reduction="mean", _name="logp"):
     """-> (loss, dlogp). reduction: 'mean' (weighted, as torch) or 'sum'."""
-    logp, t, w_n = _check(logp, targets, weight, ignore_index)
+    logp, t, w_n = _check(logp, targets, weight, ignore_index, _name)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     rows = np.arange(len(t))
@@ -57,8 +59,11 @@ def nll_loss(logp, targets, weight=None, ignore_index=-100, reduction="mean"):
 
 def cross_entropy(logits, targets, weight=None, ignore_index=-100, reduction="mean"):
     """log_softmax then NLL -> (loss, dlogits); dlogits = (softmax - onehot) * w / denom."""
+    logits = to_numpy(logits)
+    if logits.dtype.kind != "f":
+        raise TypeError(f"logits: expected a floating-point array, got dtype {logits.dtype}")
     logp = log_softmax(logits, axis=-1)
-    loss, dlogp = nll_loss(logp, targets, weight, ignore_index, reduction)
+    loss, dlogp = nll_loss(logp, targets, weight, ignore_index, reduction, _name="logits")
     # backward of log_softmax: dz = dlogp - softmax * sum(dlogp)
     dlogits = dlogp - np.exp(logp) * dlogp.sum(axis=-1, keepdims=True)
     return loss, dlogits

@@ -89,8 +89,9 @@ def train_tutorial(names, labels, split, n_categories, steps=100_000, lr=0.005, 
 
 
 # ---- 2. the LSTM / RNN classifier --------------------------------------------------------
-def class_weights(labels, n_categories, power=0.5):
-    """(N / (C * n_c)) ** power: 1 = fully balanced, 0 = none; 0.5 balances accuracy and macro."""
+def class_weights(labels, n_categories, power=0.25):
+    """(N / (C * n_c)) ** power: 1 = fully balanced, 0 = none. 0.25 lifts the small languages
+    (macro accuracy) at little cost in accuracy; 0.5 cost ~3 points of accuracy in our runs."""
     counts = np.bincount(labels, minlength=n_categories).astype(np.float64)
     return (len(labels) / (n_categories * np.maximum(counts, 1))) ** power
 
@@ -121,13 +122,13 @@ def predict_classes(engine, indices, encoded, labels, batch_size=512):
 
 
 def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, epochs=20,
-                     batch_size=64, lr=3e-3, patience=4, weight_power=0.5, bidirectional=False,
+                     batch_size=64, lr=2e-3, patience=4, weight_power=0.25, bidirectional=False,
                      embedding_dim=None, dropout=0.0, seed=0, backend="numpy", device="cpu",
                      ckpt=None, log=None):
     """Returns (engine of the best epoch, loss curves, seconds spent training)."""
     from .._progress import progress
     from ..training import Engine
-    config = {"task": "names", "model": cell, "cell": cell, "num_classes": len(cats),
+    config = {"task": "names", "model": "rnn" if cell.startswith("rnn") else cell, "cell": cell, "num_classes": len(cats),
               "hidden_size": hidden_size, "bidirectional": bidirectional,
               "embedding_dim": embedding_dim, "dropout": dropout, "seed": seed, "split_seed": seed}
     model = build_classifier(dict(config, backend="numpy" if backend == "torch" else backend))
@@ -200,7 +201,7 @@ def main(model="lstm", backend="numpy", device="cpu", epochs=None, seed=0, out="
         if quick:     # a taste: a small model on every 8th training name, two epochs
             split = dict(split, train=split["train"][::8])
         engine, curves, seconds = train_classifier(
-            names, labels, split, cats, cell=model, hidden_size=32 if quick else 128,
+            names, labels, split, cats, cell="rnn_tanh" if model == "rnn" else model, hidden_size=32 if quick else 128,
             epochs=epochs or (2 if quick else 20), seed=seed, backend=backend, device=device,
             ckpt=ckpt, log=log)
         preds = predict_classes(engine, split["test"], encoded, labels)

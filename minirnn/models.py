@@ -1,0 +1,182 @@
+"""Two composed models, each a Module whose keys are torch's: a sequence classifier and a
+language model. Forward and backward run through the engine's own RNN/LSTM and its BPTT.
+
+Shapes: B = batch, T = time, V = vocabulary, E = embedding, H = hidden, D = directions,
+L = layers, C = classes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .nn.layers import Dropout, Embedding, Linear
+from .nn.module import Module
+from .nn.recurrent import CELLS, LSTM, RNN
+
+
+def _child_seeds(seed, n):
+    """n independent integer seeds from one (None stays None: fresh entropy each)."""
+    if seed is None:
+        return [None] * n
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+
+
+def _recurrent(cell, input_size, hidden_size, num_layers, dropout, bidirectional, dtype, seed,
+               backend):
+    if cell not in CELLS:
+        raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}")
+    kw = dict(num_layers=num_layers, batch_first=True, dropout=dropout,
+              bidirectional=bidirectional, dtype=dtype, seed=seed, backend=backend)
+    if cell == "lstm":
+        return LSTM(input_size, hidden_size, **kw)
+    return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kw)
+
+
+class _Composed(Module):
+    """Shared plumbing: token checks, embedding or one-hot input, the backend switch."""
+
+    def _tokens(self, tokens):
+        tokens = self.embedding.check_ids(tokens, "tokens") if self.embedding is not None \
+            else self._check_one_hot(tokens)
+        if tokens.ndim != 2 or 0 in tokens.shape:
+            raise ValueError(f"tokens: expected integer ids of shape (B, T) with B, T >= 1, "
+                             f"got shape {tokens.shape}")
+        return tokens
+
+    def _check_one_hot(self, tokens):
+        from ._checks import to_numpy
+        t = to_numpy(tokens)
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"tokens: expected integer token ids, got dtype {t.dtype}")
+        if t.size and (t.min() < 0 or t.max() >= self.vocab_size):
+            raise ValueError(f"tokens: expected ids in [0, {self.vocab_size}) "
+                             f"(vocab_size={self.vocab_size}), got min {t.min()}, max {t.max()}")
+        return t.astype(np.int64)
+
+    def _embed(self, tokens):
+        if self.embedding is not None:
+            return self.embedding.forward(tokens)                    # (B, T, E)
+        return np.eye(self.vocab_size, dtype=self.dtype)[tokens]     # (B, T, V) one-hot
+
+    @property
+    def backend(self):
+        return self.rnn.backend
+
+    @backend.setter
+    def backend(self, name):
+        from .functional import get_backend
+        get_backend(name)                                            # refuses an unknown one
+        self.rnn.backend = name
+
+
+class SequenceClassifier(_Composed):
+    """tokens -> [embedding | one-hot] -> RNN/LSTM -> h_n of the last layer (directions
+    concatenated) -> dropout -> linear -> logits (B, C)."""
+
+    def __init__(self, vocab_size, num_classes, hidden_size, cell="lstm", num_layers=1,
+                 embedding_dim=None, bidirectional=False, dropout=0.0, dtype="float64",
+                 seed=None, backend="numpy"):
+        super().__init__(dtype, seed)
+        for name, v in (("vocab_size", vocab_size), ("num_classes", num_classes)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        self.kwargs = dict(vocab_size=vocab_size, num_classes=num_classes, hidden_size=hidden_size,
+                           cell=cell, num_layers=num_layers, embedding_dim=embedding_dim,
+                           bidirectional=bidirectional, dropout=dropout,
+                           dtype=self.dtype.name, seed=seed)
+        self.config = self.kwargs        # constructor kwargs: Engine.save/load rebuild the model
+        self.vocab_size, self.num_classes, self.cell = vocab_size, num_classes, cell
+        s = _child_seeds(seed, 4)
+        self.embedding = None
+        if embedding_dim is not None:
+            self.embedding = self.add_module("embedding", Embedding(vocab_size, embedding_dim,
+                                                                    dtype=dtype, seed=s[0]))
+        in_size = vocab_size if embedding_dim is None else embedding_dim
+        self.rnn = self.add_module("rnn", _recurrent(cell, in_size, hidden_size, num_layers,
+                                                     dropout, bidirectional, dtype, s[1], backend))
+        self.drop = self.add_module("drop", Dropout(dropout, dtype=dtype, seed=s[2]))
+        D = self.rnn.num_directions
+        self.fc = self.add_module("fc", Linear(D * hidden_size, num_classes, dtype=dtype, seed=s[3]))
+        self._shape = None
+
+    def forward(self, tokens, lengths=None):
+        """tokens (B, T) int, lengths (B,) or None -> logits (B, C)."""
+        tokens = self._tokens(tokens)
+        x = self._embed(tokens)                                      # (B, T, E)
+        out, state = self.rnn.forward(x, None, lengths)
+        h_n = state[0] if self.cell == "lstm" else state             # (L*D, B, H)
+        D = self.rnn.num_directions
+        feat = np.concatenate(list(h_n[-D:]), axis=-1)               # (B, D*H) last layer
+        self._shape = (out.shape, h_n.shape)
+        return self.fc.forward(self.drop.forward(feat))              # (B, C)
+
+    def backward(self, d_logits):
+        """d_logits (B, C): accumulate every gradient (fc, RNN/LSTM by BPTT, embedding)."""
+        if self._shape is None:
+            raise RuntimeError("backward() called before forward()")
+        out_shape, hn_shape = self._shape
+        d_feat = self.drop.backward(self.fc.backward(d_logits))     # (B, D*H)
+        D, H = self.rnn.num_directions, self.rnn.hidden_size
+        d_hn = np.zeros(hn_shape, dtype=self.dtype)                  # (L*D, B, H)
+        for d in range(D):                                           # only h_n reaches the loss
+            d_hn[len(d_hn) - D + d] = d_feat[:, d * H:(d + 1) * H]
+        d_out = np.zeros(out_shape, dtype=self.dtype)                # (B, T, D*H): unused outputs
+        if self.cell == "lstm":
+            dx, _ = self.rnn.backward(d_out, (d_hn, None))
+        else:
+            dx, _ = self.rnn.backward(d_out, d_hn)
+        if self.embedding is not None:
+            self.embedding.backward(dx)
+
+
+class LanguageModel(_Composed):
+    """tokens -> embedding -> RNN/LSTM (dropout between layers) -> dropout -> linear -> logits.
+
+    Truncated BPTT: forward(tokens, state) continues from `state` (h_n or (h_n, c_n) of the
+    previous chunk); backward sends no gradient into it, which is the cut.
+    """
+
+    def __init__(self, vocab_size, embedding_dim, hidden_size, cell="lstm", num_layers=2,
+                 dropout=0.0, dtype="float64", seed=None, backend="numpy"):
+        super().__init__(dtype, seed)
+        if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or vocab_size < 1:
+            raise ValueError(f"vocab_size: expected an integer >= 1, got {vocab_size!r}")
+        self.kwargs = dict(vocab_size=vocab_size, embedding_dim=embedding_dim,
+                           hidden_size=hidden_size, cell=cell, num_layers=num_layers,
+                           dropout=dropout, dtype=self.dtype.name, seed=seed)
+        self.config = self.kwargs        # constructor kwargs: Engine.save/load rebuild the model
+        self.vocab_size, self.cell = vocab_size, cell
+        s = _child_seeds(seed, 4)
+        self.embedding = self.add_module("embedding", Embedding(vocab_size, embedding_dim,
+                                                                dtype=dtype, seed=s[0]))
+        self.rnn = self.add_module("rnn", _recurrent(cell, embedding_dim, hidden_size, num_layers,
+                                                     dropout, False, dtype, s[1], backend))
+        self.drop = self.add_module("drop", Dropout(dropout, dtype=dtype, seed=s[2]))
+        self.fc = self.add_module("fc", Linear(hidden_size, vocab_size, dtype=dtype, seed=s[3]))
+
+    def init_state(self, batch):
+        """Zeros: (L, B, H), or a pair of them for the LSTM."""
+        h = np.zeros((self.rnn.num_layers, batch, self.rnn.hidden_size), dtype=self.dtype)
+        return (h, h.copy()) if self.cell == "lstm" else h
+
+    def forward(self, tokens, state=None):
+        """tokens (B, T) int, state or None -> logits (B, T, V), new_state (copies)."""
+        tokens = self._tokens(tokens)
+        x = self.embedding.forward(tokens)                           # (B, T, E)
+        out, new_state = self.rnn.forward(x, state)                  # (B, T, H)
+        logits = self.fc.forward(self.drop.forward(out))             # (B, T, V)
+        if self.cell == "lstm":
+            new_state = (new_state[0].copy(), new_state[1].copy())
+        else:
+            new_state = new_state.copy()
+        return logits, new_state
+
+    def backward(self, d_logits):
+        """d_logits (B, T, V); no gradient flows into the carried state (the truncation)."""
+        d_out = self.drop.backward(self.fc.backward(d_logits))      # (B, T, H)
+        dx, _ = self.rnn.backward(d_out)
+        self.embedding.backward(dx)
+
+
+MODELS = {"SequenceClassifier": SequenceClassifier, "LanguageModel": LanguageModel}
+
+__all__ = ["SequenceClassifier", "LanguageModel", "MODELS"]

@@ -1,0 +1,99 @@
+"""The torch half of the parity harness (the only module here that imports torch).
+
+The same configuration is built as torch.nn.RNN / nn.LSTM, the case's weights are copied in
+through load_state_dict (strict: torch's own keys and shapes must match ours), variable
+lengths go through pack_padded_sequence(enforce_sorted=False) / pad_packed_sequence, and the
+same random projection loss is differentiated by autograd.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .harness import case_params
+
+
+def cuda_available():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _device(device):
+    import torch
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device: 'cuda' requested but torch.cuda.is_available() is False "
+                               f"(torch {torch.__version__}); use --device cpu")
+        # TF32 would round float32 products to 10 mantissa bits: parity needs real float32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(device)
+
+
+def build_torch(config, dtype, device="cpu"):
+    import torch
+    common = dict(num_layers=config.num_layers, bias=config.bias, batch_first=config.batch_first,
+                  bidirectional=config.bidirectional)
+    if config.cell == "lstm":
+        m = torch.nn.LSTM(config.input_size, config.hidden_size, proj_size=config.proj_size,
+                          **common)
+    else:
+        m = torch.nn.RNN(config.input_size, config.hidden_size, nonlinearity=config.cell[4:],
+                         **common)
+    return m.to(device=_device(device), dtype=getattr(torch, dtype))
+
+
+def run_torch(config, case, device="cpu"):
+    """torch's forward and backward on a case -> result dict of numpy arrays (float in the
+    case's dtype), with the same keys as harness.run_minirnn."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    dtype = case["x"].dtype.name
+    m = build_torch(config, dtype, device)
+    dev = next(m.parameters()).device
+    m.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                       for k, v in case_params(case).items()}, strict=True)
+    m.train()                          # dropout is 0: train/eval give the same numbers
+    t = lambda name, grad=False: torch.tensor(case[name], device=dev,  # noqa: E731
+                                              requires_grad=grad)
+    x, h0 = t("x", True), t("h0", True)
+    is_lstm = config.cell == "lstm"
+    c0 = t("c0", True) if is_lstm else None
+    hx = (h0, c0) if is_lstm else h0
+    lengths = case.get("lengths")
+    with warnings.catch_warnings():
+        # "LSTM with projections is not supported with oneDNN": torch's own fallback, fine
+        warnings.filterwarnings("ignore", message=".*not supported with oneDNN.*")
+        if lengths is None:
+            out, state = m(x, hx)
+        else:
+            packed = pack_padded_sequence(x, torch.as_tensor(lengths, dtype=torch.int64),
+                                          batch_first=config.batch_first, enforce_sorted=False)
+            out_packed, state = m(packed, hx)
+            out, _ = pad_packed_sequence(out_packed, batch_first=config.batch_first,
+                                         total_length=config.T)
+    h_n, c_n = state if is_lstm else (state, None)
+    loss = (out * t("d_out")).sum() + (h_n * t("d_h_n")).sum()
+    if is_lstm:
+        loss = loss + (c_n * t("d_c_n")).sum()
+    loss.backward()
+    np_ = lambda v: v.detach().cpu().numpy().copy()  # noqa: E731
+    res = {"out": np_(out), "h_n": np_(h_n)}
+    if is_lstm:
+        res["c_n"] = np_(c_n)
+    res["dx"], res["dh0"] = np_(x.grad), np_(h0.grad)
+    if is_lstm:
+        res["dc0"] = np_(c0.grad)
+    for name, p in m.named_parameters():
+        res["grad." + name] = np_(p.grad) if p.grad is not None else np.zeros(tuple(p.shape), dtype)
+    return res
+
+
+__all__ = ["cuda_available", "build_torch", "run_torch"]

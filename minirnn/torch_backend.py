@@ -1,0 +1,221 @@
+"""The torch training path: torch twins of minirnn models, and optimiser state both ways.
+
+A twin has the SAME state_dict keys ("rnn.weight_ih_l0", "fc.bias") and the same forward
+semantics (lengths -> packed sequences), in the model's dtype, on any device; torch autograd
+and cuDNN do the work. Weights and optimiser state convert both ways, so a model trained on
+one backend continues on the other.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .models import LanguageModel, SequenceClassifier
+from .nn.layers import Dropout, Embedding, Linear
+from .nn.module import Module
+from .nn.recurrent import LSTM, RNN
+from .optim import SGD, Adam
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _run(rnn_cls, self, x, hx, lengths):
+    """torch's nn.RNN/nn.LSTM forward; with lengths, through a packed sequence (output is
+    zero past each sequence's end and h_n is taken at each sequence's last step)."""
+    if lengths is None:
+        return rnn_cls.forward(self, x, hx)
+    T = x.shape[1 if self.batch_first else 0]
+    lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.int64).cpu()
+    packed = pack_padded_sequence(x, lengths, batch_first=self.batch_first, enforce_sorted=False)
+    out, state = rnn_cls.forward(self, packed, hx)
+    out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=T)
+    return out, state
+
+
+class TorchRNN(nn.RNN):
+    """nn.RNN whose forward also takes lengths, like minirnn.RNN."""
+
+    def forward(self, x, hx=None, lengths=None):
+        return _run(nn.RNN, self, x, hx, lengths)
+
+
+class TorchLSTM(nn.LSTM):
+    """nn.LSTM whose forward also takes lengths, like minirnn.LSTM."""
+
+    def forward(self, x, hx=None, lengths=None):
+        return _run(nn.LSTM, self, x, hx, lengths)
+
+
+def _tokens(tokens, device):
+    return torch.as_tensor(np.asarray(tokens), dtype=torch.int64, device=device)
+
+
+class TorchSequenceClassifier(nn.Module):
+    def __init__(self, model: SequenceClassifier):
+        super().__init__()
+        self.vocab_size, self.cell = model.vocab_size, model.cell
+        self.embedding = _twin(model.embedding) if model.embedding is not None else None
+        self.rnn = _twin(model.rnn)
+        self.drop = nn.Dropout(model.drop.p)
+        self.fc = _twin(model.fc)
+
+    def forward(self, tokens, lengths=None):
+        tokens = _tokens(tokens, self.fc.weight.device)
+        if self.embedding is not None:
+            x = self.embedding(tokens)
+        else:
+            x = nn.functional.one_hot(tokens, self.vocab_size).to(self.fc.weight.dtype)
+        _, state = self.rnn(x, None, lengths)
+        h_n = state[0] if self.cell == "lstm" else state            # (L*D, B, H)
+        D = 2 if self.rnn.bidirectional else 1
+        feat = torch.cat(list(h_n[-D:]), dim=-1)                     # (B, D*H)
+        return self.fc(self.drop(feat))
+
+
+class TorchLanguageModel(nn.Module):
+    def __init__(self, model: LanguageModel):
+        super().__init__()
+        self.cell = model.cell
+        self.embedding = _twin(model.embedding)
+        self.rnn = _twin(model.rnn)
+        self.drop = nn.Dropout(model.drop.p)
+        self.fc = _twin(model.fc)
+
+    def forward(self, tokens, state=None):
+        """-> logits (B, T, V), new state (not detached: the caller cuts the graph)."""
+        x = self.embedding(_tokens(tokens, self.fc.weight.device))
+        out, new_state = self.rnn(x, state)
+        return self.fc(self.drop(out)), new_state
+
+
+def _twin(model):
+    """The torch module (CPU, not yet typed) with the same structure; weights copied later."""
+    if isinstance(model, Linear):
+        return nn.Linear(model.in_features, model.out_features, bias="bias" in model.params)
+    if isinstance(model, Embedding):
+        return nn.Embedding(model.num_embeddings, model.embedding_dim, padding_idx=model.padding_idx)
+    if isinstance(model, Dropout):
+        return nn.Dropout(model.p)
+    if isinstance(model, (RNN, LSTM)):
+        kw = dict(num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
+                  dropout=model.dropout, bidirectional=model.bidirectional)
+        if isinstance(model, LSTM):
+            return TorchLSTM(model.input_size, model.hidden_size, proj_size=model.proj_size, **kw)
+        return TorchRNN(model.input_size, model.hidden_size, nonlinearity=model.nonlinearity, **kw)
+    if isinstance(model, SequenceClassifier):
+        return TorchSequenceClassifier(model)
+    if isinstance(model, LanguageModel):
+        return TorchLanguageModel(model)
+    raise TypeError(f"model: expected a minirnn Linear, Embedding, Dropout, RNN, LSTM, "
+                    f"SequenceClassifier or LanguageModel, got {type(model).__name__}")
+
+
+def to_torch(model, device="cpu"):
+    """A torch twin of `model` with the same keys and weights, in the model's dtype, on device."""
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected a minirnn Module, got {type(model).__name__}")
+    twin = _twin(model).to(device=device, dtype=_DTYPES[model.dtype.name])
+    load_state_into_torch(twin, model.state_dict())
+    twin.train(model.training)
+    return twin
+
+
+def load_state_into_torch(torch_module, state_dict):
+    """Copy numpy arrays into a torch module (strict: same keys and shapes, else an error)."""
+    own = torch_module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if missing or unexpected:
+        raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+    for k, v in own.items():
+        if tuple(np.shape(state_dict[k])) != tuple(v.shape):
+            raise ValueError(f"state_dict[{k!r}]: expected shape {tuple(v.shape)}, "
+                             f"got {tuple(np.shape(state_dict[k]))}")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(torch.as_tensor(np.asarray(state_dict[k])))
+    return torch_module
+
+
+def copy_from_torch(model, torch_module):
+    """Weights of a torch twin -> the minirnn model, in place (keys and shapes checked)."""
+    model.load_state_dict({k: v for k, v in torch_module.state_dict().items()})
+    return model
+
+
+# ---- optimiser state ---------------------------------------------------------------------
+def _torch_params(model, torch_module):
+    """The twin's parameters in the order of model.named_parameters(), matched by name."""
+    tp = dict(torch_module.named_parameters())
+    names = [n for n, _, _ in model.named_parameters()]
+    missing = [n for n in names if n not in tp]
+    if missing:
+        raise KeyError(f"torch_module: has no parameters {missing} of the minirnn model")
+    return names, [tp[n] for n in names]
+
+
+def optimizer_to_torch(opt, torch_module):
+    """A torch.optim.SGD / Adam over the twin's parameters with opt's hyperparameters and state."""
+    names, params = _torch_params(opt.module, torch_module)
+    if isinstance(opt, SGD):
+        topt = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
+                               weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    elif isinstance(opt, Adam):
+        topt = torch.optim.Adam(params, lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                weight_decay=opt.weight_decay)
+    else:
+        raise TypeError(f"opt: expected a minirnn SGD or Adam, got {type(opt).__name__}")
+    for name, p in zip(names, params):
+        slots = opt.state.get(name)
+        if not slots:
+            continue
+        st = topt.state[p]
+        for slot, value in slots.items():
+            if slot == "step":          # torch keeps Adam's step as a float scalar tensor
+                st["step"] = torch.tensor(float(value), dtype=torch.get_default_dtype())
+            else:
+                st[slot] = torch.as_tensor(np.array(value), device=p.device, dtype=p.dtype)
+    return topt
+
+
+def optimizer_from_torch(torch_opt, model, opt):
+    """The torch optimiser's state and hyperparameters -> minirnn `opt` (over `model`), in place."""
+    names = [n for n, _, _ in model.named_parameters()]
+    params = [p for g in torch_opt.param_groups for p in g["params"]]
+    if len(params) != len(names):
+        raise ValueError(f"torch_opt: expected {len(names)} parameters (the model's), got {len(params)}")
+    group = torch_opt.param_groups[0]
+    opt.lr = float(group["lr"])
+    if isinstance(opt, SGD):
+        slots = ("momentum_buffer",)
+    elif isinstance(opt, Adam):
+        slots = ("exp_avg", "exp_avg_sq", "step")
+    else:
+        raise TypeError(f"opt: expected a minirnn SGD or Adam, got {type(opt).__name__}")
+    state = {}
+    for name, p, (_, mine, _) in zip(names, params, model.named_parameters()):
+        st = torch_opt.state.get(p, {})
+        if p.shape != mine.shape:
+            raise ValueError(f"torch_opt: parameter {name!r} has shape {tuple(p.shape)}, "
+                             f"the model's is {mine.shape}")
+        got = {}
+        for slot in slots:
+            v = st.get(slot)
+            if v is None:
+                continue
+            if slot == "step":
+                got[slot] = np.array(int(float(v)), dtype=np.int64)
+            else:
+                got[slot] = v.detach().cpu().numpy().astype(mine.dtype)
+        if got:
+            state[name] = got
+    opt.state = state
+    opt.steps = max([int(s["step"]) for s in state.values() if "step" in s] or [opt.steps])
+    return opt
+
+
+__all__ = ["to_torch", "copy_from_torch", "load_state_into_torch", "optimizer_to_torch",
+           "optimizer_from_torch", "TorchRNN", "TorchLSTM", "TorchSequenceClassifier",
+           "TorchLanguageModel"]
