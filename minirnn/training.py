@@ -69,6 +69,7 @@ class Engine:
         self.steps = 0
         self._twin = self._topt = None               # torch side, built on first use
         self._stale = False                          # True: torch holds newer weights
+        self._torch_rng = None                       # torch RNG state from a checkpoint
 
     # ---- the torch side ------------------------------------------------------------------
     def _torch(self):
@@ -77,8 +78,10 @@ class Engine:
 
             from .torch_backend import optimizer_to_torch, to_torch
             torch.manual_seed(self.seed)             # dropout masks come from torch's RNG
-            self._twin = to_torch(self.model, self.device)
+            self._twin = to_torch(self.model, self.device)   # (its throwaway init draws too)
             self._topt = optimizer_to_torch(self.optimizer, self._twin)
+            if self._torch_rng is not None:          # resumed: continue torch's dropout stream
+                torch.set_rng_state(torch.tensor(self._torch_rng, dtype=torch.uint8))
         return self._twin
 
     def sync(self):
@@ -208,6 +211,16 @@ class Engine:
         conv = lambda s: s.detach().cpu().numpy()                     # noqa: E731  (the cut)
         return tuple(conv(s) for s in state) if isinstance(state, tuple) else conv(state)
 
+    def _torch_rng_state(self):
+        """torch's CPU RNG state (its dropout masks) once the torch side has run, else None:
+        saved so that a run resumed on torch draws the same masks as one that never stopped."""
+        if str(self.device).startswith("cuda"):
+            return None                              # CUDA dropout uses the device's own RNG
+        if self._twin is None:                       # not run on torch since loading: keep it
+            return self._torch_rng
+        import torch
+        return torch.get_rng_state().tolist()
+
     # ---- checkpoints ---------------------------------------------------------------------------
     def save(self, path, config=None, vocab=None, labels=None, step=None, extra=None):
         """One .npz: weights, optimiser state, your config plus config['engine'] (model class,
@@ -223,6 +236,7 @@ class Engine:
             "class_weight": None if self.class_weight is None else self.class_weight.tolist(),
             "ignore_index": self.ignore_index, "seed": self.seed, "steps": self.steps,
             "rng_states": {p: m.rng.bit_generator.state for p, m in _modules(self.model)},
+            "torch_rng_state": self._torch_rng_state(),
         }
         return save_checkpoint(path, self.model, opt, config=config, vocab=vocab, labels=labels,
                                step=self.steps if step is None else step, extra=extra)
@@ -251,6 +265,7 @@ class Engine:
         if ck.optimizer_state is not None:
             engine.optimizer.load_state_dict(ck.optimizer_state)
         engine.steps = int(cfg.get("steps", ck.step))
+        engine._torch_rng = cfg.get("torch_rng_state")
         engine.checkpoint = ck
         return engine
 
