@@ -14,9 +14,9 @@ from minirnn.testing import max_errors  # noqa: E402
 
 
 @st.composite
-def configs(draw):
+def configs(draw, min_hidden=1):
     cell = draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm"]))
-    H = draw(st.integers(1, 16))
+    H = draw(st.integers(min_hidden, 16))
     unbatched = draw(st.booleans()) and draw(st.booleans())          # 1 in 4
     batched = not unbatched
     return Config(
@@ -69,9 +69,13 @@ def _float32_failures_explained_by_torch(config, case, report):
     return unexplained
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config=configs(), dtype=st.sampled_from(["float32", "float64"]))
-def test_matches_torch(config, dtype):
+# float32 draws H >= 2: with H = 1 every gradient tensor is one scalar summed with
+# cancellation, whose float32 error is a coin flip for minirnn and torch alike (measured:
+# either side 2e-6..3e-5 off the float64 truth). float64 covers H = 1 at the strict 1e-12.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), dtype=st.sampled_from(["float32", "float64"]))
+def test_matches_torch(data, dtype):
+    config = data.draw(configs(min_hidden=2 if dtype == "float32" else 1), label="config")
     case = make_case(config, dtype)
     ref = run_torch(config, case, "cpu")
     report = check_case(config, case, ref, "cpu")

@@ -14,7 +14,7 @@ from minirnn.testing import assert_close
 K = pytest.importorskip("minirnn.kernels")
 
 RTOL = {"float64": 1e-13, "float32": 2e-5}
-SETTINGS = settings(max_examples=20, deadline=None)
+SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def _random(rng, dtype, *shape, scale=0.5):
