@@ -61,9 +61,10 @@ def safe_eval(code, namespace):
         return eval(code, {"__builtins__": {}}, {**FUNCS, **namespace})   # noqa: S307 (whitelisted)
 
 
-def fmt(v, width=8):
-    """A number in `width` characters: 3 decimals, or 2 significant digits when it is tiny or
-    huge (small gradients must not read as 0.000)."""
+def fmt(v, width=9):
+    """A number right-aligned in `width` characters: 3 decimals, or 2 significant digits when
+    it is tiny or huge (small gradients must not read as 0.000). The widest form, -9.2e-05,
+    takes 8 characters, so a width of 9 always leaves a space between columns."""
     if not np.isfinite(v):
         return f"{v!s:>{width}}"
     return f"{v:{width}.3f}" if v == 0 or 1e-3 <= abs(v) < 1e5 else f"{v:{width}.1e}"
@@ -167,7 +168,7 @@ class Stepper(cmd.Cmd):
         self.print(head)
         width = max(4, max(len(r) for r in self.rows()))
         n = max(getattr(rec, r).shape[1] for r in self.rows())
-        self.print(" " * width + "".join(f"{j:>8d}" for j in range(min(n, MAX_UNITS))))
+        self.print(" " * width + "".join(f"{j:>9d}" for j in range(min(n, MAX_UNITS))))
         with np.errstate(all="ignore"):
             for r in self.rows():
                 v = getattr(rec, r)[self.batch]
