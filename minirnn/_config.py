@@ -5,12 +5,13 @@ Environment variables, read once when the kernels are first imported:
     MINIRNN_FASTMATH=1        compile the kernels with fastmath (off by default: gradient
                               studies need IEEE behaviour -- NaN/inf propagate, no reassociation,
                               and the 1e-13 agreement with the NumPy reference holds)
-    MINIRNN_NUM_THREADS=N     threads for Numba (numba.set_num_threads); the benchmark gives
-                              torch the same number (torch.set_num_threads) so comparisons are
-                              fair. Default: Numba's default (NUMBA_NUM_THREADS, i.e. all cores).
+    MINIRNN_NUM_THREADS=N     the thread count: set for Numba (numba.set_num_threads) and given
+                              to torch by the benchmark (torch.set_num_threads), so comparisons
+                              are like for like. Default: the usable cores.
 
-The BLAS products (done through NumPy) use NumPy's own pool: set OPENBLAS_NUM_THREADS /
-MKL_NUM_THREADS / OMP_NUM_THREADS before starting Python to pin it too.
+The kernels themselves are single-threaded; the large products go through NumPy's BLAS, whose
+pool is set by OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS / OMP_NUM_THREADS) before Python
+starts: set it to the same N to pin every engine.
 """
 from __future__ import annotations
 
@@ -39,14 +40,30 @@ def _env_threads():
 
 
 def apply_threads():
-    """Apply MINIRNN_NUM_THREADS to Numba (capped at NUMBA_NUM_THREADS); -> threads in use."""
-    import numba
+    """Apply MINIRNN_NUM_THREADS to Numba, if it is set. -> the thread count (num_threads()).
+
+    Our kernels are not `parallel=True`, so Numba's thread pool is never needed; it is
+    launched only when a user asks for a count. Measured here: once Numba's OpenMP layer has
+    started, torch imported later in the same process ran nn.RNN 45x slower (two OpenMP
+    pools on two cores), so we pin Numba to its own 'workqueue' layer, which uses no OpenMP,
+    unless NUMBA_THREADING_LAYER says otherwise.
+    """
     n = _env_threads()
     if n is not None:
+        import numba
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "workqueue"
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    return numba.get_num_threads()
+    return num_threads()
 
 
 def num_threads():
-    """The thread count Numba uses (after MINIRNN_NUM_THREADS); the benchmark gives torch the same."""
-    return apply_threads()
+    """Threads for the compute libraries: MINIRNN_NUM_THREADS, else the usable cores.
+    The benchmark gives torch this count, so comparisons are like for like."""
+    n = _env_threads()
+    if n is not None:
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                     # not on Linux
+        return os.cpu_count() or 1
