@@ -16,6 +16,17 @@ import sys
 SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "study", "step")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default, unless there is none to show or its help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if not shown or "default" in text:          # identity: 0 is a default worth showing
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser():
     from .. import __version__
     parser = argparse.ArgumentParser(
@@ -31,7 +42,7 @@ def build_parser():
                 raise
             continue
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
