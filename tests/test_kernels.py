@@ -36,6 +36,19 @@ def _compare(actual, expected, dtype, name):
     assert_close(actual, expected, rtol=RTOL[dtype], name=name)
 
 
+def _compare_cache(got, ref, dtype):
+    """Every field of the kernel's cache NamedTuple against the reference's."""
+    for field in ref._fields:
+        a, e = getattr(got, field), getattr(ref, field)
+        if isinstance(e, np.ndarray):
+            if e.dtype.kind == "f":
+                _compare(a, e, dtype, "cache." + field)
+            else:
+                np.testing.assert_array_equal(a, e)
+        else:
+            assert a == e, f"cache.{field}: {a!r} != {e!r}"
+
+
 shapes = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 7), st.integers(1, 9))
 common = dict(shape=shapes, dtype=st.sampled_from(["float64", "float32"]), ragged=st.booleans(),
               bias=st.booleans(), path=st.sampled_from(["loop", "blas", None]),
@@ -58,12 +71,7 @@ def test_rnn_matches_reference(shape, dtype, ragged, bias, path, seed, nonlinear
     assert isinstance(got[2], RNNCache)
     for name, a, e in zip(["out", "h_T"], got[:2], ref[:2]):
         _compare(a, e, dtype, name)
-    for field in RNNCache._fields:
-        a, e = getattr(got[2], field), getattr(ref[2], field)
-        if isinstance(e, np.ndarray):
-            _compare(a, e, dtype, "cache." + field) if e.dtype.kind == "f" else np.testing.assert_array_equal(a, e)
-        else:
-            assert a == e, f"cache.{field}: {a!r} != {e!r}"
+    _compare_cache(got[2], ref[2], dtype)
 
     g_ref = rnn.backward(ref[2], d_out, d_hT, return_steps=True)
     g_got = K.rnn_backward(got[2], d_out, d_hT, True, path=path)
@@ -96,12 +104,7 @@ def test_lstm_matches_reference(shape, dtype, ragged, bias, path, seed, proj):
     assert isinstance(got[3], LSTMCache)
     for name, a, e in zip(["out", "h_T", "c_T"], got[:3], ref[:3]):
         _compare(a, e, dtype, name)
-    for field in LSTMCache._fields:
-        a, e = getattr(got[3], field), getattr(ref[3], field)
-        if isinstance(e, np.ndarray):
-            _compare(a, e, dtype, "cache." + field) if e.dtype.kind == "f" else np.testing.assert_array_equal(a, e)
-        else:
-            assert a == e, f"cache.{field}: {a!r} != {e!r}"
+    _compare_cache(got[3], ref[3], dtype)
 
     g_ref = lstm.backward(ref[3], d_out, d_hT, d_cT, return_steps=True)
     g_got = K.lstm_backward(got[3], d_out, d_hT, d_cT, True, path=path)
