@@ -216,6 +216,69 @@ def optimizer_from_torch(torch_opt, model, opt):
     return opt
 
 
+# ---- the Engine's torch side --------------------------------------------------------------
+def check_device(device):
+    """Refuse a CUDA device torch cannot see, with what to do instead."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {device!r} was asked for, but torch sees no CUDA device "
+                           f"(torch.cuda.is_available() is False); use 'cpu'")
+
+
+class TorchTrainer:
+    """What `minirnn.training.Engine` does on backend 'torch': the twin, a torch optimiser with
+    the minirnn optimiser's hyperparameters and state, autograd steps, and the way back."""
+
+    def __init__(self, model, optimizer, device, seed, rng_state=None):
+        self.device = device
+        torch.manual_seed(seed)                      # dropout masks come from torch's RNG
+        self.twin = to_torch(model, device)          # (its throwaway init draws too)
+        self.optimizer = optimizer_to_torch(optimizer, self.twin)
+        if rng_state is not None:                    # resumed: continue torch's dropout stream
+            torch.set_rng_state(torch.tensor(rng_state, dtype=torch.uint8))
+
+    def loss(self, logits, targets, class_weight, ignore_index):
+        t = torch.as_tensor(np.asarray(targets), dtype=torch.int64, device=logits.device)
+        w = None if class_weight is None else torch.as_tensor(
+            class_weight, dtype=logits.dtype, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, t, weight=w, ignore_index=ignore_index)
+
+    def update(self, loss, clip):
+        """backward, optional global-norm clip, optimiser step -> the loss as a float."""
+        self.optimizer.zero_grad()
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.twin.parameters(), clip)
+        self.optimizer.step()
+        return float(loss.item())
+
+    def predict(self, *inputs):
+        """The twin in eval mode, no autograd -> its outputs as they come (tensors)."""
+        with torch.no_grad():
+            return self.twin.eval()(*inputs)
+
+    def state_to_torch(self, state):
+        if state is None:
+            return None
+        dt = self.twin.fc.weight.dtype
+        conv = lambda s: torch.as_tensor(np.asarray(s), dtype=dt, device=self.device)  # noqa: E731
+        return tuple(conv(s) for s in state) if isinstance(state, (tuple, list)) else conv(state)
+
+    @staticmethod
+    def to_numpy(value):
+        """A tensor or a tuple of them -> numpy; detaching is the truncated-BPTT cut."""
+        conv = lambda s: s.detach().cpu().numpy()                     # noqa: E731
+        return tuple(conv(s) for s in value) if isinstance(value, tuple) else conv(value)
+
+    def sync_to(self, model, optimizer):
+        """The twin's weights and optimiser state -> the minirnn model and optimiser."""
+        copy_from_torch(model, self.twin)
+        optimizer_from_torch(self.optimizer, model, optimizer)
+
+    @staticmethod
+    def rng_state():
+        return torch.get_rng_state().tolist()
+
+
 __all__ = ["to_torch", "copy_from_torch", "load_state_into_torch", "optimizer_to_torch",
            "optimizer_from_torch", "TorchRNN", "TorchLSTM", "TorchSequenceClassifier",
-           "TorchLanguageModel"]
+           "TorchLanguageModel", "TorchTrainer", "check_device"]

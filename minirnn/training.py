@@ -44,11 +44,9 @@ class Engine:
         if device != "cpu" and backend != "torch":
             raise ValueError(f"device: only backend='torch' runs on {device!r}; "
                              f"backend {backend!r} runs on 'cpu'")
-        if backend == "torch" and str(device).startswith("cuda"):
-            import torch
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"device: {device!r} was asked for, but torch sees no CUDA "
-                                   f"device (torch.cuda.is_available() is False); use 'cpu'")
+        if backend == "torch":
+            from .torch_backend import check_device
+            check_device(device)
         self.model, self.backend, self.device, self.seed = model, backend, device, seed
         self.clip, self.ignore_index = (None if clip is None else float(clip)), ignore_index
         self.optimizer_name = optimizer
@@ -67,50 +65,33 @@ class Engine:
             self.optimizer = SGD(model, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                  nesterov=nesterov)
         self.steps = 0
-        self._twin = self._topt = None               # torch side, built on first use
+        self._torch_side = None                      # torch_backend.TorchTrainer, on first use
         self._stale = False                          # True: torch holds newer weights
         self._torch_rng = None                       # torch RNG state from a checkpoint
 
     # ---- the torch side ------------------------------------------------------------------
     def _torch(self):
-        if self._twin is None:
-            import torch
-
-            from .torch_backend import optimizer_to_torch, to_torch
-            torch.manual_seed(self.seed)             # dropout masks come from torch's RNG
-            self._twin = to_torch(self.model, self.device)   # (its throwaway init draws too)
-            self._topt = optimizer_to_torch(self.optimizer, self._twin)
-            if self._torch_rng is not None:          # resumed: continue torch's dropout stream
-                torch.set_rng_state(torch.tensor(self._torch_rng, dtype=torch.uint8))
-        return self._twin
+        """The TorchTrainer (twin + torch optimiser), built on first use."""
+        if self._torch_side is None:
+            from .torch_backend import TorchTrainer
+            self._torch_side = TorchTrainer(self.model, self.optimizer, self.device, self.seed,
+                                            self._torch_rng)
+        return self._torch_side
 
     def sync(self):
         """Copy torch's weights and optimiser state back into the minirnn model/optimiser."""
         if self._stale:
-            from .torch_backend import copy_from_torch, optimizer_from_torch
-            copy_from_torch(self.model, self._twin)
-            optimizer_from_torch(self._topt, self.model, self.optimizer)
+            self._torch_side.sync_to(self.model, self.optimizer)
             self.optimizer.steps = self.steps
             self._stale = False
         return self.model
 
-    def _torch_loss(self, logits, targets):
-        import torch
-        t = torch.as_tensor(np.asarray(targets), dtype=torch.int64, device=logits.device)
-        w = None if self.class_weight is None else torch.as_tensor(
-            self.class_weight, dtype=logits.dtype, device=logits.device)
-        return torch.nn.functional.cross_entropy(logits, t, weight=w, ignore_index=self.ignore_index)
-
-    def _torch_update(self, loss):
-        import torch
-        self._topt.zero_grad()
-        loss.backward()
-        if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self._twin.parameters(), self.clip)
-        self._topt.step()
+    def _torch_step(self, logits, targets):
+        tt = self._torch()
+        loss = tt.update(tt.loss(logits, targets, self.class_weight, self.ignore_index), self.clip)
         self.steps += 1
         self._stale = True
-        return float(loss.item())
+        return loss
 
     # ---- the numpy side ---------------------------------------------------------------------
     def _update(self, logits, targets, backward):
@@ -133,8 +114,8 @@ class Engine:
         """One step on a batch: tokens (B, T), targets (B,) class ids, lengths (B,) -> loss."""
         self._check(SequenceClassifier, "step")
         if self.backend == "torch":
-            twin = self._torch().train()
-            return self._torch_update(self._torch_loss(twin(inputs, lengths), targets))
+            twin = self._torch().twin.train()
+            return self._torch_step(twin(inputs, lengths), targets)
         self.model.train()
         logits = self.model.forward(inputs, lengths)                 # (B, C)
         return self._update(logits, targets, self.model.backward)
@@ -143,11 +124,9 @@ class Engine:
         """tokens (B, T), lengths -> logits (B, C) as numpy, in eval mode (no dropout)."""
         self._check(SequenceClassifier, "predict")
         if self.backend == "torch":
-            import torch
-            twin = self._torch().eval()
+            tt = self._torch()
             self.sync()                              # engine.model mirrors the twin
-            with torch.no_grad():
-                return twin(inputs, lengths).cpu().numpy()
+            return tt.to_numpy(tt.predict(inputs, lengths))
         self.model.eval()
         try:
             return self.model.forward(inputs, lengths)
@@ -160,11 +139,11 @@ class Engine:
         chunk or None -> (loss, new state). The state carries values, never gradients."""
         self._check(LanguageModel, "step_lm")
         if self.backend == "torch":
-            twin = self._torch().train()
-            logits, new_state = twin(inputs, self._state_to_torch(state))
+            tt = self._torch()
+            logits, new_state = tt.twin.train()(inputs, tt.state_to_torch(state))
             targets = self._lm_targets(targets, tuple(logits.shape[:2]))
-            loss = self._torch_loss(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            return self._torch_update(loss), self._state_to_numpy(new_state)
+            loss = self._torch_step(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            return loss, tt.to_numpy(new_state)
         self.model.train()
         logits, new_state = self.model.forward(inputs, state)        # (B, T, V)
         B, T, V = logits.shape
@@ -178,12 +157,10 @@ class Engine:
         """tokens (B, T), state -> (logits (B, T, V) numpy, new state), eval mode."""
         self._check(LanguageModel, "predict_lm")
         if self.backend == "torch":
-            import torch
-            twin = self._torch().eval()
+            tt = self._torch()
             self.sync()                              # engine.model mirrors the twin
-            with torch.no_grad():
-                logits, new_state = twin(inputs, self._state_to_torch(state))
-            return logits.cpu().numpy(), self._state_to_numpy(new_state)
+            logits, new_state = tt.predict(inputs, tt.state_to_torch(state))
+            return tt.to_numpy(logits), tt.to_numpy(new_state)
         self.model.eval()
         try:
             return self.model.forward(inputs, state)
@@ -198,28 +175,14 @@ class Engine:
             raise ValueError(f"targets: expected shape {shape} (one next token per input), got {t.shape}")
         return t
 
-    def _state_to_torch(self, state):
-        if state is None:
-            return None
-        import torch
-        dt = self._twin.fc.weight.dtype
-        conv = lambda s: torch.as_tensor(np.asarray(s), dtype=dt, device=self.device)  # noqa: E731
-        return tuple(conv(s) for s in state) if isinstance(state, (tuple, list)) else conv(state)
-
-    @staticmethod
-    def _state_to_numpy(state):
-        conv = lambda s: s.detach().cpu().numpy()                     # noqa: E731  (the cut)
-        return tuple(conv(s) for s in state) if isinstance(state, tuple) else conv(state)
-
     def _torch_rng_state(self):
         """torch's CPU RNG state (its dropout masks) once the torch side has run, else None:
         saved so that a run resumed on torch draws the same masks as one that never stopped."""
         if str(self.device).startswith("cuda"):
             return None                              # CUDA dropout uses the device's own RNG
-        if self._twin is None:                       # not run on torch since loading: keep it
+        if self._torch_side is None:                 # not run on torch since loading: keep it
             return self._torch_rng
-        import torch
-        return torch.get_rng_state().tolist()
+        return self._torch_side.rng_state()
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save(self, path, config=None, vocab=None, labels=None, step=None, extra=None):
