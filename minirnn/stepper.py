@@ -278,10 +278,7 @@ class Stepper(cmd.Cmd):
 
     def do_unwatch(self, arg):
         """unwatch [N]: remove watch N (all without N)."""
-        if arg.strip():
-            del self.watches[int(arg)]
-        else:
-            self.watches.clear()
+        self._remove("watch", self.watches, arg)
 
     def do_break(self, arg):
         """break WHEN: stop `continue` where WHEN holds (or `break nonfinite`); alone: list them."""
@@ -301,10 +298,19 @@ class Stepper(cmd.Cmd):
 
     def do_delete(self, arg):
         """delete [N]: remove breakpoint N (all without N)."""
-        if arg.strip():
-            del self.breaks[int(arg)]
-        else:
-            self.breaks.clear()
+        self._remove("break", self.breaks, arg)
+
+    @staticmethod
+    def _remove(kind, items, arg):
+        """Remove entry N of a watch / break list, or all of them when no N is given."""
+        text = arg.strip()
+        if not text:
+            items.clear()
+            return
+        if not text.isdigit() or int(text) >= len(items):
+            have = f"0..{len(items) - 1}" if items else f"none (no {kind} set)"
+            raise ValueError(f"expected a {kind} number, one of {have}; got {text!r}")
+        del items[int(text)]
 
     def do_continue(self, arg):
         """continue: walk on until a breakpoint holds, or to the end of the walk."""
