@@ -1,35 +1,45 @@
 """minirnn — a small, readable, trustworthy recurrent-network engine.
 
-Elman RNN (tanh, relu) and LSTM written out in NumPy, forward and BPTT one step at a time,
-the same math fused in Numba, checked against torch's nn.RNN / nn.LSTM.
+Elman RNN (tanh, relu), LSTM and GRU written out in NumPy, forward and BPTT one step at a
+time, the same math fused in Numba, checked against torch's nn.RNN / nn.LSTM / nn.GRU.
+The cells are listed in one place, minirnn.registry.
 """
 import importlib
 
+from . import _compat
+
+_compat.install()                 # old import paths (minirnn.training, ...) keep working
+
 from . import functional
-from .nn import LSTM, RNN, LSTMCell, Module, RNNCell
+from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNCell
 from .testing import assert_close
 
 __version__ = "0.1.0"
 
+_SUBPACKAGES = ("train", "interop", "grad", "debug", "parity", "bench", "tutorials", "kernels",
+                "utils", "cli")
+
 # Tools that pull in more (plots, torch interop) are imported on first use.
 _LAZY = {
-    "gradcheck": "._gradcheck", "GradcheckReport": "._gradcheck",
-    "trace": ".tracing", "Trace": ".tracing",
-    "clip_grad_norm": ".optim", "SGD": ".optim", "Adam": ".optim",
+    "gradcheck": ".grad.gradcheck", "GradcheckReport": ".grad.gradcheck",
+    "trace": ".debug.tracing", "Trace": ".debug.tracing",
+    "clip_grad_norm": ".train.optim", "SGD": ".train.optim", "Adam": ".train.optim",
     "Linear": ".nn.layers", "Embedding": ".nn.layers", "Dropout": ".nn.layers",
-    "save_checkpoint": ".checkpoint", "load_checkpoint": ".checkpoint",
-    "CheckpointError": ".checkpoint", "load_model_state": ".checkpoint",
-    "SequenceClassifier": ".models", "LanguageModel": ".models", "Engine": ".training",
+    "save_checkpoint": ".train.checkpoint", "load_checkpoint": ".train.checkpoint",
+    "CheckpointError": ".train.checkpoint", "load_model_state": ".train.checkpoint",
+    "SequenceClassifier": ".train.models", "LanguageModel": ".train.models",
+    "Engine": ".train.engine",
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if name in ("study", "optim", "checkpoint", "models", "training", "torch_backend"):
+    if f"{__name__}.{name}" in _compat.ALIASES or name in _SUBPACKAGES:
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
 
 
-__all__ = ["functional", "RNN", "LSTM", "RNNCell", "LSTMCell", "Module", "assert_close",
+__all__ = ["functional", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Module",
+           "assert_close",
            "__version__", *_LAZY]

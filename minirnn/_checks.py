@@ -2,9 +2,53 @@
 expected and what came, so that a caller can fix the call without reading our source."""
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
 DTYPES = ("float32", "float64")
+
+
+# ---- constructor arguments (torch's rules, and stricter where torch lets a typo through) ----
+def check_int(name, value, low=1, why=""):
+    """An integer >= low (Python or NumPy int; not a bool, float or str) -> int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name}: expected an int >= {low}{why}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name, value):
+    """A real boolean (Python or NumPy): a string such as "False" is truthy, so it is refused
+    rather than silently read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_probability(name, value):
+    """A number in [0, 1] (not a bool or a string) -> float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1] (the probability of zeroing an "
+                         f"element), got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def warn_dropout_single_layer(dropout, num_layers):
+    """torch's warning: dropout acts between layers, so with one layer it does nothing."""
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
+                      f"between recurrent layers, after all but the last", UserWarning,
+                      stacklevel=3)
 
 
 def as_dtype(dtype) -> np.dtype:
@@ -26,16 +70,34 @@ def to_numpy(value):
 
 
 def as_float_array(name, value, dtype) -> np.ndarray:
-    """Cast a real-valued input to the model's dtype; refuse integers, bools, complex, objects.
+    """A real-valued input in the model's dtype, cast only where the cast loses nothing.
 
-    Floats of another precision are cast (explicitly, here) so that one computation never
-    mixes precisions silently.
+    The rule: float32 or integer arrays go into a float64 model (exact); a float64 array
+    into a float32 model would round every value, so it is refused with the fix to apply.
+    Bools, complex and object arrays are refused (numpy's "safe" casting decides the rest).
     """
     arr = to_numpy(value)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a floating-point array (it is cast to {np.dtype(dtype).name}), "
+    dtype = np.dtype(dtype)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a floating-point array (model dtype {dtype.name}), "
                         f"got dtype {arr.dtype}")
+    if not np.can_cast(arr.dtype, dtype, casting="safe"):
+        raise TypeError(f"{name}: got dtype {arr.dtype}, the model computes in {dtype.name} and "
+                        f"casting would round it; pass {name}.astype(np.{dtype.name}) or build "
+                        f"the model with dtype='{arr.dtype.name}'")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_token_ids(name, tokens, vocab_size) -> np.ndarray:
+    """Integer token ids in [0, vocab_size) -> int64 array."""
+    t = to_numpy(tokens)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer token ids, got dtype {t.dtype}")
+    if t.size and (t.min() < 0 or t.max() >= vocab_size):
+        where = tuple(int(i) for i in np.argwhere((t < 0) | (t >= vocab_size))[0])
+        raise ValueError(f"{name}: expected ids in [0, {vocab_size}) (a vocabulary of "
+                         f"{vocab_size}), got {int(t[where])} at index {where}")
+    return t.astype(np.int64)
 
 
 def check_shape(name, arr, expected, hint=""):

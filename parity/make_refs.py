@@ -1,4 +1,5 @@
-"""Write the frozen torch references: parity/refs/<cell>.npz for the fixed matrix, both dtypes.
+"""Write the frozen torch references: minirnn/parity/refs/<cell>.npz (package data) for the
+fixed matrix, both dtypes.
 
     python parity/make_refs.py            # needs torch (CPU); a few seconds
 
@@ -10,23 +11,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from minirnn.parity.configs import CELLS, DTYPES, matrix
-from minirnn.parity.frozen import refs_path, write_refs
+from minirnn.parity.frozen import default_refs_dir, refs_path, write_refs
 from minirnn.parity.harness import make_case
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "refs"),
+    p.add_argument("--out", default=str(default_refs_dir()),
                    help="directory to write <cell>.npz into")
+    p.add_argument("--cell", default=None, help="only this cell (default: every cell)")
     args = p.parse_args(argv)
     import torch
 
     from minirnn.parity.torch_ref import run_torch
     torch.manual_seed(0)
-    for cell in CELLS:
+    for cell in ([args.cell] if args.cell else CELLS):
         entries = []
         for config in matrix(cell):
             for dtype in DTYPES:

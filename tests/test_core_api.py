@@ -109,15 +109,23 @@ def test_float32_and_float64(make):
     dx64, dx32 = m64.backward(np.ones_like(o64))[0], m32.backward(np.ones_like(o32))[0]
     assert dx32.dtype == np.float32 and all(g.dtype == np.float32 for g in m32.grads.values())
     assert_close(dx32, dx64, rtol=1e-5, name="dx float32 vs float64")
-    # another float precision is cast to the model's, explicitly
-    assert m32(x)[0].dtype == np.float32
+    # float32 into a float64 model is exact: cast; float64 into float32 would round: refused
+    assert (m64(x.astype(np.float32))[0] == m64(x.astype(np.float32).astype(np.float64))[0]).all()
+    with pytest.raises(TypeError, match=r"x: got dtype float64, the model computes in float32.*"
+                                        r"x\.astype\(np\.float32\).*dtype='float64'"):
+        m32(x)
 
 
-def test_int_input_and_bad_dtype_refused():
-    with pytest.raises(TypeError, match="x: expected a floating-point array.*got dtype int64"):
-        rnn()(np.ones((4, 2, 3), dtype=np.int64))
-    with pytest.raises(TypeError, match="h0: expected a floating-point array.*got dtype int64"):
-        rnn()(np.ones((4, 2, 3)), np.ones((1, 2, 4), dtype=np.int64))
+def test_integer_input_is_cast_only_where_exact_and_bools_are_refused():
+    x = np.arange(24).reshape(4, 2, 3) % 5 - 2                         # int64
+    m = rnn()
+    assert (m(x)[0] == m(x.astype(np.float64))[0]).all()               # int64 -> float64: exact
+    with pytest.raises(TypeError, match="x: got dtype int64, the model computes in float32"):
+        rnn(dtype="float32")(x)                                        # int64 -> float32 rounds
+    with pytest.raises(TypeError, match="x: expected a floating-point array.*got dtype bool"):
+        m(x > 0)
+    with pytest.raises(TypeError, match="h0: expected a floating-point array.*got dtype complex128"):
+        m(np.ones((4, 2, 3)), np.ones((1, 2, 4), dtype=np.complex128))
     with pytest.raises(TypeError, match=r"dtype: expected one of \('float32', 'float64'\), got 'int32'"):
         rnn(dtype="int32")
 

@@ -248,29 +248,23 @@ def test_hihell_example_session():
     assert tr.first_nonfinite() is None
 
 
-def test_cli_checkpoint_text_rebuilds_the_recurrent_layer(tmp_path, monkeypatch, capsys):
-    """--checkpoint against load_checkpoint's documented API (a stand-in module here, so the test
-    does not depend on the checkpoint format): the traced model is the checkpoint's own rnn.*"""
-    import types
-    from collections import namedtuple
-    Checkpoint = namedtuple("Checkpoint", "state_dict optimizer_state config vocab labels step "
-                                          "extra format_version")
-    src = minirnn.LSTM(4, 3, num_layers=2, seed=5)
-    emb = np.random.default_rng(5).normal(size=(5, 4))
-    sd = {"embedding.weight": emb, **{f"rnn.{k}": v for k, v in src.state_dict().items()},
-          "fc.weight": np.ones((5, 3))}
-    fake = types.ModuleType("minirnn.checkpoint")
-    fake.load_checkpoint = lambda path: Checkpoint(sd, None, {"cell": "lstm"}, list("abcde"),
-                                                   None, 0, None, 1)
-    monkeypatch.setitem(sys.modules, "minirnn.checkpoint", fake)
+def test_cli_checkpoint_text_rebuilds_the_recurrent_layer(tmp_path, capsys):
+    """--checkpoint: the model is rebuilt from the constructor arguments the checkpoint stores
+    (no guessing from key names), and the traced layer is its own recurrent layer."""
+    from minirnn.models import LanguageModel
+    from minirnn.training import Engine
+    model = LanguageModel(5, 4, 3, cell="lstm", num_layers=2, seed=5)
+    path = tmp_path / "model.npz"
+    Engine(model, backend="numpy").save(path, vocab=list("abcde"))
     out = tmp_path / "ck.html"
-    assert main(["step", "--checkpoint", "x.npz", "--text", "bad", "--render", str(out)]) == 0
+    assert main(["step", "--checkpoint", str(path), "--text", "bad", "--render", str(out)]) == 0
     page = Page()
     page.feed(out.read_text(encoding="utf-8"))
     assert len(page.sections) == 3 and "'d'" in "".join(page.sections[2]["text"])
-    want = trace(src, emb[[1, 0, 3]][:, None, :])
+    emb = model.state_dict()["embedding.weight"]
+    want = trace(model.rnn, emb[[1, 0, 3]][None], loss="sum")
     assert np.isclose(page.sections[2]["numbers"], want.step(2, 1).h[0, 0], rtol=1e-2, atol=5e-4).any()
-    assert main(["step", "--checkpoint", "x.npz", "--text", "abz"]) == 2
+    assert main(["step", "--checkpoint", str(path), "--text", "abz"]) == 2
     assert "not in the checkpoint's vocabulary" in capsys.readouterr().err
 
 

@@ -238,13 +238,11 @@ def test_numpy_scalars_in_checkpoint_metadata(tmp_path):
 
 
 def _rng_states(model):
-    from minirnn.training import _modules
-    return {p: m.rng.bit_generator.state for p, m in _modules(model)}
+    return {p: m.rng.bit_generator.state for p, m in model.modules()}
 
 
 def _set_rng_states(model, states):
-    from minirnn.training import _modules
-    for p, m in _modules(model):
+    for p, m in model.modules():
         m.rng.bit_generator.state = states[p]
 
 

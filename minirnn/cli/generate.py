@@ -17,7 +17,7 @@ def add_arguments(parser):
 def run(args) -> int:
     import os
 
-    from ..checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint
     from ..tutorials.script import generate
     if not os.path.exists(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint: no such file {args.checkpoint!r}")

@@ -2,9 +2,9 @@
 and exit code 1 when any tensor disagrees."""
 from __future__ import annotations
 
-HELP = "check a random RNN/LSTM's BPTT against finite differences (exit 1 on failure)"
+from ..registry import CELL_NAMES as CELLS
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+HELP = "check a random RNN/LSTM/GRU's BPTT against finite differences (exit 1 on failure)"
 
 
 def add_arguments(p):
@@ -29,9 +29,9 @@ def add_arguments(p):
 def run(args):
     import numpy as np
 
-    from .._gradcheck import gradcheck
+    from ..grad.gradcheck import gradcheck
     from .._io import write_json
-    from ..nn.recurrent import LSTM, RNN
+    from ..registry import make_recurrent
 
     for name in ("layers", "T", "B", "input_size", "hidden"):
         if getattr(args, name) < 1:
@@ -39,21 +39,16 @@ def run(args):
                              f"got {getattr(args, name)}")
     if args.max_entries < 0:
         raise ValueError(f"--max-entries: expected >= 0 (0: all), got {args.max_entries}")
-    common = dict(num_layers=args.layers, bidirectional=args.bidirectional, dtype="float64",
-                  seed=args.seed, backend=args.backend)
-    if args.cell == "lstm":
-        model = LSTM(args.input_size, args.hidden, proj_size=args.proj_size, **common)
-    else:
-        if args.proj_size:
-            raise ValueError(f"--proj-size: only the LSTM has a projection, got {args.proj_size} "
-                             f"with --cell {args.cell}")
-        model = RNN(args.input_size, args.hidden, nonlinearity=args.cell[4:], **common)
+    extra = {"proj_size": args.proj_size} if args.proj_size else {}
+    model = make_recurrent(args.cell, args.input_size, args.hidden, num_layers=args.layers,
+                           bidirectional=args.bidirectional, dtype="float64", seed=args.seed,
+                           backend=args.backend, **extra)
     # fresh non-zero data and states: zeros would hide terms of the gradient
     rng = np.random.default_rng(args.seed)
     LD, P = model.num_layers * model.num_directions, model.out_size
     x = rng.standard_normal((args.T, args.B, args.input_size))
-    h0 = rng.standard_normal((LD, args.B, P))
-    hx = (h0, rng.standard_normal((LD, args.B, args.hidden))) if args.cell == "lstm" else h0
+    hx = model.state_value(tuple(rng.standard_normal((LD, args.B, P if n == "h" else args.hidden))
+                                 for n in model.spec.state_names))
     lengths = None
     if args.lengths:
         lengths = rng.integers(1, args.T + 1, size=args.B)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
-HELP = "compare minirnn with torch's nn.RNN / nn.LSTM on a fixed matrix (exit 1 on failure)"
+from ..registry import CELL_NAMES
 
-CELL_CHOICES = ("rnn_tanh", "rnn_relu", "lstm", "all")
+HELP = "compare minirnn with torch's nn.RNN / nn.LSTM / nn.GRU on a fixed matrix (exit 1 on failure)"
+
+CELL_CHOICES = (*CELL_NAMES, "all")
 
 
 def add_arguments(p):
@@ -19,10 +21,10 @@ def add_arguments(p):
                    help="minirnn's backend: the NumPy reference or the Numba kernels")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the reports as JSON")
     p.add_argument("--frozen", action="store_true",
-                   help="compare with the shipped torch dumps (parity/refs) instead of live "
+                   help="compare with the shipped torch dumps (minirnn/parity/refs) instead of live "
                         "torch; works without torch")
     p.add_argument("--refs", default=None, metavar="DIR",
-                   help="directory of the frozen dumps (default: parity/refs of the checkout)")
+                   help="directory of the frozen dumps (default: the dumps shipped in the package)")
 
 
 def format_table(reports):
@@ -63,14 +65,8 @@ def run(args):
         raise ValueError(f"--device: the frozen references are CPU results; --frozen needs "
                          f"--device cpu, got {args.device!r}")
     if not args.frozen:
-        try:
-            import torch
-        except ImportError:
-            raise RuntimeError("torch is not installed: install the 'torch' extra "
-                               "(pip install -e '.[torch]') or use --frozen") from None
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"--device cuda: CUDA is not available to torch "
-                               f"{torch.__version__} on this machine; use --device cpu")
+        from ..parity.torch_ref import require_torch
+        require_torch(args.device)
     start = time.perf_counter()
     reports = run_parity(matrix(args.cell), dtypes, args.device, args.backend, args.frozen,
                          args.refs, progress=lambda it, desc: progress(it, desc=desc, leave=False))

@@ -6,7 +6,7 @@ import sys
 
 HELP = "step through an RNN/LSTM's forward and backward pass (interactive; --render/--heatmap)"
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+from ..registry import CELL_NAMES as CELLS
 
 
 def add_arguments(p):
@@ -49,48 +49,38 @@ def _head_loss(head, targets):
     trained model really sees, through its output layer."""
     import numpy as np
 
-    def loss(out):                                    # out (T, 1, H)
+    from ..nn.losses import cross_entropy
+
+    def loss(out):                                    # out (T, B, H)
         T, B, H = out.shape
         logits = head(out.reshape(T * B, H))          # (T*B, V)
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        idx = np.arange(T * B), np.repeat(np.asarray(targets), B)
-        value = float(-np.log(p[idx]).mean())
-        p[idx] -= 1.0
-        return value, head.backward(p / (T * B)).reshape(T, B, H)
+        value, d_logits = cross_entropy(logits, np.repeat(np.asarray(targets), B))
+        return value, head.backward(d_logits).reshape(T, B, H)
     return loss
 
 
 def _random(args):
     import numpy as np
 
-    from ..nn.recurrent import LSTM, RNN
-    cell = args.cell or "rnn_tanh"
-    kw = dict(num_layers=args.layers, bidirectional=args.bidirectional, seed=args.seed)
+    from ..registry import make_recurrent
     if args.T < 1:
         raise ValueError(f"--T: expected at least 1 time step, got {args.T}")
-    if cell == "lstm":
-        model = LSTM(args.input_size, args.hidden, **kw)
-    else:
-        model = RNN(args.input_size, args.hidden, nonlinearity=cell[4:], **kw)
+    model = make_recurrent(args.cell or "rnn_tanh", args.input_size, args.hidden,
+                           num_layers=args.layers, bidirectional=args.bidirectional,
+                           seed=args.seed)
     x = np.random.default_rng(args.seed).normal(size=(args.T, 1, args.input_size))
     return model, x, None, "sum", None, None
 
 
 def _checkpoint(args):
-    """Rebuild the checkpoint's recurrent layer (keys 'rnn.*') from its shapes and feed it the
-    embedded (or one-hot) text; the vocabulary comes from the checkpoint."""
+    """The checkpoint's model, rebuilt from the constructor arguments it stores; its recurrent
+    layer is fed the embedded (or one-hot) text, the vocabulary coming from the checkpoint."""
     import numpy as np
 
-    from ..checkpoint import load_checkpoint
-    from ..nn.recurrent import LSTM, RNN
+    from ..train.engine import load_model
     if args.text is None or not args.text.strip():
         raise ValueError("--text: expected the text to feed the checkpoint's model, got none")
-    ck = load_checkpoint(args.checkpoint)
-    sd = {k[4:]: v for k, v in ck.state_dict.items() if k.startswith("rnn.")}
-    if "weight_ih_l0" not in sd:
-        raise ValueError(f"--checkpoint: expected a recurrent layer 'rnn.weight_ih_l0' in "
-                         f"{args.checkpoint}, got keys {sorted(ck.state_dict)[:8]}")
+    model, ck = load_model(args.checkpoint)
     vocab = ck.vocab
     if isinstance(vocab, dict):
         stoi = vocab.get("stoi", vocab)
@@ -104,31 +94,19 @@ def _checkpoint(args):
     if unknown:
         raise ValueError(f"--text: tokens {unknown} are not in the checkpoint's vocabulary "
                          f"({len(itos)} entries)")
-    ids = np.array([stoi[t] for t in toks])
-    emb = ck.state_dict.get("embedding.weight")
-    x = np.asarray(emb)[ids] if emb is not None else np.eye(len(itos))[ids]
-    config = ck.config or {}
-    cell = str(config.get("cell", config.get("model", ""))).lower()
-    layers = 1 + max(int(k.split("_l")[-1].split("_")[0]) for k in sd if k.startswith("weight_ih_l"))
-    rows, P = np.asarray(sd["weight_hh_l0"]).shape
-    is_lstm = "lstm" in cell or "weight_hr_l0" in sd or (rows == 4 * P and "rnn" not in cell)
-    H = rows // 4 if is_lstm else rows
-    kw = dict(num_layers=layers, bias="bias_ih_l0" in sd,
-              bidirectional="weight_ih_l0_reverse" in sd, dtype=np.asarray(sd["weight_ih_l0"]).dtype.name)
-    if is_lstm:
-        model = LSTM(x.shape[1], H, proj_size=P if P != H else 0, **kw)
-    else:
-        model = RNN(x.shape[1], H, nonlinearity="relu" if "relu" in cell else "tanh", **kw)
-    model.load_state_dict(sd)
+    ids = np.array([[stoi[t] for t in toks]])                          # (1, T)
+    x = model.embed(ids)[0]                                            # (T, E)
     model.eval()
-    return model, x[:, None, :].astype(model.dtype), toks, "sum", None, None
+    rnn = model.rnn
+    x = x[None] if rnn.batch_first else x[:, None]                     # (1, T, E) or (T, 1, E)
+    return rnn, x, toks, "sum", None, None
 
 
 def run(args) -> int:
     import numpy as np
 
-    from ..stepper import Stepper
-    from ..tracing import trace
+    from ..debug.stepper import Stepper
+    from ..debug.tracing import trace
     if args.checkpoint:
         model, x, tokens, loss, head, itos = _checkpoint(args)
     elif args.cell:
@@ -145,7 +123,7 @@ def run(args) -> int:
             logits = head(tr.out.reshape(tr.T, -1))                       # (T, V)
         predicted = [itos[i] for i in np.nan_to_num(logits).argmax(axis=1)]
     if args.render or args.heatmap:
-        from ..stepper_render import render_heatmap, render_html
+        from ..debug.render import render_heatmap, render_html
         if args.render:
             print(f"wrote {render_html(tr, args.render, tokens=tokens, predicted=predicted)}")
         if args.heatmap:

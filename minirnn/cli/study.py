@@ -10,7 +10,7 @@ from __future__ import annotations
 
 HELP = "gradient-flow studies: `study gradflow` writes gradflow.csv/.png (vanishing/exploding)"
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+from ..registry import CELL_NAMES as CELLS
 COLUMNS = ("cell", "weight_scale", "distance", "grad_norm", "cell_grad_norm", "jac_norm",
            "jac_sigma", "decay_rate")
 
@@ -21,7 +21,7 @@ def add_arguments(p):
                        help="gradient norm vs distance from the loss, per cell and scale",
                        description=__doc__.split("\n\n")[1],
                        formatter_class=p.formatter_class)
-    g.add_argument("--cells", default="rnn_tanh,rnn_relu,lstm", help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(CELLS), help="comma-separated cells")
     g.add_argument("--T", type=int, default=200, help="time steps")
     g.add_argument("--hidden", type=int, default=64, help="hidden size")
     g.add_argument("--input-size", type=int, default=8, help="input features")
@@ -61,8 +61,8 @@ def run(args):
     import numpy as np
 
     from .._io import write_text
-    from ..nn.recurrent import LSTM, RNN
-    from ..study import decay_rate, exploding_demo, gradient_flow, scale_recurrent
+    from ..registry import make_recurrent
+    from ..grad.flow import decay_rate, exploding_demo, gradient_flow, scale_recurrent
 
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in CELLS]
@@ -78,11 +78,8 @@ def run(args):
     lines, csv = [], [",".join(COLUMNS)]
     for cell in cells:
         for scale in scales:
-            if cell == "lstm":
-                m = LSTM(args.input_size, args.hidden, seed=args.seed, backend=args.backend)
-            else:
-                m = RNN(args.input_size, args.hidden, nonlinearity=cell[4:], seed=args.seed,
-                        backend=args.backend)
+            m = make_recurrent(cell, args.input_size, args.hidden, seed=args.seed,
+                               backend=args.backend)
             flow = gradient_flow(scale_recurrent(m, scale), x, loss="last", seed=args.seed)
             g = flow.norms_by_distance()                                  # (T,) distance 0..T-1
             gc = flow.norms_by_distance(state="c") if flow.dc_norm is not None else None
@@ -151,7 +148,7 @@ def _plot(path, lines, demo, args):
 
     fig, axes = plt.subplots(1, 2 if demo else 1, figsize=(13 if demo else 8, 5), squeeze=False)
     ax = axes[0, 0]
-    colors = {"rnn_tanh": "tab:blue", "rnn_relu": "tab:red", "lstm": "tab:green"}
+    colors = dict(zip(CELLS, ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")))
     styles = ["-", "--", "-.", ":", (0, (1, 3))]
     scales = sorted({s for _, s, _, _ in lines})
     for cell, scale, g, rate in lines:

@@ -12,29 +12,15 @@ Three tiers (as stumpy does it):
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from .._checks import as_float_array, check_lengths, check_shape, to_numpy, valid_mask
 from . import lstm, rnn
+from .backends import KERNEL_BACKENDS, Backend, get_backend
 from .lstm import LSTMCache, LSTMGradSteps
 from .rnn import RNNCache, RNNGradSteps
 
-BACKENDS = ("numpy", "numba")
-
-_REFERENCE = SimpleNamespace(rnn_forward=rnn.forward, rnn_backward=rnn.backward,
-                             lstm_forward=lstm.forward, lstm_backward=lstm.backward)
-
-
-def get_backend(name):
-    """'numpy' (the reference) or 'numba' (fused kernels) -> namespace of the four functions."""
-    if name == "numpy":
-        return _REFERENCE
-    if name == "numba":
-        from .. import kernels          # compiled lazily: importing minirnn stays fast
-        return kernels
-    raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
+BACKENDS = KERNEL_BACKENDS           # the names; get_backend(name) gives the Backend
 
 
 def _weights(dtype, H, G, I, P, w_ih, w_hh, b_ih, b_hh, w_hr=None):
@@ -132,4 +118,4 @@ def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_st
 
 
 __all__ = ["rnn", "lstm", "RNNCache", "LSTMCache", "RNNGradSteps", "LSTMGradSteps", "BACKENDS",
-           "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"]
+           "KERNEL_BACKENDS", "Backend", "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"]

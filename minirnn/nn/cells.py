@@ -1,67 +1,124 @@
-"""RNNCell and LSTMCell: one time step, torch's API, on the same functional core (T = 1)."""
+"""RNNCell, LSTMCell and GRUCell: one time step, torch's API, on the same functional core (T = 1).
+
+As for the sequence modules, the cell's registry entry says what differs; the uniform view is
+``forward_state(x, state) -> state'`` and ``backward_state(d_state') -> dx, d_state``.
+"""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
-from .._checks import as_float_array, check_shape
-from ..functional import get_backend
+from .._checks import as_float_array, check_bool, check_int, check_shape
+from ..functional.backends import get_backend
+from ..registry import get_cell
 from .module import Module
 
 
 class _CellBase(Module):
-    def __init__(self, input_size, hidden_size, bias, gates, dtype, seed, backend):
+    def __init__(self, cell, input_size, hidden_size, bias, dtype, seed, backend):
         super().__init__(dtype, seed)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        self.spec = get_cell(cell)
+        self.input_size = check_int("input_size", input_size)
+        # torch builds a cell with no units; here it would carry an empty state through
+        # kernels compiled for real ones, so it is refused
+        self.hidden_size = check_int("hidden_size", hidden_size,
+                                     why=" (a cell with no hidden units has no state to carry)")
+        self.bias = check_bool("bias", bias)
         get_backend(backend)
-        self.input_size, self.hidden_size, self.bias, self.backend = input_size, hidden_size, bias, backend
-        bound = 1.0 / np.sqrt(hidden_size)
-        self.add_param("weight_ih", (gates * hidden_size, input_size), bound)
-        self.add_param("weight_hh", (gates * hidden_size, hidden_size), bound)
+        self.backend = backend
+        G, bound = self.spec.gates, 1.0 / np.sqrt(hidden_size)
+        self.add_param("weight_ih", (G * hidden_size, input_size), bound)
+        self.add_param("weight_hh", (G * hidden_size, hidden_size), bound)
         if bias:
-            self.add_param("bias_ih", (gates * hidden_size,), bound)
-            self.add_param("bias_hh", (gates * hidden_size,), bound)
+            self.add_param("bias_ih", (G * hidden_size,), bound)
+            self.add_param("bias_hh", (G * hidden_size,), bound)
         self._cache = None
         self._unbatched = False
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend!r})")
 
     def _input(self, x):
         x = as_float_array("input", x, self.dtype)
         if x.ndim not in (1, 2):
             raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), "
                              f"got {x.shape}")
-        self._unbatched = x.ndim == 1
-        x = x[None] if self._unbatched else x
+        unbatched = x.ndim == 1
+        x = x[None] if unbatched else x
         check_shape("input", x, (None, self.input_size))
-        return x[None]                                              # (T=1, B, I)
+        return x[None], unbatched                                   # (T=1, B, I)
 
-    def _state(self, name, value, B):
+    def _state(self, name, value, B, unbatched):
         if value is None:
             return np.zeros((B, self.hidden_size), dtype=self.dtype)
         arr = as_float_array(name, value, self.dtype)
-        arr = arr[None] if self._unbatched and arr.ndim == 1 else arr
+        if unbatched:
+            check_shape(name, arr, (self.hidden_size,), " (unbatched input: one state vector)")
+            return arr[None]
         check_shape(name, arr, (B, self.hidden_size))
         return arr
+
+    def _states(self, prefix, values, B, unbatched):
+        names = self.spec.state_names
+        if values is None:
+            values = (None,) * len(names)
+        if not isinstance(values, (tuple, list)) or len(values) != len(names):
+            raise TypeError(f"{prefix}: expected a tuple of {len(names)} array(s) {names}, "
+                            f"got {type(values).__name__}")
+        label = (lambda k: prefix if len(names) == 1 else f"{prefix}[{k}]")  # noqa: E731
+        return tuple(self._state(label(k), v, B, unbatched) for k, v in enumerate(values))
 
     def _out(self, arr):
         return arr[0] if self._unbatched else arr
 
-    def _weights(self):
-        p = self.params
-        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+    # ---- the uniform state API ----------------------------------------------------------------
+    def forward_state(self, x, state=None):
+        """x (B, I) or (I,), state a tuple per spec.state_names or None -> state' (tuple)."""
+        x, unbatched = self._input(x)
+        state = self._states("hx", state, x.shape[1], unbatched)
+        _, new, cache = get_backend(self.backend).forward(self.spec, x, state, self.params)
+        self._cache, self._unbatched = cache, unbatched
+        return tuple(self._out(s) for s in new)
 
-    def _need_cache(self):
+    def backward_state(self, d_state):
+        """dL/d(state') (tuple; entries may be None) -> dx, d_state (tuple)."""
         if self._cache is None:
             raise RuntimeError("backward() called before forward(): run forward first")
-        return self._cache
-
-    def _accumulate(self, dparams):
-        for name, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), dparams):
+        cache = self._cache
+        d_state = self._states("d_state", d_state, cache.x.shape[1], self._unbatched)
+        dx, d_prev, grads, _ = get_backend(self.backend).backward(
+            self.spec, cache, np.zeros_like(cache.h), d_state)
+        for name, g in grads.items():
             if g is not None:
                 self.grads[name] += g
+        return self._out(dx[0]), tuple(self._out(s) for s in d_prev)
+
+    @contextlib.contextmanager
+    def preserve_record(self):
+        """Probe forwards/backwards leave the cache of the caller's last forward in place."""
+        saved = self._cache, self._unbatched
+        try:
+            yield self
+        finally:
+            self._cache, self._unbatched = saved
 
 
-class RNNCell(_CellBase):
+class _SingleStateCell(_CellBase):
+    """RNNCell and GRUCell: forward(x, h) -> h', backward(d_h') -> dx, dh."""
+
+    def forward(self, x, hx=None):
+        """x (B, I) or (I,), hx (B, H) or None -> h' (B, H)."""
+        return self.forward_state(x, None if hx is None else (hx,))[0]
+
+    def backward(self, d_h):
+        """dL/dh' -> dx, dh (gradients of forward's input and hx)."""
+        dx, (dh,) = self.backward_state((d_h,))
+        return dx, dh
+
+
+class RNNCell(_SingleStateCell):
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float64",
@@ -69,24 +126,15 @@ class RNNCell(_CellBase):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, 1, dtype, seed, backend)
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed, backend)
 
-    def forward(self, x, hx=None):
-        """x (B, I) or (I,), hx (B, H) -> h' (B, H)."""
-        x = self._input(x)
-        h = self._state("hx", hx, x.shape[1])
-        _, h_new, self._cache = get_backend(self.backend).rnn_forward(
-            x, h, *self._weights(), self.nonlinearity, None)
-        return self._out(h_new)
 
-    def backward(self, d_h):
-        """dL/dh' -> dx, dh (gradients of forward's input and hx)."""
-        cache = self._need_cache()
-        d_h = self._state("d_h", d_h, cache.x.shape[1])
-        dx, dh, *dparams = get_backend(self.backend).rnn_backward(
-            cache, np.zeros_like(cache.h), d_h, False)
-        self._accumulate(dparams)
-        return self._out(dx[0]), self._out(dh)
+class GRUCell(_SingleStateCell):
+    """h' = (1 - z) * n + z * h, gates r, z, n as torch's nn.GRUCell."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype="float64", seed=None,
+                 backend="numpy"):
+        super().__init__("gru", input_size, hidden_size, bias, dtype, seed, backend)
 
 
 class LSTMCell(_CellBase):
@@ -94,25 +142,12 @@ class LSTMCell(_CellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, dtype="float64", seed=None,
                  backend="numpy"):
-        super().__init__(input_size, hidden_size, bias, 4, dtype, seed, backend)
+        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed, backend)
 
     def forward(self, x, hx=None):
         """x (B, I) or (I,), hx = (h, c) each (B, H) or None -> (h', c')."""
-        x = self._input(x)
-        B = x.shape[1]
-        h, c = (None, None) if hx is None else hx
-        h, c = self._state("hx[0]", h, B), self._state("hx[1]", c, B)
-        _, h_new, c_new, self._cache = get_backend(self.backend).lstm_forward(
-            x, h, c, *self._weights(), None, None)
-        return self._out(h_new), self._out(c_new)
+        return self.forward_state(x, hx)
 
     def backward(self, d_h, d_c=None):
         """dL/dh', dL/dc' -> dx, (dh, dc)."""
-        cache = self._need_cache()
-        B = cache.x.shape[1]
-        d_h = self._state("d_h", d_h, B)
-        d_c = self._state("d_c", d_c, B)
-        dx, dh, dc, *dparams = get_backend(self.backend).lstm_backward(
-            cache, np.zeros_like(cache.h), d_h, d_c, False)
-        self._accumulate(dparams[:4])
-        return self._out(dx[0]), (self._out(dh), self._out(dc))
+        return self.backward_state((d_h, d_c))

@@ -7,14 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, to_numpy
+from .._checks import as_float_array, check_int, check_token_ids
 from .module import Module
-
-
-def _positive_int(name, value, low=1):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _need_forward(layer, attr):
@@ -31,8 +25,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype="float64", seed=None):
         super().__init__(dtype, seed)
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         bound = 1.0 / np.sqrt(in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
         self.add_param("weight", (out_features, in_features), bound)
         if bias:
@@ -75,8 +69,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype="float64", seed=None):
         super().__init__(dtype, seed)
-        self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.num_embeddings = check_int("num_embeddings", num_embeddings)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
         if padding_idx is not None:
             if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
                     or not -num_embeddings <= padding_idx < num_embeddings:
@@ -97,14 +91,7 @@ class Embedding(Module):
 
     def check_ids(self, idx, name="idx"):
         """Integer ids in [0, num_embeddings); anything else is refused, naming the culprit."""
-        idx = to_numpy(idx)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"{name}: expected integer token ids, got dtype {idx.dtype}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            bad = idx[(idx < 0) | (idx >= self.num_embeddings)].ravel()[0]
-            raise ValueError(f"{name}: expected ids in [0, {self.num_embeddings}) "
-                             f"(num_embeddings={self.num_embeddings}), got {int(bad)}")
-        return idx.astype(np.int64)
+        return check_token_ids(name, idx, self.num_embeddings)
 
     def forward(self, idx):
         idx = self.check_ids(idx)                                    # (...)

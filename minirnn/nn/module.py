@@ -1,6 +1,8 @@
 """Module: named parameters, their accumulated gradients, torch-compatible state dicts."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .._checks import as_dtype, to_numpy
@@ -41,6 +43,32 @@ class Module:
     def zero_grad(self):
         for _, _, g in self.named_parameters():
             g[...] = 0.0
+
+    def modules(self, prefix=""):
+        """Yield (path, module) for this module and every descendant ("" is this one)."""
+        yield prefix, self
+        for name, child in self._children.items():
+            yield from child.modules(prefix + name + ".")
+
+    def parameters(self):
+        """The parameter arrays, as torch's Module.parameters() (registration order)."""
+        return [p for _, p, _ in self.named_parameters()]
+
+    @contextlib.contextmanager
+    def using_backend(self, backend):
+        """Run every recurrent layer in this module on `backend` ("numpy" | "numba") inside the
+        block; each layer's own choice is restored on exit, whatever happens."""
+        from ..functional.backends import get_backend
+        get_backend(backend)                               # refuses an unknown name first
+        layers = [m for _, m in self.modules() if hasattr(m, "backend")]
+        saved = [m.backend for m in layers]
+        try:
+            for m in layers:
+                m.backend = backend
+            yield self
+        finally:
+            for m, b in zip(layers, saved):
+                m.backend = b
 
     # ---- mode ----------------------------------------------------------------
     def train(self, mode=True):

@@ -1,26 +1,38 @@
-"""RNN and LSTM modules: torch's nn.RNN / nn.LSTM API, NumPy arrays in and out.
+"""RNN, LSTM and GRU modules: torch's nn.RNN / nn.LSTM / nn.GRU API, NumPy arrays in and out.
 
 Layers stack, directions run side by side; a layer-direction is one call of the functional
-core (minirnn.functional), so every number here comes from those few readable lines.
+core (minirnn.functional), so every number here comes from those few readable lines. The
+cell's registry entry (minirnn.registry) says what differs between cells: gate count, states,
+extra parameters. Nothing here branches on the cell's name.
+
+Two views of the same computation:
+  * torch's: ``forward(x, hx) -> out, h_n`` (RNN, GRU) or ``out, (h_n, c_n)`` (LSTM);
+  * uniform, for tools: ``forward_state(x, state) -> out, state_n`` and
+    ``backward_state(d_out, d_state) -> dx, d_state0``, a state being the tuple named by
+    ``spec.state_names``: (h,) or (h, c), for every cell alike.
+
 Shapes: T = time, B = batch, I = input size, H = hidden size, P = proj_size or H,
 L = num_layers, D = 2 if bidirectional else 1.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .._checks import as_float_array, check_lengths, check_shape, reverse_padded, valid_mask
-from ..functional import BACKENDS, get_backend
+from .._checks import (as_float_array, check_bool, check_int, check_lengths, check_probability,
+                       check_shape, reverse_padded, valid_mask, warn_dropout_single_layer)
+from ..functional.backends import KERNEL_BACKENDS as BACKENDS, get_backend
+from ..registry import CELL_NAMES, get_cell
 from .module import Module
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+CELLS = CELL_NAMES
 
 
-class _Record(NamedTuple):
+class ForwardRecord(NamedTuple):
     """What the last forward kept for backward: one cache per layer and direction."""
-    caches: list                  # [L * D] RNNCache / LSTMCache, index l * D + d
+    caches: list                  # [L * D] the functional caches, index l * D + d
     masks: list                   # [L] dropout mask applied to layer l's input (or None)
     lengths: Optional[np.ndarray]  # (B,) or None
     unbatched: bool
@@ -31,37 +43,39 @@ class RNNBase(Module):
                  dropout=0.0, bidirectional=False, proj_size=0, dtype="float64", seed=None,
                  backend="numpy"):
         super().__init__(dtype, seed)
-        if mode not in CELLS:
-            raise ValueError(f"mode: expected one of {CELLS}, got {mode!r}")
-        for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
-                                 ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
-        if proj_size and mode != "lstm":
-            raise ValueError(f"proj_size: only the LSTM supports a projection, got {proj_size} for {mode}")
-        if proj_size >= hidden_size:
-            raise ValueError(f"proj_size: expected less than hidden_size={hidden_size}, got {proj_size}")
+        spec = get_cell(mode)
+        self.spec = spec                                    # the registry's entry for the cell
+        self.input_size = check_int("input_size", input_size)
+        self.hidden_size = check_int("hidden_size", hidden_size)
+        self.num_layers = check_int("num_layers", num_layers)
+        self.proj_size = check_int("proj_size", proj_size, low=0)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.bidirectional = check_bool("bidirectional", bidirectional)
+        self.dropout = check_probability("dropout", dropout)
+        warn_dropout_single_layer(self.dropout, self.num_layers)
+        if self.proj_size and "weight_hr" not in spec.extra_params:
+            raise ValueError(f"proj_size: only the LSTM supports a projection, got "
+                             f"{proj_size} for {spec.name}")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size: expected less than hidden_size={hidden_size}, "
+                             f"got {proj_size}")
         get_backend(backend)                   # refuses an unknown backend now, not at forward
-        self.mode, self.backend = mode, backend
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.proj_size = bidirectional, proj_size
-        self.num_directions = 2 if bidirectional else 1
-        self.gates = 4 if mode == "lstm" else 1
-        self.out_size = proj_size or hidden_size                 # P
-        self._last: Optional[_Record] = None
-        H, G, P, bound = hidden_size, self.gates, self.out_size, 1.0 / np.sqrt(hidden_size)
-        for layer in range(num_layers):
-            in_size = input_size if layer == 0 else P * self.num_directions
+        self.mode, self.backend = spec.name, backend
+        self.num_directions = 2 if self.bidirectional else 1
+        self.gates = spec.gates
+        self.out_size = self.proj_size or self.hidden_size            # P
+        self._last: Optional[ForwardRecord] = None
+        H, G, P, bound = self.hidden_size, self.gates, self.out_size, 1.0 / np.sqrt(hidden_size)
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else P * self.num_directions
             for sfx in ("", "_reverse")[: self.num_directions]:
                 self.add_param(f"weight_ih_l{layer}{sfx}", (G * H, in_size), bound)
                 self.add_param(f"weight_hh_l{layer}{sfx}", (G * H, P), bound)
-                if bias:
+                if self.bias:
                     self.add_param(f"bias_ih_l{layer}{sfx}", (G * H,), bound)
                     self.add_param(f"bias_hh_l{layer}{sfx}", (G * H,), bound)
-                if proj_size:
+                if self.proj_size:
                     self.add_param(f"weight_hr_l{layer}{sfx}", (P, H), bound)
 
     def __repr__(self):
@@ -74,18 +88,21 @@ class RNNBase(Module):
 
     def _layer_params(self, layer, direction):
         sfx = "_reverse" if direction else ""
-        p = self.params
-        get = lambda n: p.get(f"{n}_l{layer}{sfx}")  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
+        return {n: self.params.get(f"{n}_l{layer}{sfx}") for n in self.spec.param_names}
 
-    # ---- layout ------------------------------------------------------------------
-    def _to_tbi(self, arr, unbatched):
-        """User layout -> (T, B, features)."""
+    def _state_sizes(self):
+        """Feature size of each state: h is P wide, c is H wide."""
+        return tuple(self.out_size if n == "h" else self.hidden_size for n in self.spec.state_names)
+
+    # ---- layout (public: tools convert the user's layout to time-major and back) ----------------
+    def to_time_major(self, arr, unbatched=False):
+        """An array in this module's user layout -> (T, B, features) (a view where possible)."""
         if unbatched:
             return arr[:, None, :]
         return arr.transpose(1, 0, 2) if self.batch_first else arr
 
-    def _from_tbi(self, arr, unbatched):
+    def from_time_major(self, arr, unbatched=False):
+        """(T, B, features) -> this module's user layout (contiguous)."""
         if unbatched:
             return np.ascontiguousarray(arr[:, 0, :])
         return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
@@ -102,29 +119,42 @@ class RNNBase(Module):
         check_shape(name, arr, (LD, B, size), " (num_layers*num_directions, batch, size)")
         return arr
 
-    # ---- forward -------------------------------------------------------------------
-    def _forward(self, x, h0, c0, lengths):
+    def _states(self, what, values, B, unbatched):
+        """what: "state" (h0, c0) or "d_state" (d_h_n, d_c_n). A tuple per state name
+        (entries may be None) -> tuple of (L*D, B, size), checked."""
+        names = self.spec.state_names
+        if values is None:
+            values = (None,) * len(names)
+        if not isinstance(values, (tuple, list)) or len(values) != len(names):
+            raise TypeError(f"{what}: expected a tuple of {len(names)} array(s) {names} for "
+                            f"{self.mode}, got {type(values).__name__}")
+        label = (lambda n: f"{n}0") if what == "state" else (lambda n: f"d_{n}_n")  # noqa: E731
+        return tuple(self._state(label(n), v, B, size, unbatched)
+                     for n, v, size in zip(names, values, self._state_sizes()))
+
+    # ---- the uniform state API ---------------------------------------------------------------
+    def forward_state(self, x, state=None, lengths=None):
+        """x in the user layout, state a tuple per spec.state_names (or None: zeros)
+        -> out, state_n (tuple, each (L*D, B, size); (L*D, size) for unbatched input)."""
         x = as_float_array("x", x, self.dtype)
         if x.ndim not in (2, 3):
             raise ValueError(f"x: expected shape (T, B, I), (B, T, I) with batch_first, or (T, I) "
                              f"unbatched, got {x.shape}")
         unbatched = x.ndim == 2
-        x = self._to_tbi(x, unbatched)
+        x = self.to_time_major(x, unbatched)
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
                              f"(x has shape {x.shape} as (T, B, I))")
         if T == 0:
             raise ValueError("x: expected at least one time step, got T=0")
-        H, P, D = self.hidden_size, self.out_size, self.num_directions
-        h0 = self._state("h0", h0, B, P, unbatched)
-        is_lstm = self.mode == "lstm"
-        if is_lstm:
-            c0 = self._state("c0", c0, B, H, unbatched)
+        if B == 0:
+            raise ValueError("x: expected at least one sequence in the batch, got B=0")
+        state0 = self._states("state", state, B, unbatched)
         lengths = None if lengths is None else check_lengths(lengths, B, T)
         valid = None if lengths is None else valid_mask(lengths, T)
-        fns = get_backend(self.backend)
-        caches, masks, h_n, c_n = [], [], [], []
+        backend, spec, D = get_backend(self.backend), self.spec, self.num_directions
+        caches, masks, finals = [], [], []
         layer_in = x                                                    # (T, B, I or D*P)
         for layer in range(self.num_layers):
             mask = None
@@ -137,45 +167,34 @@ class RNNBase(Module):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, d)
                 seq = layer_in if d == 0 else reverse_padded(layer_in, lengths)
-                if is_lstm:
-                    out, hT, cT, cache = fns.lstm_forward(seq, h0[k], c0[k], w_ih, w_hh, b_ih,
-                                                          b_hh, w_hr, valid)
-                    c_n.append(cT)
-                else:
-                    out, hT, cache = fns.rnn_forward(seq, h0[k], w_ih, w_hh, b_ih, b_hh,
-                                                     self.mode[4:], valid)
+                out, st, cache = backend.forward(spec, seq, tuple(s[k] for s in state0),
+                                                 self._layer_params(layer, d), valid)
                 outs.append(out if d == 0 else reverse_padded(out, lengths))
-                h_n.append(hT)
+                finals.append(st)
                 caches.append(cache)
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
-        self._last = _Record(caches, masks, lengths, unbatched)
-        out = self._from_tbi(layer_in, unbatched)
+        self._last = ForwardRecord(caches, masks, lengths, unbatched)
         squeeze = (lambda s: s[:, 0, :]) if unbatched else (lambda s: s)  # noqa: E731
-        h_n = squeeze(np.stack(h_n))
-        return out, h_n, (squeeze(np.stack(c_n)) if is_lstm else None)
+        state_n = tuple(squeeze(np.stack([f[j] for f in finals])) for j in range(len(state0)))
+        return self.from_time_major(layer_in, unbatched), state_n
 
-    # ---- backward -------------------------------------------------------------------
-    def _backward(self, d_out, d_hn, d_cn, return_steps=False):
+    def backward_state(self, d_out, d_state=None, return_steps=False):
+        """dL/d(out) and dL/d(state_n) (tuple, entries may be None) -> dx, d_state0 (tuple),
+        and with return_steps the per-step gradient records, one per layer-direction."""
         rec = self._last
         if rec is None:
             raise RuntimeError("backward() called before forward(): run forward first, then "
                                "backward with the gradient of the loss w.r.t. its outputs")
-        H, P, D = self.hidden_size, self.out_size, self.num_directions
-        first = rec.caches[0]
-        T, B = first.x.shape[:2]
+        P, D, spec = self.out_size, self.num_directions, self.spec
+        T, B = rec.caches[0].x.shape[:2]
         d_out = as_float_array("d_out", d_out, self.dtype)
         want = (T, D * P) if rec.unbatched else ((B, T, D * P) if self.batch_first else (T, B, D * P))
         check_shape("d_out", d_out, want, " (the shape of forward's output)")
-        d_out = self._to_tbi(d_out, rec.unbatched)
-        d_hn = self._state("d_h_n", d_hn, B, P, rec.unbatched)
-        is_lstm = self.mode == "lstm"
-        if is_lstm:
-            d_cn = self._state("d_c_n", d_cn, B, H, rec.unbatched)
-        fns = get_backend(self.backend)
-        dh0 = np.zeros_like(d_hn)
-        dc0 = np.zeros_like(d_cn) if is_lstm else None
+        d_out = self.to_time_major(d_out, rec.unbatched)
+        d_final = self._states("d_state", d_state, B, rec.unbatched)
+        backend = get_backend(self.backend)
+        d_first = tuple(np.zeros_like(s) for s in d_final)
         steps = [None] * len(rec.caches)
         d_layer_out = d_out                                              # (T, B, D*P)
         for layer in reversed(range(self.num_layers)):
@@ -185,36 +204,74 @@ class RNNBase(Module):
                 g = d_layer_out[..., d * P:(d + 1) * P]
                 if d:
                     g = reverse_padded(g, rec.lengths)
-                if is_lstm:
-                    res = fns.lstm_backward(rec.caches[k], np.ascontiguousarray(g), d_hn[k],
-                                            d_cn[k], return_steps)
-                    dx, dh0[k], dc0[k], *dparams = res[:8]
-                else:
-                    res = fns.rnn_backward(rec.caches[k], np.ascontiguousarray(g), d_hn[k],
-                                           return_steps)
-                    dx, dh0[k], *dparams = res[:6]
-                if return_steps:
-                    steps[k] = res[-1]
-                self._accumulate(layer, d, dparams)
+                dx, ds0, grads, steps[k] = backend.backward(
+                    spec, rec.caches[k], np.ascontiguousarray(g), tuple(s[k] for s in d_final),
+                    return_steps)
+                for acc, v in zip(d_first, ds0):
+                    acc[k] = v
+                self._accumulate(layer, d, grads)
                 d_in = d_in + (reverse_padded(dx, rec.lengths) if d else dx)
             if rec.masks[layer] is not None:
                 d_in = d_in * rec.masks[layer]
             d_layer_out = d_in
-        dx = self._from_tbi(d_layer_out, rec.unbatched)
         squeeze = (lambda s: s[:, 0, :]) if rec.unbatched else (lambda s: s)  # noqa: E731
-        result = (dx, squeeze(dh0), squeeze(dc0) if is_lstm else None)
+        result = (self.from_time_major(d_layer_out, rec.unbatched),
+                  tuple(squeeze(s) for s in d_first))
         return result + (steps,) if return_steps else result
 
-    def _accumulate(self, layer, direction, dparams):
+    def _accumulate(self, layer, direction, grads):
         sfx = "_reverse" if direction else ""
-        for name, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"), dparams):
+        for name, g in grads.items():
             if g is not None:
                 self.grads[f"{name}_l{layer}{sfx}"] += g
+
+    # ---- torch's API: a single state is returned bare, the LSTM's pair as a pair ---------------
+    def state_tuple(self, hx, name="hx"):
+        """torch's form (h, or (h, c) for the LSTM; None) -> the uniform tuple (or None)."""
+        if hx is None:
+            return None
+        if len(self.spec.state_names) == 1:
+            return (hx,)
+        if not isinstance(hx, (tuple, list)) or len(hx) != len(self.spec.state_names):
+            raise TypeError(f"{name}: expected a pair (h, c) for the {type(self).__name__}, "
+                            f"got {type(hx).__name__}")
+        return tuple(hx)
+
+    def state_value(self, state):
+        """The uniform tuple -> torch's form: h alone, or the pair (h, c)."""
+        return state[0] if len(state) == 1 else tuple(state)
+
+    def forward(self, x, hx=None, lengths=None):
+        """hx: h0 (RNN, GRU) or (h0, c0) (LSTM), or None -> out, h_n or (h_n, c_n)."""
+        out, state = self.forward_state(x, self.state_tuple(hx), lengths)
+        return out, self.state_value(state)
+
+    def backward(self, d_out, d_state=None, return_steps=False):
+        """d_state: d_h_n (RNN, GRU) or (d_h_n, d_c_n) (LSTM; either may be None)
+        -> dx, dh0 or (dh0, dc0) (+ per-step gradients, one per layer-direction)."""
+        res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps)
+        return (res[0], self.state_value(res[1])) + res[2:]
+
+    # ---- the record of the last forward ----------------------------------------------------------
+    @property
+    def last_forward(self) -> Optional[ForwardRecord]:
+        """The record the next backward() will use (caches, dropout masks, lengths), or None."""
+        return self._last
 
     @property
     def last_caches(self):
         """The caches of the last forward, index layer * num_directions + direction."""
         return None if self._last is None else list(self._last.caches)
+
+    @contextlib.contextmanager
+    def preserve_record(self):
+        """Run probe forwards/backwards (gradcheck, gradient flow) without disturbing the
+        record that the caller's next backward() needs."""
+        saved = self._last
+        try:
+            yield self
+        finally:
+            self._last = saved
 
 
 class RNN(RNNBase):
@@ -229,16 +286,6 @@ class RNN(RNNBase):
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, 0, dtype, seed, backend)
 
-    def forward(self, x, hx=None, lengths=None):
-        """-> out, h_n."""
-        out, h_n, _ = self._forward(x, hx, None, lengths)
-        return out, h_n
-
-    def backward(self, d_out, d_h_n=None, return_steps=False):
-        """-> dx, dh0 (+ per-step gradients, one per layer-direction, with return_steps)."""
-        res = self._backward(d_out, d_h_n, None, return_steps)
-        return (res[0], res[1]) + ((res[3],) if return_steps else ())
-
 
 class LSTM(RNNBase):
     """LSTM with torch's gate order i, f, g, o and optional projection (proj_size)."""
@@ -249,25 +296,14 @@ class LSTM(RNNBase):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, dtype, seed, backend)
 
-    def forward(self, x, hx=None, lengths=None):
-        """hx = (h0, c0) or None -> out, (h_n, c_n)."""
-        h0, c0 = self._split_pair("hx", hx)
-        out, h_n, c_n = self._forward(x, h0, c0, lengths)
-        return out, (h_n, c_n)
 
-    def backward(self, d_out, d_state=None, return_steps=False):
-        """d_state = (d_h_n, d_c_n), either may be None -> dx, (dh0, dc0)."""
-        d_hn, d_cn = self._split_pair("d_state", d_state)
-        res = self._backward(d_out, d_hn, d_cn, return_steps)
-        return (res[0], (res[1], res[2])) + ((res[3],) if return_steps else ())
+class GRU(RNNBase):
+    """GRU with torch's gate order r, z, n (r applied after the hidden product)."""
 
-    @staticmethod
-    def _split_pair(name, pair):
-        if pair is None:
-            return None, None
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise TypeError(f"{name}: expected a pair (h, c) for the LSTM, got {type(pair).__name__}")
-        return pair
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype="float64", seed=None, backend="numpy"):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, 0, dtype, seed, backend)
 
 
-__all__ = ["RNNBase", "RNN", "LSTM", "CELLS", "BACKENDS"]
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "ForwardRecord", "CELLS", "BACKENDS"]

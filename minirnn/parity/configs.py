@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+from ..registry import CELL_NAMES as CELLS
+from ..registry import get_cell
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
 
@@ -36,7 +37,7 @@ def tolerance(device, dtype):
 class Config:
     """One parity case: a module configuration and the sizes of its input."""
     name: str
-    cell: str                     # rnn_tanh | rnn_relu | lstm
+    cell: str                     # a registry cell name: rnn_tanh | rnn_relu | lstm | gru
     input_size: int = 3           # I
     hidden_size: int = 4          # H
     T: int = 5
@@ -51,9 +52,8 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {CELLS}, got {self.cell!r}")
-        if self.proj_size and self.cell != "lstm":
+        spec = get_cell(self.cell)
+        if self.proj_size and "weight_hr" not in spec.extra_params:
             raise ValueError(f"proj_size: only the LSTM has a projection, got {self.proj_size} "
                              f"for {self.cell}")
         if self.unbatched and (self.lengths or self.batch_first):
@@ -110,7 +110,7 @@ def _cell_matrix(cell):
         C("unbatched", unbatched=True, seed=11),
         C("L3-bi-len-T1", num_layers=3, bidirectional=True, lengths=True, T=1, B=2, seed=12),
     ]
-    if cell == "lstm":
+    if "weight_hr" in get_cell(cell).extra_params:             # the LSTM's projection
         configs += [
             C("proj", proj_size=3, seed=13),
             C("L2-bi-len-proj", num_layers=2, bidirectional=True, lengths=True, proj_size=2,

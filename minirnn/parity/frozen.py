@@ -1,7 +1,7 @@
 """Frozen references: torch's results for the fixed matrix, stored as versioned .npz dumps,
 so that parity is checked even where torch is not installed.
 
-One compressed file per cell, parity/refs/<cell>.npz, holding for every (config, dtype):
+One compressed file per cell, minirnn/parity/refs/<cell>.npz, holding for every (config, dtype):
     case<k>__in        the case (inputs, weights, upstream gradients), flattened
     case<k>__lengths   the sequence lengths (int64), when the config has them
     case<k>__ref       torch's result (out, h_n, ..., grad.<key>), flattened
@@ -27,8 +27,9 @@ _SEP = "__"
 
 
 def default_refs_dir():
-    """parity/refs beside the package (the repository checkout; the package is editable)."""
-    return Path(__file__).resolve().parents[2] / "parity" / "refs"
+    """minirnn/parity/refs: shipped inside the package (package data), so `minirnn parity
+    --frozen` works from any install, editable or not."""
+    return Path(__file__).resolve().parent / "refs"
 
 
 def refs_path(cell, directory=None):

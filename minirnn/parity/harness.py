@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..registry import get_cell, make_recurrent
 from ..testing import max_errors
 from .configs import CELLS, Config, tolerance
 
@@ -32,15 +33,16 @@ def _rng(config):
 
 def build_model(config, dtype="float64", backend="numpy"):
     """The minirnn module for `config` (weights from its seeded init, torch's distribution)."""
-    import minirnn
-    common = dict(num_layers=config.num_layers, bias=config.bias, batch_first=config.batch_first,
-                  bidirectional=config.bidirectional, dtype=dtype, seed=config.seed,
-                  backend=backend)
-    if config.cell == "lstm":
-        return minirnn.LSTM(config.input_size, config.hidden_size, proj_size=config.proj_size,
-                            **common)
-    return minirnn.RNN(config.input_size, config.hidden_size, nonlinearity=config.cell[4:],
-                       **common)
+    extra = {"proj_size": config.proj_size} if config.proj_size else {}
+    return make_recurrent(config.cell, config.input_size, config.hidden_size,
+                          num_layers=config.num_layers, bias=config.bias,
+                          batch_first=config.batch_first, bidirectional=config.bidirectional,
+                          dtype=dtype, seed=config.seed, backend=backend, **extra)
+
+
+def state_names(config):
+    """("h",) or ("h", "c"): the case's keys are h0 [c0], d_h_n [d_c_n]; results h_n [c_n], dh0 [dc0]."""
+    return get_cell(config.cell).state_names
 
 
 def make_case(config, dtype="float64"):
@@ -56,10 +58,10 @@ def make_case(config, dtype="float64"):
     batch = lambda *tail: ((T,) + tail) if config.unbatched else (  # noqa: E731
         (B, T) + tail if config.batch_first else (T, B) + tail)
     state = lambda size: (LD, size) if config.unbatched else (LD, B, size)  # noqa: E731
-    case = {"x": rng.standard_normal(batch(I)),
-            "h0": rng.standard_normal(state(P)) * 0.5}
-    if config.cell == "lstm":
-        case["c0"] = rng.standard_normal(state(H)) * 0.5
+    size = {"h": P, "c": H}
+    case = {"x": rng.standard_normal(batch(I))}
+    for n in state_names(config):
+        case[f"{n}0"] = rng.standard_normal(state(size[n])) * 0.5
     if config.lengths:
         lengths = rng.integers(1, T + 1, size=B)
         lengths[rng.integers(B)] = T                     # torch pads to the longest anyway
@@ -67,9 +69,8 @@ def make_case(config, dtype="float64"):
             lengths[0] = rng.integers(1, T)              # at least one sequence ends early
         case["lengths"] = lengths.astype(np.int64)
     case["d_out"] = rng.standard_normal(batch(D * P))
-    case["d_h_n"] = rng.standard_normal(state(P))
-    if config.cell == "lstm":
-        case["d_c_n"] = rng.standard_normal(state(H))
+    for n in state_names(config):
+        case[f"d_{n}_n"] = rng.standard_normal(state(size[n]))
     for name, p in build_model(config, "float64").state_dict().items():
         case["param." + name] = p
     return {k: (v if k == "lengths" else v.astype(dtype)) for k, v in case.items()}
@@ -85,15 +86,12 @@ def run_minirnn(config, case, backend="numpy"):
     dtype = case["x"].dtype.name
     model = build_model(config, dtype, backend)
     model.load_state_dict(case_params(case))
-    lengths = case.get("lengths")
-    if config.cell == "lstm":
-        out, (h_n, c_n) = model(case["x"], (case["h0"], case["c0"]), lengths=lengths)
-        dx, (dh0, dc0) = model.backward(case["d_out"], (case["d_h_n"], case["d_c_n"]))
-        res = {"out": out, "h_n": h_n, "c_n": c_n, "dx": dx, "dh0": dh0, "dc0": dc0}
-    else:
-        out, h_n = model(case["x"], case["h0"], lengths=lengths)
-        dx, dh0 = model.backward(case["d_out"], case["d_h_n"])
-        res = {"out": out, "h_n": h_n, "dx": dx, "dh0": dh0}
+    names = state_names(config)
+    out, state_n = model.forward_state(case["x"], tuple(case[f"{n}0"] for n in names),
+                                       lengths=case.get("lengths"))
+    dx, d_state0 = model.backward_state(case["d_out"], tuple(case[f"d_{n}_n"] for n in names))
+    res = {"out": out, **{f"{n}_n": s for n, s in zip(names, state_n)}, "dx": dx,
+           **{f"d{n}0": s for n, s in zip(names, d_state0)}}
     for name, g in model.grad_dict().items():
         res["grad." + name] = g
     return res

@@ -11,7 +11,19 @@ import warnings
 
 import numpy as np
 
-from .harness import case_params
+from .harness import case_params, state_names
+
+
+def require_torch(device="cpu"):
+    """Refuse early, saying what to do, when torch (or its CUDA device) is missing."""
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeError("torch is not installed: install the 'torch' extra "
+                           "(pip install -e '.[torch]') or use --frozen") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device cuda: CUDA is not available to torch "
+                           f"{torch.__version__} on this machine; use --device cpu")
 
 
 def cuda_available():
@@ -38,14 +50,12 @@ def _device(device):
 
 def build_torch(config, dtype, device="cpu"):
     import torch
-    common = dict(num_layers=config.num_layers, bias=config.bias, batch_first=config.batch_first,
-                  bidirectional=config.bidirectional)
-    if config.cell == "lstm":
-        m = torch.nn.LSTM(config.input_size, config.hidden_size, proj_size=config.proj_size,
-                          **common)
-    else:
-        m = torch.nn.RNN(config.input_size, config.hidden_size, nonlinearity=config.cell[4:],
-                         **common)
+
+    from ..interop.torch import torch_recurrent
+    m = torch_recurrent(config.cell, config.input_size, config.hidden_size,
+                        num_layers=config.num_layers, bias=config.bias,
+                        batch_first=config.batch_first, bidirectional=config.bidirectional,
+                        proj_size=config.proj_size)
     return m.to(device=_device(device), dtype=getattr(torch, dtype))
 
 
@@ -63,10 +73,10 @@ def run_torch(config, case, device="cpu"):
     m.train()                          # dropout is 0: train/eval give the same numbers
     t = lambda name, grad=False: torch.tensor(case[name], device=dev,  # noqa: E731
                                               requires_grad=grad)
-    x, h0 = t("x", True), t("h0", True)
-    is_lstm = config.cell == "lstm"
-    c0 = t("c0", True) if is_lstm else None
-    hx = (h0, c0) if is_lstm else h0
+    names = state_names(config)
+    x = t("x", True)
+    state0 = [t(f"{n}0", True) for n in names]
+    hx = tuple(state0) if len(names) > 1 else state0[0]
     lengths = case.get("lengths")
     with warnings.catch_warnings():
         # "LSTM with projections is not supported with oneDNN": torch's own fallback, fine
@@ -79,21 +89,17 @@ def run_torch(config, case, device="cpu"):
             out_packed, state = m(packed, hx)
             out, _ = pad_packed_sequence(out_packed, batch_first=config.batch_first,
                                          total_length=config.T)
-    h_n, c_n = state if is_lstm else (state, None)
-    loss = (out * t("d_out")).sum() + (h_n * t("d_h_n")).sum()
-    if is_lstm:
-        loss = loss + (c_n * t("d_c_n")).sum()
+    state_n = state if isinstance(state, tuple) else (state,)
+    loss = (out * t("d_out")).sum()
+    for n, s in zip(names, state_n):
+        loss = loss + (s * t(f"d_{n}_n")).sum()
     loss.backward()
     np_ = lambda v: v.detach().cpu().numpy().copy()  # noqa: E731
-    res = {"out": np_(out), "h_n": np_(h_n)}
-    if is_lstm:
-        res["c_n"] = np_(c_n)
-    res["dx"], res["dh0"] = np_(x.grad), np_(h0.grad)
-    if is_lstm:
-        res["dc0"] = np_(c0.grad)
+    res = {"out": np_(out), **{f"{n}_n": np_(s) for n, s in zip(names, state_n)},
+           "dx": np_(x.grad), **{f"d{n}0": np_(s.grad) for n, s in zip(names, state0)}}
     for name, p in m.named_parameters():
         res["grad." + name] = np_(p.grad) if p.grad is not None else np.zeros(tuple(p.shape), dtype)
     return res
 
 
-__all__ = ["cuda_available", "build_torch", "run_torch"]
+__all__ = ["require_torch", "cuda_available", "build_torch", "run_torch"]

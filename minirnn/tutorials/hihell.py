@@ -38,7 +38,7 @@ def train(hidden_size=8, steps=300, lr=0.05, seed=0, backend="numpy", log=None):
     """Train until the prediction is exactly TARGET (checked every step), at most `steps` steps.
     Returns (rnn, head, inputs, losses, predicted string)."""
     from ..nn.losses import cross_entropy
-    from ..optim import Adam
+    from ..train.optim import Adam
     from .data import one_hot
     net, rnn, head = _model(hidden_size, seed, backend)
     opt = Adam(net, lr=lr)

@@ -97,7 +97,7 @@ def class_weights(labels, n_categories, power=0.25):
 
 
 def build_classifier(config):
-    from ..models import SequenceClassifier
+    from ..train.models import SequenceClassifier
     return SequenceClassifier(N_LETTERS, config["num_classes"], config["hidden_size"],
                               cell=config["cell"], num_layers=config.get("num_layers", 1),
                               embedding_dim=config.get("embedding_dim"),
@@ -127,7 +127,7 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
                      ckpt=None, log=None):
     """Returns (engine of the best epoch, loss curves, seconds spent training)."""
     from .._progress import progress
-    from ..training import Engine
+    from ..train.engine import Engine
     config = {"task": "names", "model": "rnn" if cell.startswith("rnn") else cell, "cell": cell, "num_classes": len(cats),
               "hidden_size": hidden_size, "bidirectional": bidirectional,
               "embedding_dim": embedding_dim, "dropout": dropout, "seed": seed, "split_seed": seed}
@@ -185,7 +185,7 @@ def main(model="lstm", backend="numpy", device="cpu", epochs=None, seed=0, out="
     ckpt = os.path.join(out, "model.npz")
     encoded = [encode_name(n) for n in names]
     if model == "tutorial-rnn":
-        from ..checkpoint import save_checkpoint
+        from ..train.checkpoint import save_checkpoint
         steps = 3000 if quick else (epochs or 1) * 100_000
         t0 = time.perf_counter()
         net, curve = train_tutorial(names, labels, split, len(cats), steps=steps, seed=seed, log=log)
@@ -225,7 +225,7 @@ def main(model="lstm", backend="numpy", device="cpu", epochs=None, seed=0, out="
 # ---- prediction --------------------------------------------------------------------------
 def load_predictor(path, backend="numpy"):
     """A checkpoint written by main() -> predict(names) -> (probs (N, C), labels)."""
-    from ..checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint
     from ..nn.losses import log_softmax
     ck = load_checkpoint(path)
     config = ck.config or {}

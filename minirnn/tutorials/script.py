@@ -65,7 +65,7 @@ def encode_text(kind, text, stoi):
 
 
 def build_model(config):
-    from ..models import LanguageModel
+    from ..train.models import LanguageModel
     return LanguageModel(config["vocab_size"], config["embedding_dim"], config["hidden_size"],
                          cell="lstm", num_layers=config["num_layers"], dropout=config["dropout"],
                          seed=config.get("seed", 0), backend=config.get("backend", "numpy"))
@@ -89,7 +89,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=0, out=
     loss.png and perplexity.png, and print a sample."""
     from .._io import write_json
     from .._progress import progress
-    from ..training import Engine
+    from ..train.engine import Engine
     from .metrics import perplexity, plot_curves
     text = load_shakespeare()
     if quick:
@@ -155,7 +155,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=0, out=
 
 def generate(checkpoint, prime, length=100, temperature=1.0, top_k=None, seed=0, backend="numpy"):
     """Text: the prime, then `length` sampled tokens (words or characters)."""
-    from ..checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint
     if not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(f"length: expected an integer >= 1, got {length!r}")
     ck = load_checkpoint(checkpoint)

@@ -41,7 +41,7 @@ def train(hidden_size=12, steps=400, lr=0.02, seed=0, backend="numpy", log=None)
     from ..nn.losses import cross_entropy
     from ..nn.module import Module
     from ..nn.recurrent import RNN
-    from ..optim import Adam
+    from ..train.optim import Adam
     stoi, itos = vocabulary()
     net = Module(seed=seed)
     rnn = net.add_module("rnn", RNN(len(itos), hidden_size, seed=seed, backend=backend))

@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._checks import reverse_padded, to_numpy
+from .._checks import reverse_padded, to_numpy
 
 LOSSES = ("last", "all")
 
@@ -28,7 +28,7 @@ LOSSES = ("last", "all")
 @dataclass
 class GradientFlow:
     """Per-step gradients of one loss, per layer-direction k = layer * num_directions + d."""
-    mode: str                         # "rnn_tanh" | "rnn_relu" | "lstm"
+    mode: str                         # the registry's cell name: "rnn_tanh", "lstm", "gru", ...
     num_layers: int
     num_directions: int
     loss: str
@@ -73,66 +73,68 @@ def gradient_flow(model, x, hx=None, lengths=None, loss="last", jacobians=True, 
     Dropout is off (eval mode) while measuring; the model's training flag and gradients are
     restored afterwards.
     """
-    from .nn.recurrent import RNNBase
+    from ..nn.recurrent import RNNBase
     if not isinstance(model, RNNBase):
-        raise TypeError(f"model: expected minirnn.RNN or minirnn.LSTM, got {type(model).__name__}")
+        raise TypeError(f"model: expected minirnn.RNN, LSTM or GRU, got {type(model).__name__}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-    is_lstm = model.mode == "lstm"
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
-    saved_last, was_training = model._last, model.training
+    was_training = model.training
     model.eval()
     try:
-        x = to_numpy(x)
-        out = _forward(model, x, hx, lengths)[0]
-        rec = model._last                                         # lengths validated there
-        B = rec.caches[0].x.shape[1]
-        y = model._to_tbi(out, rec.unbatched)                     # (T, B, D*P)
-        T = y.shape[0]
-        rng = np.random.default_rng(seed)
-        d_y = np.zeros_like(y)
-        if loss == "last":
-            last = np.full(B, T - 1) if rec.lengths is None else rec.lengths - 1
-            u = rng.standard_normal((B, y.shape[2]))
-            d_y[last, np.arange(B)] = u / np.linalg.norm(u, axis=1, keepdims=True)
-        else:
-            d_y[...] = rng.standard_normal(y.shape)
-            if rec.lengths is not None:                           # padded outputs are constants
-                d_y *= (np.arange(T)[:, None] < rec.lengths[None, :])[..., None]
-        d_out = model._from_tbi(d_y, rec.unbatched)
-        steps = _backward(model, d_out, None)
-        lengths_v = rec.lengths
-        dh = [_time_order(s.dh, k % model.num_directions, lengths_v) for k, s in enumerate(steps)]
-        dc = ([_time_order(s.dc, k % model.num_directions, lengths_v) for k, s in enumerate(steps)]
-              if is_lstm else None)
-        norm = lambda a: np.sqrt(np.einsum("tbh,tbh->t", a, a))  # noqa: E731
-        dh_norm, dc_norm = [norm(a) for a in dh], None if dc is None else [norm(a) for a in dc]
-        jac = jac_norm = jac_sigma = None
-        if jacobians:
-            jac = _jacobians(model, x, hx, rec, B)
-            jac_norm = [np.sqrt(np.einsum("tbji,tbji->tb", J, J)) for J in jac]
-            jac_sigma = [np.linalg.svd(J, compute_uv=False)[..., 0] for J in jac]
-        return GradientFlow(model.mode, model.num_layers, model.num_directions, loss, lengths_v,
-                            d_out, dh, dc, dh_norm, dc_norm, jac, jac_norm, jac_sigma)
+        with model.preserve_record():                 # the caller's next backward() is intact
+            return _measure(model, x, hx, lengths, loss, jacobians, seed)
     finally:
         for name, _, g in model.named_parameters():
             g[...] = grads_before[name]
-        model._last = saved_last
         model.train(was_training)
 
 
+def _measure(model, x, hx, lengths, loss, jacobians, seed):
+    has_c = model.spec.has_cell_state
+    x = to_numpy(x)
+    out = _forward(model, x, hx, lengths)[0]
+    rec = model.last_forward                                  # lengths validated there
+    B = rec.caches[0].x.shape[1]
+    y = model.to_time_major(out, rec.unbatched)               # (T, B, D*P)
+    T = y.shape[0]
+    rng = np.random.default_rng(seed)
+    d_y = np.zeros_like(y)
+    if loss == "last":
+        last = np.full(B, T - 1) if rec.lengths is None else rec.lengths - 1
+        u = rng.standard_normal((B, y.shape[2]))
+        d_y[last, np.arange(B)] = u / np.linalg.norm(u, axis=1, keepdims=True)
+    else:
+        d_y[...] = rng.standard_normal(y.shape)
+        if rec.lengths is not None:                           # padded outputs are constants
+            d_y *= (np.arange(T)[:, None] < rec.lengths[None, :])[..., None]
+    d_out = model.from_time_major(d_y, rec.unbatched)
+    steps = _backward(model, d_out, None)
+    lengths_v = rec.lengths
+    dh = [_time_order(s.dh, k % model.num_directions, lengths_v) for k, s in enumerate(steps)]
+    dc = ([_time_order(s.dc, k % model.num_directions, lengths_v) for k, s in enumerate(steps)]
+          if has_c else None)
+    norm = lambda a: np.sqrt(np.einsum("tbh,tbh->t", a, a))  # noqa: E731
+    dh_norm, dc_norm = [norm(a) for a in dh], None if dc is None else [norm(a) for a in dc]
+    jac = jac_norm = jac_sigma = None
+    if jacobians:
+        jac = _jacobians(model, x, hx, rec, B)
+        jac_norm = [np.sqrt(np.einsum("tbji,tbji->tb", J, J)) for J in jac]
+        jac_sigma = [np.linalg.svd(J, compute_uv=False)[..., 0] for J in jac]
+    return GradientFlow(model.mode, model.num_layers, model.num_directions, loss, lengths_v,
+                        d_out, dh, dc, dh_norm, dc_norm, jac, jac_norm, jac_sigma)
+
+
 def _forward(model, x, hx, lengths):
-    if model.mode == "lstm":
-        out, (h_n, c_n) = model.forward(x, hx, lengths=lengths)
-        return out, h_n, c_n
-    out, h_n = model.forward(x, hx, lengths=lengths)
-    return out, h_n, None
+    """-> out, h_n, c_n (None without a cell state), whatever the cell."""
+    out, state = model.forward_state(x, model.state_tuple(hx), lengths=lengths)
+    return out, state[0], (state[1] if len(state) > 1 else None)
 
 
 def _backward(model, d_out, d_h_n):
-    if model.mode == "lstm":
-        return model.backward(d_out, (d_h_n, None), return_steps=True)[2]
-    return model.backward(d_out, d_h_n, return_steps=True)[2]
+    """Only h_n's gradient is seeded; -> the per-step records."""
+    extra = (None,) * (len(model.spec.state_names) - 1)
+    return model.backward_state(d_out, (d_h_n, *extra), return_steps=True)[2]
 
 
 def _time_order(a, direction, lengths):
@@ -149,17 +151,17 @@ def _jacobians(model, x, hx, rec, B):
     its own backward, so both are seeded at once.
     """
     P, D, L = model.out_size, model.num_directions, model.num_layers
-    bx = model._to_tbi(x.astype(model.dtype, copy=False), rec.unbatched)      # (T, B, I)
+    bx = model.to_time_major(x, rec.unbatched)      # (T, B, I)
     xr = np.tile(bx, (1, P, 1))                                                # (T, P*B, I)
     xr = xr.transpose(1, 0, 2) if model.batch_first else xr
     hxr = None
     if hx is not None:
-        states = hx if model.mode == "lstm" else (hx,)
         states = [np.tile(np.asarray(to_numpy(s), dtype=model.dtype).reshape(L * D, B, -1),
-                          (1, P, 1)) for s in states]
-        hxr = tuple(states) if model.mode == "lstm" else states[0]
+                          (1, P, 1)) for s in model.state_tuple(hx)]
+        hxr = tuple(states)
     lr = None if rec.lengths is None else np.tile(rec.lengths, P)
-    _, h_n, _ = _forward(model, xr, hxr, lr)
+    _, state_n = model.forward_state(xr, hxr, lengths=lr)
+    h_n = state_n[0]
     T = bx.shape[0]
     d_h_n = np.zeros_like(h_n)                                                 # (L*D, P*B, P)
     rows = np.arange(P * B)
@@ -215,16 +217,11 @@ def exploding_demo(cell="rnn_relu", weight_scale=4.0, T=40, hidden=32, input_siz
     `weight_scale` (gradient_flow + decay_rate), and per run the loss and the global gradient
     norm (before clipping) at every step, and whether everything stayed finite.
     """
-    from .nn.recurrent import LSTM, RNN
-    from .optim import clip_grad_norm          # the one clipping function (global norm)
+    from ..registry import make_recurrent
+    from ..train.optim import clip_grad_norm          # the one clipping function (global norm)
 
     def build(scale):
-        if cell == "lstm":
-            m = LSTM(input_size, hidden, seed=seed, backend=backend)
-        elif cell in ("rnn_tanh", "rnn_relu"):
-            m = RNN(input_size, hidden, nonlinearity=cell[4:], seed=seed, backend=backend)
-        else:
-            raise ValueError(f"cell: expected 'rnn_tanh', 'rnn_relu' or 'lstm', got {cell!r}")
+        m = make_recurrent(cell, input_size, hidden, seed=seed, backend=backend)
         return scale_recurrent(m, scale)
 
     rng = np.random.default_rng(seed)
@@ -246,10 +243,7 @@ def exploding_demo(cell="rnn_relu", weight_scale=4.0, T=40, hidden=32, input_siz
                 model.zero_grad()
                 d_h_n = np.zeros_like(h_n)
                 d_h_n[-1] = diff / batch
-                if model.mode == "lstm":
-                    model.backward(np.zeros_like(out), (d_h_n, None))
-                else:
-                    model.backward(np.zeros_like(out), d_h_n)
+                _backward(model, np.zeros_like(out), d_h_n)
                 sq = sum(float(np.sum(g * g)) for _, _, g in model.named_parameters())
                 norms.append(float(np.sqrt(sq)))
                 if not (np.isfinite(losses[-1]) and np.isfinite(norms[-1])):

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ._checks import to_numpy
-from ._io import savez
+from .._checks import to_numpy
+from .._io import savez
 
 FORMAT_VERSION = 1
 _META = ("config", "vocab", "labels", "step", "extra")
@@ -141,9 +141,9 @@ def load_model_state(model, ckpt):
     if not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(ckpt)
     where = f"checkpoint {ckpt.path!r}" if ckpt.path else "checkpoint"
-    from .nn.module import Module
+    from ..nn.module import Module
     if not isinstance(model, Module):                  # a torch module: convert there
-        from .torch_backend import load_state_into_torch
+        from ..interop.torch import load_state_into_torch
         try:
             return load_state_into_torch(model, ckpt.state_dict)
         except (KeyError, ValueError, RuntimeError) as e:

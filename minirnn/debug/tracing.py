@@ -22,10 +22,24 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ._checks import reverse_padded
+from .._checks import reverse_padded
 
-FORWARD_VARS = {"rnn": ("x", "a", "h", "out"), "lstm": ("x", "i", "f", "g", "o", "c", "h", "out")}
-BACKWARD_VARS = {"rnn": ("dh", "da"), "lstm": ("dh", "dc", "di", "df", "dg", "do")}
+from ..registry import CELLS
+
+
+def forward_vars(spec):
+    """What the forward shows per step: x, each gate, c (if the cell has one), h, out."""
+    return ("x", *spec.gate_names, *(("c",) if spec.has_cell_state else ()), "h", "out")
+
+
+def backward_vars(spec):
+    """What the backward shows per step: dh, dc (if any), and d<gate> for every gate."""
+    return ("dh", *(("dc",) if spec.has_cell_state else ()), *(f"d{g}" for g in spec.gate_names))
+
+
+# by family ("rnn", "lstm", "gru"): Trace.kind
+FORWARD_VARS = {s.family: forward_vars(s) for s in CELLS.values()}
+BACKWARD_VARS = {s.family: backward_vars(s) for s in CELLS.values()}
 
 
 class NonFinite(NamedTuple):
@@ -59,8 +73,8 @@ class Trace:
     """The per-step record of one forward (and optionally backward) pass; build with `trace`."""
 
     def __init__(self, model, out, h_n, c_n, caches, grad_steps, lengths):
-        self.model = model
-        self.kind = "lstm" if model.mode == "lstm" else "rnn"
+        self.model, self.spec = model, model.spec
+        self.kind = model.spec.family                       # "rnn" | "lstm" | "gru"
         self.mode, self.num_layers, self.num_directions = model.mode, model.num_layers, model.num_directions
         self.out, self.h_n, self.c_n = out, h_n, c_n        # what model.forward returned
         self.caches, self.grad_steps = caches, grad_steps
@@ -87,24 +101,21 @@ class Trace:
         return arr if d == 0 else reverse_padded(arr, self.lengths)
 
     def _forward_vars(self, k):
-        c, d = self.caches[k], k % self.num_directions
-        v = {"x": c.x, "h": c.h}
-        if self.kind == "rnn":
-            v["a"] = c.a
-        else:
-            v.update(zip("ifgo", np.split(c.gates, 4, axis=-1)))
+        c, d, spec = self.caches[k], k % self.num_directions, self.spec
+        v = {"x": c.x, "h": c.h, **spec.split_gates(getattr(c, spec.gates_field))}
+        if spec.has_cell_state:
             v["c"] = c.c
         # the layer's output: h_t inside the sequence, zero past its end (as the engine's out)
         v["out"] = c.h if c.valid is None else np.where(c.valid[:, :, None], c.h, 0.0)
         return {name: self._orig(a, d) for name, a in v.items()}
 
     def _backward_vars(self, k):
-        s, d = self.grad_steps[k], k % self.num_directions
-        if self.kind == "rnn":
-            v = {"dh": s.dh, "da": s.da}
-        else:
-            v = {"dh": s.dh, "dc": s.dc, "dz": s.dz}
-            v.update(zip(("di", "df", "dg", "do"), np.split(s.dz, 4, axis=-1)))
+        s, d, spec = self.grad_steps[k], k % self.num_directions, self.spec
+        dgates = getattr(s, spec.dgates_field)                           # (T, B, G*H)
+        v = {"dh": s.dh, spec.dgates_field: dgates,
+             **{f"d{g}": a for g, a in spec.split_gates(dgates).items()}}
+        if spec.has_cell_state:
+            v["dc"] = s.dc
         return {name: self._orig(a, d) for name, a in v.items()}
 
     def _running_weight_grads(self, k):
@@ -113,12 +124,12 @@ class Trace:
         its backward meets the sequence start first). Padded steps contribute nothing."""
         c, f, b = self.caches[k], self._fwd[k], self._bwd[k]
         d = k % self.num_directions
-        dz = b["da"] if self.kind == "rnn" else b["dz"]                  # (T, B, G*H)
+        dz = b[self.spec.dgates_field]                                   # (T, B, G*H)
         h_prev = self._orig(np.concatenate([c.h0[None], c.h[:-1]], axis=0), d)   # (T, B, P)
         acc = {"weight_ih": np.zeros_like(c.w_ih), "weight_hh": np.zeros_like(c.w_hh)}
         if c.has_bias:
             acc["bias"] = np.zeros(c.w_ih.shape[0], dtype=c.x.dtype)
-        if self.kind == "lstm" and c.w_hr is not None:
+        if getattr(c, "w_hr", None) is not None:
             acc["weight_hr"] = np.zeros_like(c.w_hr)
             r = f["o"] * np.tanh(f["c"])                  # (T, B, H), see the module docstring
         norms = {name: np.zeros(self.T) for name in acc}
@@ -166,7 +177,7 @@ class Trace:
         return rec
 
     def variables(self, phase="forward"):
-        return (FORWARD_VARS if phase == "forward" else BACKWARD_VARS)[self.kind]
+        return forward_vars(self.spec) if phase == "forward" else backward_vars(self.spec)
 
     def series(self, name, layer=0, direction=0):
         """One variable over time, (T, B, n), in original time order."""
@@ -210,8 +221,9 @@ class Trace:
         direction in its own loop order, inputs before gates before states; then the backward
         from the last layer down, each direction from its last loop step to its first."""
         D = self.num_directions
-        fwd_names = ("x", "a", "h") if self.kind == "rnn" else ("x", "gates", "c", "h")
-        bwd_names = ("dh", "da") if self.kind == "rnn" else ("dh", "dc", "dz")
+        spec = self.spec
+        fwd_names = ("x", spec.gates_field, *(("c",) if spec.has_cell_state else ()), "h")
+        bwd_names = ("dh", *(("dc",) if spec.has_cell_state else ()), spec.dgates_field)
         plan = [("forward", k, self.caches[k], fwd_names, False) for k in range(len(self.caches))]
         if self.has_backward:
             plan += [("backward", layer * D + d, self.grad_steps[layer * D + d], bwd_names, True)
@@ -232,9 +244,10 @@ class Trace:
                 arr = getattr(src, name)[s]                               # (B, n)
                 b, j = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
                 tensor, unit = name, j
-                if name == "gates":                                       # name the gate
-                    H = arr.shape[1] // 4
-                    tensor, unit = "ifgo"[j // H], j % H
+                if name in (spec.gates_field, spec.dgates_field) and spec.gates > 1:
+                    H = arr.shape[1] // spec.gates                        # name the gate
+                    gate = spec.gate_names[j // H]
+                    tensor, unit = (gate if name == spec.gates_field else f"d{gate}"), j % H
                 layer, d = divmod(k, D)
                 return NonFinite(phase, layer, d, int(self.position[d][s, b]), tensor,
                                  (b, unit), float(arr[b, j]), s)
@@ -249,14 +262,14 @@ def trace(model, x, hx=None, lengths=None, d_out=None, loss=None) -> Trace:
     return_steps=True; it accumulates into model.grads like any backward).
     loss: "sum" (d_out = ones) or a callable out -> (loss_value, d_out), instead of d_out.
     """
-    if not (hasattr(model, "last_caches") and hasattr(model, "mode")):
-        raise TypeError(f"model: expected a minirnn.RNN or minirnn.LSTM, got {type(model).__name__}")
+    from ..nn.recurrent import RNNBase
+    if not isinstance(model, RNNBase):
+        raise TypeError(f"model: expected a minirnn.RNN, LSTM or GRU, got {type(model).__name__}")
     if d_out is not None and loss is not None:
         raise ValueError("d_out, loss: give one of them (or neither), got both")
-    is_lstm = model.mode == "lstm"
     with np.errstate(all="ignore"):                    # a diverging model is traced, not a crash
-        out, state = model.forward(x, hx, lengths)
-    h_n, c_n = state if is_lstm else (state, None)
+        out, state = model.forward_state(x, model.state_tuple(hx), lengths)
+    h_n, c_n = state[0], (state[1] if len(state) > 1 else None)
     if loss is not None:
         if isinstance(loss, str):
             if loss != "sum":
@@ -276,9 +289,10 @@ def trace(model, x, hx=None, lengths=None, d_out=None, loss=None) -> Trace:
     grad_steps = None
     if d_out is not None:
         with np.errstate(all="ignore"):
-            res = model.backward(d_out, None, return_steps=True)
+            res = model.backward_state(d_out, None, return_steps=True)
         grad_steps = res[-1]
     return Trace(model, out, h_n, c_n, caches, grad_steps, lengths_arr)
 
 
-__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "FORWARD_VARS", "BACKWARD_VARS"]
+__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "FORWARD_VARS", "BACKWARD_VARS",
+           "forward_vars", "backward_vars"]

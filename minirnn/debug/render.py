@@ -16,7 +16,7 @@ import html
 
 import numpy as np
 
-from ._io import savefig, write_text
+from .._io import savefig, write_text
 
 CSS = """
 body { font: 13px/1.35 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -128,7 +128,7 @@ def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
     import matplotlib.pyplot as plt
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
-        names += ["dh"] + (["dc"] if trace.kind == "lstm" else ["da"])
+        names += ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
     fig, axes = plt.subplots(len(names), 1, figsize=(max(6, 0.5 * trace.T + 2), 1.3 * len(names) + 1),
                              sharex=True, squeeze=False)
     labels = [str(t) if tokens is None else f"{t}\n{_token(tokens, t, batch)!r}" for t in range(trace.T)]
@@ -138,7 +138,7 @@ def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
             finite = data[np.isfinite(data)]
             lim = float(np.abs(finite).max()) if finite.size else 1.0
             # sigmoid gates live in [0, 1]: a sequential map; signed values: a diverging one
-            gate = trace.kind == "lstm" and name in ("i", "f", "o")
+            gate = name in trace.spec.sigmoid_gates
             im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis" if gate else "RdBu_r",
                            vmin=0.0 if gate else -(lim or 1.0), vmax=1.0 if gate else lim or 1.0,
                            interpolation="nearest")

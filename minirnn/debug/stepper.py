@@ -88,7 +88,8 @@ class Stepper(cmd.Cmd):
         self.prompt = "(step) " if self.interactive else ""
         self.phase, self.t, self.layer, self.direction, self.batch = "forward", 0, 0, 0, batch
         self.watches, self.breaks = [], []          # [(text, code)], [(text, code or None)]
-        kind = "LSTM" if trace.kind == "lstm" else f"RNN ({trace.mode[4:]})"
+        spec = trace.spec
+        kind = spec.module + (f" ({spec.nonlinearity})" if spec.nonlinearity else "")
         self.intro = (f"minirnn step: {kind}, {trace.num_layers} layer(s), {trace.num_directions} "
                       f"direction(s), T={trace.T}, batch={trace.B}"
                       f"{', backward traced' if trace.has_backward else ''}. Type help.")
@@ -249,9 +250,8 @@ class Stepper(cmd.Cmd):
         """show VAR: every unit of x, gates, c, h, out, dh, dc, dgates (or any traced name)."""
         name = arg.strip()
         rec = self.record()
-        lstm = self.tr.kind == "lstm"
-        groups = {"gates": ("i", "f", "g", "o") if lstm else ("a",),
-                  "dgates": ("di", "df", "dg", "do") if lstm else ("da",)}
+        spec = self.tr.spec
+        groups = {"gates": spec.gate_names, "dgates": tuple(f"d{g}" for g in spec.gate_names)}
         names = groups.get(name, (name,))
         for n in names:
             if not isinstance(getattr(rec, n, None), np.ndarray):
@@ -259,7 +259,7 @@ class Stepper(cmd.Cmd):
                 hint = "" if self.tr.has_backward else " (no backward in this trace)"
                 raise ValueError(f"show: expected one of {sorted(set(known) | set(groups))}, "
                                  f"got {name!r}{hint}")
-        if name == "gates" and not lstm:
+        if name == "gates" and spec.gates == 1:
             self.print("(an Elman RNN has no gates: its pre-activation a_t)")
         for n in names:
             v = getattr(rec, n)[self.batch]

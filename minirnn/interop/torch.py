@@ -12,11 +12,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .models import LanguageModel, SequenceClassifier
-from .nn.layers import Dropout, Embedding, Linear
-from .nn.module import Module
-from .nn.recurrent import LSTM, RNN
-from .optim import SGD, Adam
+from ..nn.layers import Dropout, Embedding, Linear
+from ..nn.module import Module
+from ..nn.recurrent import RNNBase
+from ..registry import get_cell
+from ..train.models import LanguageModel, SequenceClassifier
+from ..train.optim import SGD, Adam
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -48,6 +49,31 @@ class TorchLSTM(nn.LSTM):
         return _run(nn.LSTM, self, x, hx, lengths)
 
 
+class TorchGRU(nn.GRU):
+    """nn.GRU whose forward also takes lengths, like minirnn.GRU."""
+
+    def forward(self, x, hx=None, lengths=None):
+        return _run(nn.GRU, self, x, hx, lengths)
+
+
+_WITH_LENGTHS = {"RNN": TorchRNN, "LSTM": TorchLSTM, "GRU": TorchGRU}
+
+
+def torch_recurrent(cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                    dropout=0.0, bidirectional=False, proj_size=0, lengths_api=False):
+    """The torch.nn module for a registry cell (CPU, float32 until moved), torch's init.
+    lengths_api=True: the subclass whose forward also takes lengths (packed sequences)."""
+    spec = get_cell(cell)
+    cls = _WITH_LENGTHS[spec.module] if lengths_api else getattr(nn, spec.module)
+    # dropout acts between layers: with one layer torch would only warn that it does nothing
+    kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first,
+              dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional,
+              **spec.module_kwargs())
+    if proj_size:
+        kw["proj_size"] = proj_size
+    return cls(input_size, hidden_size, **kw)
+
+
 def _tokens(tokens, device):
     return torch.as_tensor(np.asarray(tokens), dtype=torch.int64, device=device)
 
@@ -55,7 +81,7 @@ def _tokens(tokens, device):
 class TorchSequenceClassifier(nn.Module):
     def __init__(self, model: SequenceClassifier):
         super().__init__()
-        self.vocab_size, self.cell = model.vocab_size, model.cell
+        self.vocab_size = model.vocab_size
         self.embedding = _twin(model.embedding) if model.embedding is not None else None
         self.rnn = _twin(model.rnn)
         self.drop = nn.Dropout(model.drop.p)
@@ -68,7 +94,7 @@ class TorchSequenceClassifier(nn.Module):
         else:
             x = nn.functional.one_hot(tokens, self.vocab_size).to(self.fc.weight.dtype)
         _, state = self.rnn(x, None, lengths)
-        h_n = state[0] if self.cell == "lstm" else state            # (L*D, B, H)
+        h_n = state[0] if isinstance(state, tuple) else state      # (L*D, B, H)
         D = 2 if self.rnn.bidirectional else 1
         feat = torch.cat(list(h_n[-D:]), dim=-1)                     # (B, D*H)
         return self.fc(self.drop(feat))
@@ -77,7 +103,6 @@ class TorchSequenceClassifier(nn.Module):
 class TorchLanguageModel(nn.Module):
     def __init__(self, model: LanguageModel):
         super().__init__()
-        self.cell = model.cell
         self.embedding = _twin(model.embedding)
         self.rnn = _twin(model.rnn)
         self.drop = nn.Dropout(model.drop.p)
@@ -98,17 +123,17 @@ def _twin(model):
         return nn.Embedding(model.num_embeddings, model.embedding_dim, padding_idx=model.padding_idx)
     if isinstance(model, Dropout):
         return nn.Dropout(model.p)
-    if isinstance(model, (RNN, LSTM)):
-        kw = dict(num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
-                  dropout=model.dropout, bidirectional=model.bidirectional)
-        if isinstance(model, LSTM):
-            return TorchLSTM(model.input_size, model.hidden_size, proj_size=model.proj_size, **kw)
-        return TorchRNN(model.input_size, model.hidden_size, nonlinearity=model.nonlinearity, **kw)
+    if isinstance(model, RNNBase):
+        return torch_recurrent(model.spec, model.input_size, model.hidden_size,
+                               num_layers=model.num_layers, bias=model.bias,
+                               batch_first=model.batch_first, dropout=model.dropout,
+                               bidirectional=model.bidirectional, proj_size=model.proj_size,
+                               lengths_api=True)
     if isinstance(model, SequenceClassifier):
         return TorchSequenceClassifier(model)
     if isinstance(model, LanguageModel):
         return TorchLanguageModel(model)
-    raise TypeError(f"model: expected a minirnn Linear, Embedding, Dropout, RNN, LSTM, "
+    raise TypeError(f"model: expected a minirnn Linear, Embedding, Dropout, RNN, LSTM, GRU, "
                     f"SequenceClassifier or LanguageModel, got {type(model).__name__}")
 
 
@@ -225,36 +250,62 @@ def check_device(device):
 
 
 class TorchTrainer:
-    """What `minirnn.training.Engine` does on backend 'torch': the twin, a torch optimiser with
-    the minirnn optimiser's hyperparameters and state, autograd steps, and the way back."""
+    """What `minirnn.train.engine.Engine` does on backend 'torch' (the same interface as its
+    KernelTrainer): the twin, a torch optimiser with the minirnn optimiser's hyperparameters
+    and state, autograd steps, and the way back (sync)."""
 
-    def __init__(self, model, optimizer, device, seed, rng_state=None):
-        self.device = device
+    def __init__(self, model, optimizer, device, seed, loss_kwargs, clip, rng_state=None):
+        self.model, self.minirnn_optimizer = model, optimizer
+        self.device, self.clip = device, clip
+        self.class_weight = loss_kwargs.get("weight")
+        self.ignore_index = loss_kwargs.get("ignore_index", -100)
         torch.manual_seed(seed)                      # dropout masks come from torch's RNG
         self.twin = to_torch(model, device)          # (its throwaway init draws too)
         self.optimizer = optimizer_to_torch(optimizer, self.twin)
         if rng_state is not None:                    # resumed: continue torch's dropout stream
             torch.set_rng_state(torch.tensor(rng_state, dtype=torch.uint8))
+        self._stale = False                          # True: the twin holds newer weights
 
-    def loss(self, logits, targets, class_weight, ignore_index):
+    def _loss(self, logits, targets):
         t = torch.as_tensor(np.asarray(targets), dtype=torch.int64, device=logits.device)
-        w = None if class_weight is None else torch.as_tensor(
-            class_weight, dtype=logits.dtype, device=logits.device)
-        return torch.nn.functional.cross_entropy(logits, t, weight=w, ignore_index=ignore_index)
+        w = None if self.class_weight is None else torch.as_tensor(
+            self.class_weight, dtype=logits.dtype, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, t, weight=w, ignore_index=self.ignore_index)
 
-    def update(self, loss, clip):
+    def _update(self, loss):
         """backward, optional global-norm clip, optimiser step -> the loss as a float."""
         self.optimizer.zero_grad()
         loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.twin.parameters(), clip)
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip)
         self.optimizer.step()
+        self._stale = True
         return float(loss.item())
 
-    def predict(self, *inputs):
+    def _predict(self, *inputs):
         """The twin in eval mode, no autograd -> its outputs as they come (tensors)."""
         with torch.no_grad():
-            return self.twin.eval()(*inputs)
+            try:
+                return self.twin.eval()(*inputs)
+            finally:
+                self.twin.train()
+
+    def classify_step(self, tokens, targets, lengths):
+        self.twin.train()
+        return self._update(self._loss(self.twin(tokens, lengths), targets))
+
+    def classify(self, tokens, lengths):
+        return self.to_numpy(self._predict(tokens, lengths))
+
+    def lm_step(self, tokens, targets, state):
+        self.twin.train()
+        logits, new_state = self.twin(tokens, self.state_to_torch(state))
+        loss = self._update(self._loss(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
+        return loss, self.to_numpy(new_state)
+
+    def lm_predict(self, tokens, state):
+        logits, new_state = self._predict(tokens, self.state_to_torch(state))
+        return self.to_numpy(logits), self.to_numpy(new_state)
 
     def state_to_torch(self, state):
         if state is None:
@@ -269,16 +320,21 @@ class TorchTrainer:
         conv = lambda s: s.detach().cpu().numpy()                     # noqa: E731
         return tuple(conv(s) for s in value) if isinstance(value, tuple) else conv(value)
 
-    def sync_to(self, model, optimizer):
+    def sync(self):
         """The twin's weights and optimiser state -> the minirnn model and optimiser."""
-        copy_from_torch(model, self.twin)
-        optimizer_from_torch(self.optimizer, model, optimizer)
+        if self._stale:
+            copy_from_torch(self.model, self.twin)
+            optimizer_from_torch(self.optimizer, self.model, self.minirnn_optimizer)
+            self._stale = False
 
-    @staticmethod
-    def rng_state():
+    def rng_state(self):
+        """torch's CPU RNG state (its dropout masks); None on CUDA, whose dropout uses the
+        device's own generator."""
+        if str(self.device).startswith("cuda"):
+            return None
         return torch.get_rng_state().tolist()
 
 
 __all__ = ["to_torch", "copy_from_torch", "load_state_into_torch", "optimizer_to_torch",
-           "optimizer_from_torch", "TorchRNN", "TorchLSTM", "TorchSequenceClassifier",
+           "optimizer_from_torch", "torch_recurrent", "TorchRNN", "TorchLSTM", "TorchGRU", "TorchSequenceClassifier",
            "TorchLanguageModel", "TorchTrainer", "check_device"]

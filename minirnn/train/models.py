@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nn.layers import Dropout, Embedding, Linear
-from .nn.module import Module
-from .nn.recurrent import CELLS, LSTM, RNN
+from .._checks import check_int
+from ..nn.layers import Dropout, Embedding, Linear
+from ..nn.module import Module
+from ..registry import make_recurrent
 
 
 def _child_seeds(seed, n):
@@ -22,13 +23,14 @@ def _child_seeds(seed, n):
 
 def _recurrent(cell, input_size, hidden_size, num_layers, dropout, bidirectional, dtype, seed,
                backend):
-    if cell not in CELLS:
-        raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}")
-    kw = dict(num_layers=num_layers, batch_first=True, dropout=dropout,
-              bidirectional=bidirectional, dtype=dtype, seed=seed, backend=backend)
-    if cell == "lstm":
-        return LSTM(input_size, hidden_size, **kw)
-    return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kw)
+    import warnings
+    with warnings.catch_warnings():
+        # the models apply their own dropout after the recurrent layer, so a one-layer model
+        # with dropout is meaningful here: torch's "no effect with one layer" does not apply
+        warnings.filterwarnings("ignore", message="dropout=.* has no effect", category=UserWarning)
+        return make_recurrent(cell, input_size, hidden_size, num_layers=num_layers,
+                              batch_first=True, dropout=dropout, bidirectional=bidirectional,
+                              dtype=dtype, seed=seed, backend=backend)
 
 
 class _Composed(Module):
@@ -43,16 +45,11 @@ class _Composed(Module):
         return tokens
 
     def _check_one_hot(self, tokens):
-        from ._checks import to_numpy
-        t = to_numpy(tokens)
-        if t.dtype.kind not in "iu":
-            raise TypeError(f"tokens: expected integer token ids, got dtype {t.dtype}")
-        if t.size and (t.min() < 0 or t.max() >= self.vocab_size):
-            raise ValueError(f"tokens: expected ids in [0, {self.vocab_size}) "
-                             f"(vocab_size={self.vocab_size}), got min {t.min()}, max {t.max()}")
-        return t.astype(np.int64)
+        from .._checks import check_token_ids
+        return check_token_ids("tokens", tokens, self.vocab_size)
 
-    def _embed(self, tokens):
+    def embed(self, tokens):
+        """tokens (B, T) -> the recurrent layer's input (B, T, E), or one-hot (B, T, V)."""
         if self.embedding is not None:
             return self.embedding.forward(tokens)                    # (B, T, E)
         return np.eye(self.vocab_size, dtype=self.dtype)[tokens]     # (B, T, V) one-hot
@@ -63,7 +60,7 @@ class _Composed(Module):
 
     @backend.setter
     def backend(self, name):
-        from .functional import get_backend
+        from ..functional.backends import get_backend
         get_backend(name)                                            # refuses an unknown one
         self.rnn.backend = name
 
@@ -76,9 +73,8 @@ class SequenceClassifier(_Composed):
                  embedding_dim=None, bidirectional=False, dropout=0.0, dtype="float64",
                  seed=None, backend="numpy"):
         super().__init__(dtype, seed)
-        for name, v in (("vocab_size", vocab_size), ("num_classes", num_classes)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        check_int("vocab_size", vocab_size)
+        check_int("num_classes", num_classes)
         self.kwargs = dict(vocab_size=vocab_size, num_classes=num_classes, hidden_size=hidden_size,
                            cell=cell, num_layers=num_layers, embedding_dim=embedding_dim,
                            bidirectional=bidirectional, dropout=dropout,
@@ -101,9 +97,9 @@ class SequenceClassifier(_Composed):
     def forward(self, tokens, lengths=None):
         """tokens (B, T) int, lengths (B,) or None -> logits (B, C)."""
         tokens = self._tokens(tokens)
-        x = self._embed(tokens)                                      # (B, T, E)
-        out, state = self.rnn.forward(x, None, lengths)
-        h_n = state[0] if self.cell == "lstm" else state             # (L*D, B, H)
+        x = self.embed(tokens)                                      # (B, T, E)
+        out, state = self.rnn.forward_state(x, None, lengths)
+        h_n = state[0]                                               # (L*D, B, H)
         D = self.rnn.num_directions
         feat = np.concatenate(list(h_n[-D:]), axis=-1)               # (B, D*H) last layer
         self._shape = (out.shape, h_n.shape)
@@ -120,10 +116,8 @@ class SequenceClassifier(_Composed):
         for d in range(D):                                           # only h_n reaches the loss
             d_hn[len(d_hn) - D + d] = d_feat[:, d * H:(d + 1) * H]
         d_out = np.zeros(out_shape, dtype=self.dtype)                # (B, T, D*H): unused outputs
-        if self.cell == "lstm":
-            dx, _ = self.rnn.backward(d_out, (d_hn, None))
-        else:
-            dx, _ = self.rnn.backward(d_out, d_hn)
+        extra = (None,) * (len(self.rnn.spec.state_names) - 1)       # c_n does not reach the loss
+        dx, _ = self.rnn.backward_state(d_out, (d_hn, *extra))
         if self.embedding is not None:
             self.embedding.backward(dx)
 
@@ -138,8 +132,7 @@ class LanguageModel(_Composed):
     def __init__(self, vocab_size, embedding_dim, hidden_size, cell="lstm", num_layers=2,
                  dropout=0.0, dtype="float64", seed=None, backend="numpy"):
         super().__init__(dtype, seed)
-        if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or vocab_size < 1:
-            raise ValueError(f"vocab_size: expected an integer >= 1, got {vocab_size!r}")
+        check_int("vocab_size", vocab_size)
         self.kwargs = dict(vocab_size=vocab_size, embedding_dim=embedding_dim,
                            hidden_size=hidden_size, cell=cell, num_layers=num_layers,
                            dropout=dropout, dtype=self.dtype.name, seed=seed)
@@ -156,7 +149,8 @@ class LanguageModel(_Composed):
     def init_state(self, batch):
         """Zeros: (L, B, H), or a pair of them for the LSTM."""
         h = np.zeros((self.rnn.num_layers, batch, self.rnn.hidden_size), dtype=self.dtype)
-        return (h, h.copy()) if self.cell == "lstm" else h
+        state = tuple(h.copy() for _ in self.rnn.spec.state_names)
+        return state if len(state) > 1 else state[0]
 
     def forward(self, tokens, state=None):
         """tokens (B, T) int, state or None -> logits (B, T, V), new_state (copies)."""
@@ -164,11 +158,9 @@ class LanguageModel(_Composed):
         x = self.embedding.forward(tokens)                           # (B, T, E)
         out, new_state = self.rnn.forward(x, state)                  # (B, T, H)
         logits = self.fc.forward(self.drop.forward(out))             # (B, T, V)
-        if self.cell == "lstm":
-            new_state = (new_state[0].copy(), new_state[1].copy())
-        else:
-            new_state = new_state.copy()
-        return logits, new_state
+        if isinstance(new_state, tuple):
+            return logits, tuple(s.copy() for s in new_state)
+        return logits, new_state.copy()
 
     def backward(self, d_logits):
         """d_logits (B, T, V); no gradient flows into the carried state (the truncation)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import to_numpy
+from .._checks import to_numpy
 
 # Tolerance, per entry:  |analytic - numeric| <= ATOL + RTOL * |numeric|.
 # With eps = 1e-6 in float64 the central difference has two errors:
@@ -99,34 +99,34 @@ class GradcheckReport:
 # one interface over the four model kinds: forward(inputs) -> outputs, backward(u) -> grads
 
 class _Runner:
+    """The model's uniform state API: forward(inputs) -> outputs, backward(u) -> input grads."""
+
     def __init__(self, model, x, hx, lengths):
-        from .nn.cells import LSTMCell, RNNCell
-        from .nn.recurrent import LSTM, RNNBase
+        from ..nn.cells import _CellBase
+        from ..nn.recurrent import RNNBase
         self.model = model
         if isinstance(model, RNNBase):
-            self.kind, self.lengths = "seq", lengths
-        elif isinstance(model, (RNNCell, LSTMCell)):
+            self.seq, self.lengths = True, lengths
+        elif isinstance(model, _CellBase):
             if lengths is not None:
                 raise ValueError("lengths: a cell runs one step; expected None, got lengths")
-            self.kind, self.lengths = "cell", None
+            self.seq, self.lengths = False, None
         else:
-            raise TypeError(f"model: expected minirnn.RNN, LSTM, RNNCell or LSTMCell, "
+            raise TypeError(f"model: expected a minirnn recurrent module or cell, "
                             f"got {type(model).__name__}")
-        self.is_lstm = isinstance(model, (LSTM, LSTMCell))
+        self.names = [f"{n}0" for n in model.spec.state_names]       # "h0"[, "c0"]
         inputs = {"x": self._f64("x", x)}
-        if self.is_lstm:
-            if hx is not None:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError(f"hx: expected a pair (h0, c0) for an LSTM, "
-                                    f"got {type(hx).__name__}")
-                inputs["h0"], inputs["c0"] = self._f64("hx[0]", hx[0]), self._f64("hx[1]", hx[1])
-        elif hx is not None:
-            inputs["h0"] = self._f64("hx", hx)
-        if hx is None:                       # zeros, given explicitly so that dh0 (dc0) is checked
+        if hx is not None:
+            states = (hx,) if len(self.names) == 1 else hx
+            if not isinstance(states, (tuple, list)) or len(states) != len(self.names):
+                raise TypeError(f"hx: expected {len(self.names)} states {tuple(self.names)} for "
+                                f"{type(model).__name__}, got {type(hx).__name__}")
+            for k, (n, v) in enumerate(zip(self.names, states)):
+                inputs[n] = self._f64("hx" if len(states) == 1 else f"hx[{k}]", v)
+        else:                                # zeros, given explicitly so that dh0 (dc0) is checked
             outs = self.forward(inputs)
-            inputs["h0"] = np.zeros_like(outs[-2] if self.is_lstm else outs[-1])
-            if self.is_lstm:
-                inputs["c0"] = np.zeros_like(outs[-1])
+            for n, o in zip(self.names, outs[-len(self.names):]):
+                inputs[n] = np.zeros_like(o)
         self.inputs = inputs
 
     @staticmethod
@@ -138,32 +138,19 @@ class _Runner:
 
     def forward(self, inputs):
         """-> tuple of every output: (out, h_n[, c_n]) or (h'[, c'])."""
-        m, x = self.model, inputs["x"]
-        h0, c0 = inputs.get("h0"), inputs.get("c0")
-        if self.kind == "seq":
-            if self.is_lstm:
-                hx = None if h0 is None else (h0, c0)
-                out, (h_n, c_n) = m.forward(x, hx, lengths=self.lengths)
-                return out, h_n, c_n
-            return m.forward(x, h0, lengths=self.lengths)
-        if self.is_lstm:
-            return m.forward(x, None if h0 is None else (h0, c0))
-        return (m.forward(x, h0),)
+        state = tuple(inputs[n] for n in self.names) if self.names[0] in inputs else None
+        if self.seq:
+            out, state_n = self.model.forward_state(inputs["x"], state, lengths=self.lengths)
+            return (out, *state_n)
+        return self.model.forward_state(inputs["x"], state)
 
     def backward(self, u):
         """u: dL/d(each output) -> {"x": dx, "h0": dh0[, "c0": dc0]}; params land in model.grads."""
-        m = self.model
-        if self.kind == "seq":
-            if self.is_lstm:
-                dx, (dh0, dc0) = m.backward(u[0], (u[1], u[2]))
-                return {"x": dx, "h0": dh0, "c0": dc0}
-            dx, dh0 = m.backward(u[0], u[1])
-            return {"x": dx, "h0": dh0}
-        if self.is_lstm:
-            dx, (dh0, dc0) = m.backward(u[0], u[1])
-            return {"x": dx, "h0": dh0, "c0": dc0}
-        dx, dh0 = m.backward(u[0])
-        return {"x": dx, "h0": dh0}
+        if self.seq:
+            dx, d_state = self.model.backward_state(u[0], tuple(u[1:]))
+        else:
+            dx, d_state = self.model.backward_state(tuple(u))
+        return {"x": dx, **dict(zip(self.names, d_state))}
 
 
 def _sample(name, size, max_entries, seed):
@@ -194,10 +181,10 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
     During the check dropout is off (eval mode); the model's training flag, its gradients and
     its record of the last forward are restored afterwards, whatever happens.
     """
-    from .nn.cells import LSTMCell, RNNCell
-    from .nn.recurrent import RNNBase
-    if not isinstance(model, (RNNBase, RNNCell, LSTMCell)):
-        raise TypeError(f"model: expected minirnn.RNN, LSTM, RNNCell or LSTMCell, "
+    from ..nn.cells import _CellBase
+    from ..nn.recurrent import RNNBase
+    if not isinstance(model, (RNNBase, _CellBase)):
+        raise TypeError(f"model: expected minirnn.RNN, LSTM, GRU or one of their cells, "
                         f"got {type(model).__name__}")
     if np.dtype(model.dtype) != np.float64:
         raise ValueError(f"model: gradcheck needs a float64 model (finite differences in "
@@ -211,71 +198,72 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
         raise ValueError(f"max_entries: expected an integer >= 1 or None, got {max_entries!r}")
     own = {name: p for name, p, _ in model.named_parameters()}
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
-    # the record of the last forward (sequence models) or cache (cells), restored at the end
-    saved_state = {k: getattr(model, k) for k in ("_last", "_cache", "_unbatched")
-                   if hasattr(model, k)}
     was_training = model.training
     model.eval()
-    try:
-        run = _Runner(model, x, hx, lengths)
-        available = list(own) + list(run.inputs)
-        if params is None:
-            names = list(run.inputs) + list(own)
-        else:
-            names = [params] if isinstance(params, str) else list(params)
-            unknown = [n for n in names if n not in available]
-            if unknown:
-                raise KeyError(f"params: unknown tensor names {unknown}; "
-                               f"expected some of {available}")
+    # the record of the last forward (sequence models) or cache (cells) is restored at the end
+    with model.preserve_record():
+        try:
+            return _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, own)
+        finally:
+            for name, _, g in model.named_parameters():
+                g[...] = grads_before[name]
+            model.train(was_training)
 
-        outs = run.forward(run.inputs)
-        rng = np.random.default_rng(seed)
-        u = [rng.standard_normal(np.shape(o)) for o in outs]        # the loss projection
 
-        def loss(inputs):
-            return float(sum(np.vdot(ui, oi) for ui, oi in zip(u, run.forward(inputs))))
+def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, own):
+    """The check itself; gradcheck() above restores the model whatever happens here."""
+    run = _Runner(model, x, hx, lengths)
+    available = list(own) + list(run.inputs)
+    if params is None:
+        names = list(run.inputs) + list(own)
+    else:
+        names = [params] if isinstance(params, str) else list(params)
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise KeyError(f"params: unknown tensor names {unknown}; "
+                           f"expected some of {available}")
 
-        # analytic: one backward from fresh zero gradients
-        model.zero_grad()
-        run.forward(run.inputs)
-        analytic = run.backward(u)
-        analytic.update({name: g.copy() for name, _, g in model.named_parameters()})
+    outs = run.forward(run.inputs)
+    rng = np.random.default_rng(seed)
+    u = [rng.standard_normal(np.shape(o)) for o in outs]        # the loss projection
 
-        rows = []
-        for name in names:
-            target = run.inputs[name] if name in run.inputs else own[name]
-            flat = target.reshape(-1)                       # a view: perturb in place
-            if not np.shares_memory(flat, target):
-                raise RuntimeError(f"{name}: the tensor is not contiguous; cannot perturb it")
-            idx = _sample(name, flat.size, max_entries, seed)
-            num = np.empty(idx.size)
-            for n, j in enumerate(idx):
-                w = flat[j]
-                try:
-                    flat[j] = w + eps
-                    lp = loss(run.inputs)
-                    flat[j] = w - eps
-                    lm = loss(run.inputs)
-                finally:
-                    flat[j] = w                             # exactly restored, whatever happens
-                num[n] = (lp - lm) / (2.0 * eps)
-            ana = np.asarray(analytic[name], dtype=np.float64).reshape(-1)[idx]
-            err = np.abs(ana - num)
-            scale = np.maximum(np.abs(ana), np.abs(num))
-            rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
-            ok = bool(np.all(err <= atol + rtol * np.abs(num)))   # NaN fails
-            rows.append(GradcheckRow(name, tuple(target.shape), int(idx.size), int(flat.size),
-                                     float(err.max()) if err.size else 0.0,
-                                     float(rel.max()) if rel.size else 0.0, ok, idx))
-        return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
-                               loss(run.inputs), repr(model) if hasattr(model, "mode") else
-                               type(model).__name__)
-    finally:
-        for name, _, g in model.named_parameters():
-            g[...] = grads_before[name]
-        for k, v in saved_state.items():
-            setattr(model, k, v)
-        model.train(was_training)
+    def loss(inputs):
+        return float(sum(np.vdot(ui, oi) for ui, oi in zip(u, run.forward(inputs))))
+
+    # analytic: one backward from fresh zero gradients
+    model.zero_grad()
+    run.forward(run.inputs)
+    analytic = run.backward(u)
+    analytic.update({name: g.copy() for name, _, g in model.named_parameters()})
+
+    rows = []
+    for name in names:
+        target = run.inputs[name] if name in run.inputs else own[name]
+        flat = target.reshape(-1)                       # a view: perturb in place
+        if not np.shares_memory(flat, target):
+            raise RuntimeError(f"{name}: the tensor is not contiguous; cannot perturb it")
+        idx = _sample(name, flat.size, max_entries, seed)
+        num = np.empty(idx.size)
+        for n, j in enumerate(idx):
+            w = flat[j]
+            try:
+                flat[j] = w + eps
+                lp = loss(run.inputs)
+                flat[j] = w - eps
+                lm = loss(run.inputs)
+            finally:
+                flat[j] = w                             # exactly restored, whatever happens
+            num[n] = (lp - lm) / (2.0 * eps)
+        ana = np.asarray(analytic[name], dtype=np.float64).reshape(-1)[idx]
+        err = np.abs(ana - num)
+        scale = np.maximum(np.abs(ana), np.abs(num))
+        rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
+        ok = bool(np.all(err <= atol + rtol * np.abs(num)))   # NaN fails
+        rows.append(GradcheckRow(name, tuple(target.shape), int(idx.size), int(flat.size),
+                                 float(err.max()) if err.size else 0.0,
+                                 float(rel.max()) if rel.size else 0.0, ok, idx))
+    return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
+                           loss(run.inputs), repr(model))
 
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow", "RTOL", "ATOL"]

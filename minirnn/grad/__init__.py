@@ -1,0 +1,1 @@
+"""Gradient-correctness tools: finite-difference gradcheck and gradient flow through time."""
