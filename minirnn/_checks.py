@@ -108,9 +108,9 @@ def check_shape(name, arr, expected, hint=""):
         raise ValueError(f"{name}: expected shape {want}{hint}, got {tuple(arr.shape)}")
 
 
-def check_lengths(lengths, batch, steps) -> np.ndarray:
-    """lengths: one int per batch element, each in 1..steps, any order (as torch's
-    pack_padded_sequence(..., enforce_sorted=False))."""
+def check_lengths(lengths, batch, steps, low=1, steps_name="the sequence length") -> np.ndarray:
+    """lengths: one int per batch element, each in low..steps, any order (as torch's
+    pack_padded_sequence(..., enforce_sorted=False)); whole-number floats are accepted."""
     arr = to_numpy(lengths)
     if arr.ndim != 1 or arr.shape[0] != batch:
         raise ValueError(f"lengths: expected one length per batch element, shape ({batch},), "
@@ -121,8 +121,8 @@ def check_lengths(lengths, batch, steps) -> np.ndarray:
         else:
             raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 1 or arr.max() > steps):
-        raise ValueError(f"lengths: expected every length in 1..{steps} (the sequence length), "
+    if arr.size and (arr.min() < low or arr.max() > steps):
+        raise ValueError(f"lengths: expected every length in {low}..{steps} ({steps_name}), "
                          f"got min {arr.min()}, max {arr.max()}")
     return arr
 

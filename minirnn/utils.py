@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import to_numpy
+from ._checks import check_lengths, to_numpy
 
 __all__ = ["pad_sequence", "sequence_lengths", "lengths", "unpad_sequence"]
 
@@ -154,17 +154,5 @@ def unpad_sequence(padded, lengths, batch_first=False):
     if batch_first:
         x = x.swapaxes(0, 1)
     T, B = x.shape[:2]
-    n = to_numpy(lengths)
-    if n.ndim != 1 or n.shape[0] != B:
-        raise ValueError(f"lengths: expected one length per batch element, shape ({B},), "
-                         f"got shape {tuple(n.shape)}")
-    if n.dtype.kind not in "iu":
-        if n.dtype.kind == "f" and np.all(np.isfinite(n)) and np.all(n == np.round(n)):
-            n = n.astype(np.int64)
-        else:
-            raise TypeError(f"lengths: expected integers, got dtype {n.dtype}")
-    n = n.astype(np.int64)
-    if n.size and (n.min() < 0 or n.max() > T):
-        raise ValueError(f"lengths: expected every length in 0..{T} (the padded length), "
-                         f"got min {n.min()}, max {n.max()}")
+    n = check_lengths(lengths, B, T, low=0, steps_name="the padded length")
     return [np.array(x[:L, b], order="C") for b, L in enumerate(n)]
