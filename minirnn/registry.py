@@ -61,6 +61,12 @@ class CellSpec:
         """Constructor keywords that pick this cell within its module class."""
         return {} if self.nonlinearity is None else {"nonlinearity": self.nonlinearity}
 
+    def hidden_dgates(self, dgates, gates):
+        """dL/d(hidden-side pre-activations h W_hh^T + b_hh) from dL/d(gate pre-activations):
+        the same array for RNN and LSTM; the GRU's n block differs (its reference says how)."""
+        fn = getattr(self.reference(), "hidden_side_grad", None)
+        return dgates if fn is None else fn(dgates, gates)
+
     def split_gates(self, gates):
         """(..., G*H) -> {gate name: (..., H)} as views, in torch's order."""
         H = gates.shape[-1] // self.gates
@@ -115,6 +121,10 @@ CELLS = {
                      module="LSTM", cell_module="LSTMCell", extra_params=("weight_hr",),
                      sigmoid_gates=("i", "f", "o"),
                      summary="LSTM, gates i, f, g, o; optional projection proj_size"),
+    "gru": CellSpec("gru", family="gru", gates=3, gate_names=("r", "z", "n"),
+                    gates_field="gates", dgates_field="dg", state_names=("h",),
+                    module="GRU", cell_module="GRUCell", sigmoid_gates=("r", "z"),
+                    summary="GRU, gates r, z, n; r applied after the hidden product"),
 }
 CELL_NAMES = tuple(CELLS)
 

@@ -8,14 +8,14 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from minirnn.cli import main as cli_main  # noqa: E402
-from minirnn.parity import Config, check_case, make_case, run_minirnn, tolerance  # noqa: E402
+from minirnn.parity import CELLS, Config, check_case, make_case, run_minirnn, tolerance  # noqa: E402
 from minirnn.parity.torch_ref import run_torch  # noqa: E402
 from minirnn.testing import max_errors  # noqa: E402
 
 
 @st.composite
 def configs(draw, min_hidden=1):
-    cell = draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm"]))
+    cell = draw(st.sampled_from(CELLS))
     H = draw(st.integers(min_hidden, 16))
     unbatched = draw(st.booleans()) and draw(st.booleans())          # 1 in 4
     batched = not unbatched

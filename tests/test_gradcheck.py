@@ -11,17 +11,19 @@ import minirnn
 from minirnn import functional
 from minirnn._gradcheck import GradcheckReport, gradcheck
 from minirnn.cli import main
+from minirnn.functional import gru as gru_ref
 from minirnn.functional import lstm as lstm_ref
 from minirnn.functional import rnn as rnn_ref
+from minirnn.registry import CELL_NAMES, make_cell, make_recurrent
 
 
 def _model(mode, I, H, layers=1, bidirectional=False, proj=0, bias=True, batch_first=False,
            dropout=0.0, seed=0, dtype="float64"):
     kw = dict(num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first,
               dropout=dropout, seed=seed, dtype=dtype)
-    if mode == "lstm":
-        return minirnn.LSTM(I, H, proj_size=proj, **kw)
-    return minirnn.RNN(I, H, nonlinearity=mode[4:], **kw)
+    if proj:
+        kw["proj_size"] = proj
+    return make_recurrent(mode, I, H, **kw)
 
 
 def _data(model, T, B, rng, unbatched=False):
@@ -32,14 +34,13 @@ def _data(model, T, B, rng, unbatched=False):
     else:
         x = rng.standard_normal((B, T, I) if model.batch_first else (T, B, I))
         hs = (LD, B)
-    h0 = rng.standard_normal(hs + (P,))
-    if model.mode == "lstm":
-        return x, (h0, rng.standard_normal(hs + (model.hidden_size,)))
-    return x, h0
+    states = tuple(rng.standard_normal(hs + ((P,) if n == "h" else (model.hidden_size,)))
+                   for n in model.spec.state_names)
+    return x, model.state_value(states)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mode=st.sampled_from(["rnn_tanh", "rnn_relu", "lstm"]), layers=st.integers(1, 2),
+@given(mode=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2),
        bidirectional=st.booleans(), bias=st.booleans(), batch_first=st.booleans(),
        use_lengths=st.booleans(), proj=st.booleans(), unbatched=st.booleans(),
        T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(2, 3),
@@ -61,17 +62,14 @@ def test_gradcheck_passes_every_configuration(mode, layers, bidirectional, bias,
     assert all(r.checked == min(12, r.total) for r in report.rows)
 
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm"])
+@pytest.mark.parametrize("cell", CELL_NAMES)
 @pytest.mark.parametrize("batched", [True, False])
 def test_gradcheck_passes_cells(cell, batched):
     rng = np.random.default_rng(3)
-    if cell == "lstm":
-        model = minirnn.LSTMCell(3, 4, seed=1)
-        shape = (2, 4) if batched else (4,)
-        hx = (rng.standard_normal(shape), rng.standard_normal(shape))
-    else:
-        model = minirnn.RNNCell(3, 4, nonlinearity=cell[4:], seed=1)
-        hx = rng.standard_normal((2, 4) if batched else (4,))
+    model = make_cell(cell, 3, 4, seed=1)
+    shape = (2, 4) if batched else (4,)
+    states = tuple(rng.standard_normal(shape) for _ in model.spec.state_names)
+    hx = states if len(states) > 1 else states[0]
     x = rng.standard_normal((2, 3) if batched else (3,))
     report = gradcheck(model, x, hx)
     assert report.passed, report.table()
@@ -126,6 +124,45 @@ def _lstm_dx_wrong(dx, dh_prev, dc_prev, dz, dc, dw_hr):
 
 def _lstm_db_ih_dropped(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr):
     return dx, dh0, dc0, dw_ih, dw_hh, np.zeros_like(db_ih), db_hh, dw_hr
+
+
+def _gru_reset_before_product(dx, dh_prev, dgi, dgh):
+    """The classic GRU slip: treating r as applied BEFORE the hidden product (n = tanh(gi_n +
+    (r*h) W_hn^T + b_hn)), which drops r from the hidden side's n-block gradient."""
+    H = dgi.shape[-1] // 3
+    wrong = dgh.copy()
+    wrong[..., 2 * H:] = dgi[..., 2 * H:]
+    return dx, dh_prev, dgi, wrong
+
+
+def test_planted_gru_reset_gate_before_hidden_product_fails_on_exactly_those_tensors(monkeypatch):
+    """T = 1: the hidden-side n block reaches W_hh, b_hh and (through dh_{t-1} = ... + dgh W_hh)
+    h0, and nothing else; x, W_ih and b_ih see only the input side."""
+    model = _model("gru", 3, 4, seed=3)
+    assert _check(model, T=1).passed
+    orig = gru_ref.step_backward
+    # the bug changes dgh, then dh_prev must be rebuilt from it as the step would
+    def planted(dh_t, h_prev, gates_t, hn_t, w_ih, w_hh):
+        dx, dh_prev, dgi, dgh = orig(dh_t, h_prev, gates_t, hn_t, w_ih, w_hh)
+        _, _, _, wrong = _gru_reset_before_product(dx, dh_prev, dgi, dgh)
+        return dx, dh_prev + (wrong - dgh) @ w_hh, dgi, wrong
+    monkeypatch.setattr(gru_ref, "step_backward", planted)
+    report = _check(model, T=1)
+    assert sorted(report.failed) == ["bias_hh_l0", "h0", "weight_hh_l0"], report.table()
+
+
+def test_planted_gru_dropped_carry_fails_only_h0(monkeypatch):
+    """Dropping dh * z (the state's direct path into h_{t-1}) at T = 1 corrupts only dh0."""
+    model = _model("gru", 3, 4, seed=4)
+    orig = gru_ref.step_backward
+
+    def planted(dh_t, h_prev, gates_t, hn_t, w_ih, w_hh):
+        dx, dh_prev, dgi, dgh = orig(dh_t, h_prev, gates_t, hn_t, w_ih, w_hh)
+        H = gates_t.shape[-1] // 3
+        return dx, dh_prev - dh_t * gates_t[..., H:2 * H], dgi, dgh
+    monkeypatch.setattr(gru_ref, "step_backward", planted)
+    report = _check(model, T=1)
+    assert report.failed == ["h0"], report.table()
 
 
 @pytest.mark.parametrize("mode", ["rnn_tanh", "rnn_relu"])
@@ -259,13 +296,13 @@ def test_cli_exit_codes(monkeypatch, tmp_path, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("mode", ["rnn_tanh", "lstm"])
+@pytest.mark.parametrize("mode", ["rnn_tanh", "lstm", "gru"])
 def test_gradcheck_numba_backend(mode):
     """The check runs whatever backend the model uses: here the fused Numba kernels."""
     pytest.importorskip("minirnn.kernels")
-    kw = dict(num_layers=2, bidirectional=True, seed=1, backend="numba")
-    model = (minirnn.LSTM(3, 4, proj_size=2, **kw) if mode == "lstm"
-             else minirnn.RNN(3, 4, nonlinearity="tanh", **kw))
+    model = _model(mode, 3, 4, layers=2, bidirectional=True, seed=1,
+                   proj=2 if mode == "lstm" else 0)
+    model.backend = "numba"
     rng = np.random.default_rng(2)
     x, hx = _data(model, 4, 2, rng)
     report = gradcheck(model, x, hx, lengths=[4, 2], max_entries=10)

@@ -7,15 +7,16 @@ import pytest
 
 import minirnn
 from minirnn.cli import main
+from minirnn.registry import make_recurrent
 from minirnn.study import decay_rate, gradient_flow, scale_recurrent
 from minirnn.testing import assert_close
 
 
 def _model(mode, I, H, layers=1, bidirectional=False, proj=0, seed=0, batch_first=False):
     kw = dict(num_layers=layers, bidirectional=bidirectional, seed=seed, batch_first=batch_first)
-    if mode == "lstm":
-        return minirnn.LSTM(I, H, proj_size=proj, **kw)
-    return minirnn.RNN(I, H, nonlinearity=mode[4:], **kw)
+    if proj:
+        kw["proj_size"] = proj
+    return make_recurrent(mode, I, H, **kw)
 
 
 def _states(model, B, rng):
@@ -49,6 +50,7 @@ def _torch_steps(model, x, hx, d_out):
     layer-direction's weights, every h_t (c_t) kept with retain_grad. x (T, B, I), d_out (T, B, D*P)
     -> (dh [k] (T, B, P), dc [k] or None, the h_t tensors [k][t]) after loss.backward()."""
     torch = pytest.importorskip("torch")
+    from minirnn.interop.torch import torch_recurrent
     nn = torch.nn
     T = x.shape[0]
     L, D, H = model.num_layers, model.num_directions, model.hidden_size
@@ -64,8 +66,8 @@ def _torch_steps(model, x, hx, d_out):
             in_size = layer_in[0].shape[-1]
             if is_lstm:
                 cell = nn.LSTM(in_size, H, proj_size=model.proj_size, dtype=torch.float64)
-            else:
-                cell = nn.RNN(in_size, H, nonlinearity=model.mode[4:], dtype=torch.float64)
+            else:                                                      # nn.RNN or nn.GRU
+                cell = torch_recurrent(model.mode, in_size, H).to(torch.float64)
             with torch.no_grad():
                 for name, p in cell.named_parameters():               # name: weight_ih_l0 ...
                     p.copy_(torch.tensor(sd[name.replace("_l0", f"_l{layer}{sfx}")]))
@@ -78,7 +80,7 @@ def _torch_steps(model, x, hx, d_out):
                     c.retain_grad()
                     cs[k][t] = c
                 else:
-                    h = cell(layer_in[t][None], h[None])[1][0]         # nn.RNN's own step
+                    h = cell(layer_in[t][None], h[None])[1][0]         # torch's own step
                 h.retain_grad()
                 hs[k][t] = h
             per_dir.append(hs[k])
@@ -110,7 +112,8 @@ def _torch_jacobians(hs, model, T):
 
 CASES = [("rnn_tanh", 2, False, 0, "last"), ("rnn_relu", 2, False, 0, "last"),
          ("lstm", 2, False, 0, "last"), ("rnn_tanh", 2, True, 0, "all"),
-         ("lstm", 2, True, 0, "all"), ("lstm", 1, False, 2, "last")]
+         ("lstm", 2, True, 0, "all"), ("lstm", 1, False, 2, "last"),
+         ("gru", 2, False, 0, "last"), ("gru", 2, True, 0, "all")]
 
 
 @pytest.mark.parametrize("mode,layers,bidirectional,proj,loss", CASES)
@@ -249,7 +252,7 @@ def test_cli_gradflow_writes_csv_and_png(tmp_path, capsys):
     assert all(r["cell_grad_norm"] == "" for r in line)
     assert all(r["cell_grad_norm"] != "" for r in rows if r["cell"] == "lstm")
     assert (out / "gradflow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["study", "gradflow", "--cells", "gru", "--out", str(out)]) == 2
+    assert main(["study", "gradflow", "--cells", "elman", "--out", str(out)]) == 2
     assert main(["study", "gradflow", "--weight-scale", "-1", "--out", str(out)]) == 2
 
 

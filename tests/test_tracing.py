@@ -6,16 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
+from minirnn.registry import make_recurrent
 from minirnn.testing import assert_close
 from minirnn.tracing import trace
 
 
 def make(cell, layers=2, bidirectional=True, I=3, H=4, proj=0, seed=0, **kw):
-    if cell == "lstm":
-        return minirnn.LSTM(I, H, num_layers=layers, bidirectional=bidirectional, proj_size=proj,
-                            seed=seed, **kw)
-    return minirnn.RNN(I, H, num_layers=layers, nonlinearity=cell[4:], bidirectional=bidirectional,
-                       seed=seed, **kw)
+    if proj:
+        kw["proj_size"] = proj
+    return make_recurrent(cell, I, H, num_layers=layers, bidirectional=bidirectional, seed=seed,
+                          **kw)
 
 
 def data(model, T, B, seed):
@@ -23,12 +23,12 @@ def data(model, T, B, seed):
     x = rng.normal(size=(T, B, model.input_size))
     LD, P = model.num_layers * model.num_directions, model.out_size
     h0 = rng.normal(size=(LD, B, P))
-    hx = (h0, rng.normal(size=(LD, B, model.hidden_size))) if model.mode == "lstm" else h0
+    hx = (h0, rng.normal(size=(LD, B, model.hidden_size))) if model.mode == "lstm" else h0   # noqa
     d_out = rng.normal(size=(T, B, model.num_directions * P))
     return x, hx, d_out
 
 
-CASES = [("rnn_tanh", 0), ("rnn_relu", 0), ("lstm", 0), ("lstm", 2)]
+CASES = [("rnn_tanh", 0), ("rnn_relu", 0), ("lstm", 0), ("lstm", 2), ("gru", 0)]
 
 
 @settings(max_examples=12, deadline=None)

@@ -38,11 +38,13 @@ CONFIGS = [
     dict(model=dict(cell="rnn_relu", embedding_dim=3, num_layers=1),
          opt=dict(optimizer="sgd", lr=0.1, momentum=0.5, nesterov=True, weight_decay=0.01),
          clip=1.0, weighted=False),
+    dict(model=dict(cell="gru", embedding_dim=4, bidirectional=True, num_layers=2),
+         opt=dict(optimizer="adam", lr=0.03), clip=1.0, weighted=True),
 ]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["lstm-adam-clip-weights", "birnn-2layer-sgd",
-                                              "relu-nesterov-wd"])
+                                              "relu-nesterov-wd", "gru-bi-adam-clip"])
 def test_training_run_matches_torch_loss_curve(cfg):
     """12 steps of the numpy engine vs a plain torch loop on the to_torch twin."""
     model = SequenceClassifier(V, C, 6, seed=4, **cfg["model"])
@@ -125,7 +127,7 @@ def test_torch_backend_gives_the_numpy_numbers(device):
     engine.sync()                                   # engine.model holds torch's weights now
     engine.model.eval()
     assert_close(engine.model(*_data(5)[0][:2]), ref_pred, rtol=1e-10, name="synced model")
-    for cell in ("lstm", "rnn_tanh"):
+    for cell in ("lstm", "rnn_tanh", "gru"):
         ref, ref_logits, _ = _lm_losses("numpy", cell=cell)
         got, logits, _ = _lm_losses("torch", device=device, cell=cell)
         assert_close(got, ref, rtol=1e-10, name=f"{cell} LM losses (truncated BPTT)")

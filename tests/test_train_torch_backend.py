@@ -93,7 +93,7 @@ def test_recurrent_twins_forward_backward(lstm, layers, bidi, bias, batch_first,
     _grads_match(m, twin, rtol=1e-11)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh", "gru"])
 def test_model_twins_forward_backward(cell):
     rng = np.random.default_rng(1)
     clf = SequenceClassifier(7, 3, 4, cell=cell, embedding_dim=3, num_layers=2,
@@ -313,7 +313,7 @@ def test_torch_resume_with_dropout_equals_not_stopping(tmp_path):
     assert first + run(resumed, range(3, 6)) == straight
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn_relu"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn_relu", "gru"])
 def test_numba_language_model_gives_the_numpy_numbers(cell):
     pytest.importorskip("numba")
     from minirnn.training import Engine

@@ -124,11 +124,14 @@ class Trace:
         its backward meets the sequence start first). Padded steps contribute nothing."""
         c, f, b = self.caches[k], self._fwd[k], self._bwd[k]
         d = k % self.num_directions
-        dz = b[self.spec.dgates_field]                                   # (T, B, G*H)
+        dz = b[self.spec.dgates_field]                                   # (T, B, G*H) input side
+        dzh = self.spec.hidden_dgates(dz, self._orig(getattr(c, self.spec.gates_field), d))
+        split_bias = dzh is not dz                    # GRU: b_ih and b_hh get different grads
         h_prev = self._orig(np.concatenate([c.h0[None], c.h[:-1]], axis=0), d)   # (T, B, P)
         acc = {"weight_ih": np.zeros_like(c.w_ih), "weight_hh": np.zeros_like(c.w_hh)}
         if c.has_bias:
-            acc["bias"] = np.zeros(c.w_ih.shape[0], dtype=c.x.dtype)
+            for name in (("bias_ih", "bias_hh") if split_bias else ("bias",)):
+                acc[name] = np.zeros(c.w_ih.shape[0], dtype=c.x.dtype)
         if getattr(c, "w_hr", None) is not None:
             acc["weight_hr"] = np.zeros_like(c.w_hr)
             r = f["o"] * np.tanh(f["c"])                  # (T, B, H), see the module docstring
@@ -137,9 +140,12 @@ class Trace:
         with np.errstate(all="ignore"):
             for t in order:
                 acc["weight_ih"] += dz[t].T @ f["x"][t]
-                acc["weight_hh"] += dz[t].T @ h_prev[t]
+                acc["weight_hh"] += dzh[t].T @ h_prev[t]
                 if "bias" in acc:
                     acc["bias"] += dz[t].sum(axis=0)
+                if "bias_ih" in acc:
+                    acc["bias_ih"] += dz[t].sum(axis=0)
+                    acc["bias_hh"] += dzh[t].sum(axis=0)
                 if "weight_hr" in acc:
                     acc["weight_hr"] += b["dh"][t].T @ r[t]
                 for name, g in acc.items():
@@ -147,7 +153,7 @@ class Trace:
         layer, sfx = k // self.num_directions, "_reverse" if d else ""
         final = {}
         for name, g in acc.items():
-            if name == "bias":
+            if name == "bias":                        # one gradient for both biases
                 final[f"bias_ih_l{layer}{sfx}"] = g
                 final[f"bias_hh_l{layer}{sfx}"] = g.copy()
             else:

@@ -1,7 +1,8 @@
 """The functional core: one layer, one direction, arrays in and out.
 
 Three tiers (as stumpy does it):
-  * ``minirnn.functional.rnn`` / ``.lstm`` — the NumPy reference, the spec, one step at a time;
+  * ``minirnn.functional.rnn`` / ``.lstm`` / ``.gru`` — the NumPy reference, the spec, one
+    step at a time (unchecked: it trusts its arguments, as a spec should read);
   * ``minirnn.kernels``                    — private fused Numba kernels, same signatures;
   * the functions below                    — validate the input, then dispatch to a backend.
 
@@ -9,14 +10,17 @@ Three tiers (as stumpy does it):
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(cache, d_out, d_hT)
     out, h_T, c_T, cache = lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None)
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr = lstm_backward(cache, d_out, d_hT, d_cT)
+    out, h_T, cache = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(cache, d_out, d_hT)
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._checks import as_float_array, check_lengths, check_shape, to_numpy, valid_mask
-from . import lstm, rnn
+from . import gru, lstm, rnn
 from .backends import KERNEL_BACKENDS, Backend, get_backend
+from .gru import GRUCache, GRUGradSteps
 from .lstm import LSTMCache, LSTMGradSteps
 from .rnn import RNNCache, RNNGradSteps
 
@@ -70,15 +74,27 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     return get_backend(backend).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
 
 
+def _upstream(cache, cache_type, forward_name, d_out, **d_states):
+    """Check a backward's cache and upstream gradients (each state's gradient has the shape
+    of the cache's initial state: d_hT like h0, d_cT like c0) -> d_out, then the states."""
+    if not isinstance(cache, cache_type):
+        raise TypeError(f"cache: expected the {cache_type.__name__} returned by {forward_name}, "
+                        f"got {type(cache).__name__}")
+    dt = cache.x.dtype
+    d_out = as_float_array("d_out", d_out, dt)
+    check_shape("d_out", d_out, cache.h.shape)
+    checked = []
+    for name, value in d_states.items():                 # d_hT -> cache.h0, d_cT -> cache.c0
+        if value is not None:
+            value = as_float_array(name, value, dt)
+            check_shape(name, value, getattr(cache, name[1] + "0").shape)
+        checked.append(value)
+    return (d_out, *checked)
+
+
 def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False):
     """BPTT for rnn_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ RNNGradSteps)."""
-    if not isinstance(cache, RNNCache):
-        raise TypeError(f"cache: expected the RNNCache returned by rnn_forward, got {type(cache).__name__}")
-    d_out = as_float_array("d_out", d_out, cache.x.dtype)
-    check_shape("d_out", d_out, cache.h.shape)
-    if d_hT is not None:
-        d_hT = as_float_array("d_hT", d_hT, cache.x.dtype)
-        check_shape("d_hT", d_hT, cache.h0.shape)
+    d_out, d_hT = _upstream(cache, RNNCache, "rnn_forward", d_out, d_hT=d_hT)
     return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps)
 
 
@@ -103,19 +119,29 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
 
 def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False):
     """BPTT for lstm_forward -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr (+ LSTMGradSteps)."""
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(f"cache: expected the LSTMCache returned by lstm_forward, got {type(cache).__name__}")
-    dt = cache.x.dtype
-    d_out = as_float_array("d_out", d_out, dt)
-    check_shape("d_out", d_out, cache.h.shape)
-    if d_hT is not None:
-        d_hT = as_float_array("d_hT", d_hT, dt)
-        check_shape("d_hT", d_hT, cache.h0.shape)
-    if d_cT is not None:
-        d_cT = as_float_array("d_cT", d_cT, dt)
-        check_shape("d_cT", d_cT, cache.c0.shape)
+    d_out, d_hT, d_cT = _upstream(cache, LSTMCache, "lstm_forward", d_out, d_hT=d_hT, d_cT=d_cT)
     return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps)
 
 
-__all__ = ["rnn", "lstm", "RNNCache", "LSTMCache", "RNNGradSteps", "LSTMGradSteps", "BACKENDS",
-           "KERNEL_BACKENDS", "Backend", "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"]
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="numpy"):
+    """GRU layer. x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), GRUCache."""
+    x = _input(x)
+    T, B, I = x.shape
+    H = np.shape(w_hh)[0] // 3
+    w_ih, w_hh, b_ih, b_hh, _ = _weights(x.dtype, H, 3, I, H, w_ih, w_hh, b_ih, b_hh)
+    h0 = as_float_array("h0", h0, x.dtype)
+    check_shape("h0", h0, (B, H))
+    valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
+    return get_backend(backend).gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
+
+
+def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False):
+    """BPTT for gru_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ GRUGradSteps)."""
+    d_out, d_hT = _upstream(cache, GRUCache, "gru_forward", d_out, d_hT=d_hT)
+    return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps)
+
+
+__all__ = ["rnn", "lstm", "gru", "RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",
+           "LSTMGradSteps", "GRUGradSteps", "BACKENDS", "KERNEL_BACKENDS", "Backend",
+           "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+           "gru_forward", "gru_backward"]
