@@ -37,6 +37,14 @@ def check_probability(name, value):
     return float(value)
 
 
+def lookup(name, table, key):
+    """table[key], or a ValueError naming the argument and the valid keys."""
+    try:
+        return table[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name}: expected one of {tuple(table)}, got {key!r}") from None
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
@@ -86,6 +94,17 @@ def as_float_array(name, value, dtype) -> np.ndarray:
                         f"casting would round it; pass {name}.astype(np.{dtype.name}) or build "
                         f"the model with dtype='{arr.dtype.name}'")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_keys(name, expected, given):
+    """A state dict's keys must be exactly the module's: KeyError listing what is missing,
+    what is unexpected and what was expected (torch's strict load_state_dict)."""
+    expected, given = list(expected), list(given)
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        raise KeyError(f"{name}: missing keys {missing}, unexpected keys {unexpected}; "
+                       f"expected exactly {expected}")
 
 
 def check_token_ids(name, tokens, vocab_size) -> np.ndarray:

@@ -28,6 +28,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Optional
 
+from ._checks import lookup
+
 CORE_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -131,12 +133,7 @@ CELL_NAMES = tuple(CELLS)
 
 def get_cell(name) -> CellSpec:
     """A cell name (or a CellSpec) -> its CellSpec; an unknown name says which exist."""
-    if isinstance(name, CellSpec):
-        return name
-    try:
-        return CELLS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"cell: expected one of {CELL_NAMES}, got {name!r}") from None
+    return name if isinstance(name, CellSpec) else lookup("cell", CELLS, name)
 
 
 def make_recurrent(cell, input_size, hidden_size, **kwargs):

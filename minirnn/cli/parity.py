@@ -30,11 +30,10 @@ def add_arguments(p):
 def format_table(reports):
     """Plain aligned text: one row per (config, dtype), then the failing tensors' locations."""
     head = ("cell", "config", "dtype", "worst rel", "tensor", "max abs", "tol", "result")
+    from .._table import text_table
     rows = [(r.config.cell, r.config.summary(), r.dtype, f"{r.worst.rel:.2e}", r.worst.name,
              f"{r.max_abs:.2e}", f"{r.tol:.0e}", "PASS" if r.passed else "FAIL") for r in reports]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    out = [line(head), line("-" * w for w in widths)] + [line(r) for r in rows]
+    out = [text_table(head, rows)]
     for r in reports:
         for where in r.where:
             out.append(f"  {r.config.name} {r.dtype}: {where}")

@@ -13,6 +13,7 @@ which add torch, are a different set: minirnn.train.engine.TRAIN_BACKENDS.)
 """
 from __future__ import annotations
 
+from .._checks import lookup
 from ..registry import CELLS, get_cell
 
 
@@ -55,12 +56,7 @@ KERNEL_BACKENDS = tuple(BACKENDS)
 
 def get_backend(name) -> Backend:
     """'numpy' (the reference) or 'numba' (fused kernels) -> its Backend."""
-    if isinstance(name, Backend):
-        return name
-    try:
-        return BACKENDS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"backend: expected one of {KERNEL_BACKENDS}, got {name!r}") from None
+    return name if isinstance(name, Backend) else lookup("backend", BACKENDS, name)
 
 
 __all__ = ["Backend", "BACKENDS", "KERNEL_BACKENDS", "get_backend"]

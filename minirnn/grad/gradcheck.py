@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import to_numpy
+from .._checks import check_int, to_numpy
+from .._table import text_table
 
 # Tolerance, per entry:  |analytic - numeric| <= ATOL + RTOL * |numeric|.
 # With eps = 1e-6 in float64 the central difference has two errors:
@@ -77,10 +78,7 @@ class GradcheckReport:
         body = [(r.name, "x".join(map(str, r.shape)) or "()", f"{r.checked}/{r.total}",
                  f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", "ok" if r.passed else "FAIL")
                 for r in self.rows]
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-        def line(cells):
-            return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-        out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+        out = [text_table(head, body)]
         verdict = "PASSED" if self.passed else f"FAILED: {', '.join(self.failed)}"
         out.append(f"gradcheck {verdict}  (eps={self.eps:g}, |analytic - numeric| <= "
                    f"{self.atol:g} + {self.rtol:g}*|numeric|, seed={self.seed})")
@@ -193,9 +191,8 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
                          f"build it with dtype='float64' and load_state_dict the same weights")
     if not (isinstance(eps, (int, float)) and 0 < eps < 1):
         raise ValueError(f"eps: expected a step in (0, 1), got {eps!r}")
-    if max_entries is not None and (not isinstance(max_entries, (int, np.integer))
-                                    or isinstance(max_entries, bool) or max_entries < 1):
-        raise ValueError(f"max_entries: expected an integer >= 1 or None, got {max_entries!r}")
+    if max_entries is not None:
+        check_int("max_entries", max_entries)
     own = {name: p for name, p, _ in model.named_parameters()}
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
     was_training = model.training

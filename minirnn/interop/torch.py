@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .._checks import check_keys
 from ..nn.layers import Dropout, Embedding, Linear
 from ..nn.module import Module
 from ..nn.recurrent import RNNBase
@@ -150,10 +151,7 @@ def to_torch(model, device="cpu"):
 def load_state_into_torch(torch_module, state_dict):
     """Copy numpy arrays into a torch module (strict: same keys and shapes, else an error)."""
     own = torch_module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+    check_keys("state_dict", own, state_dict.keys())
     for k, v in own.items():
         if tuple(np.shape(state_dict[k])) != tuple(v.shape):
             raise ValueError(f"state_dict[{k!r}]: expected shape {tuple(v.shape)}, "

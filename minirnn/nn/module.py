@@ -5,7 +5,7 @@ import contextlib
 
 import numpy as np
 
-from .._checks import as_dtype, to_numpy
+from .._checks import as_dtype, check_keys, to_numpy
 
 
 class Module:
@@ -101,11 +101,8 @@ class Module:
             raise TypeError(f"state_dict: expected a mapping of name -> array, "
                             f"got {type(state_dict).__name__}")
         own = {name: p for name, p, _ in self.named_parameters()}
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}; "
-                           f"expected exactly {list(own)}")
+        if strict:
+            check_keys("state_dict", own, state_dict.keys())
         staged = {}
         for name in own:
             if name not in state_dict:

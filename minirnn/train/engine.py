@@ -58,13 +58,17 @@ class KernelTrainer:
             logits = self.model.forward(tokens, lengths)             # (B, C)
             return self._update(logits, targets, self.model.backward)
 
-    def classify(self, tokens, lengths):
+    def _inference(self, *inputs):
+        """The model's forward in eval mode (no dropout), back to train mode afterwards."""
         with self.model.using_backend(self.backend):
             self.model.eval()
             try:
-                return self.model.forward(tokens, lengths)
+                return self.model.forward(*inputs)
             finally:
                 self.model.train()
+
+    def classify(self, tokens, lengths):
+        return self._inference(tokens, lengths)
 
     def lm_step(self, tokens, targets, state):
         with self.model.using_backend(self.backend):
@@ -77,12 +81,7 @@ class KernelTrainer:
             return self._update(logits.reshape(B * T, V), targets.reshape(-1), backward), new_state
 
     def lm_predict(self, tokens, state):
-        with self.model.using_backend(self.backend):
-            self.model.eval()
-            try:
-                return self.model.forward(tokens, state)
-            finally:
-                self.model.train()
+        return self._inference(tokens, state)
 
     def sync(self):
         """Nothing to bring back: the minirnn model and optimiser are the ones trained."""
