@@ -31,17 +31,11 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_lengths, to_numpy
+from ._checks import check_bool, check_lengths, to_numpy
 
 __all__ = ["pad_sequence", "sequence_lengths", "lengths", "unpad_sequence"]
 
 _SIDES = ("right", "left")
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 def _check_sequences(sequences):
@@ -110,7 +104,7 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     refused if that dtype cannot hold it. The result is a new array; the inputs are copied.
     """
     arrays = _check_sequences(sequences)
-    batch_first = _check_bool("batch_first", batch_first)
+    batch_first = check_bool("batch_first", batch_first)
     if not isinstance(padding_side, str) or padding_side not in _SIDES:
         raise ValueError(f"padding_side: expected one of {_SIDES}, got {padding_side!r}")
     dtype = np.result_type(*arrays)
@@ -145,7 +139,7 @@ def unpad_sequence(padded, lengths, batch_first=False):
     Each is a copy (changing it leaves ``padded`` alone). Left padding is not undone by this:
     as in torch, each sequence is read from step 0.
     """
-    batch_first = _check_bool("batch_first", batch_first)
+    batch_first = check_bool("batch_first", batch_first)
     x = to_numpy(padded)
     if x.ndim < 2:
         layout = "(B, T, *)" if batch_first else "(T, B, *)"

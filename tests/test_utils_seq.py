@@ -183,8 +183,8 @@ def test_unpad_sequence_returns_copies_and_shorter_lengths():
      r"sequences\[2\]: expected trailing shape \(3,\) like sequences\[0\], got \(4,\) \(shape \(5, 4\)\)"),
     (lambda: U.pad_sequence([np.zeros((2, 3)), np.zeros(2)]), ValueError,
      r"sequences\[1\]: expected trailing shape \(3,\) like sequences\[0\], got \(\)"),
-    (lambda: U.pad_sequence([np.zeros(2)], batch_first=1), TypeError, r"batch_first: expected a bool, got 1 \(int\)"),
-    (lambda: U.pad_sequence([np.zeros(2)], batch_first="yes"), TypeError, r"batch_first: expected a bool, got 'yes'"),
+    (lambda: U.pad_sequence([np.zeros(2)], batch_first=1), TypeError, r"batch_first: expected True or False, got int 1"),
+    (lambda: U.pad_sequence([np.zeros(2)], batch_first="yes"), TypeError, r"batch_first: expected True or False, got str 'yes'"),
     (lambda: U.pad_sequence([np.zeros(2)], padding_side="middle"), ValueError,
      r"padding_side: expected one of \('right', 'left'\), got 'middle'"),
     (lambda: U.pad_sequence([np.zeros(2)], padding_side=None), ValueError,
@@ -217,7 +217,7 @@ def test_unpad_sequence_returns_copies_and_shorter_lengths():
     (lambda: U.unpad_sequence(np.zeros((2, 5, 3)), [5, 1]), ValueError,    # (T=2, B=5) read time-first
      r"lengths: expected .* shape \(5,\), got shape \(2,\)"),
     (lambda: U.unpad_sequence(np.zeros((5, 2)), [1, 1], batch_first=0), TypeError,
-     r"batch_first: expected a bool, got 0 \(int\)"),
+     r"batch_first: expected True or False, got int 0"),
 ])
 def test_bad_input_names_the_argument(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
