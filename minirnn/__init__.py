@@ -23,6 +23,7 @@ _SUBPACKAGES = ("train", "interop", "grad", "debug", "parity", "bench", "tutoria
 _LAZY = {
     "gradcheck": ".grad.gradcheck", "GradcheckReport": ".grad.gradcheck",
     "trace": ".debug.tracing", "Trace": ".debug.tracing",
+    "explore": ".debug.explore",
     "clip_grad_norm": ".train.optim", "SGD": ".train.optim", "Adam": ".train.optim",
     "Linear": ".nn.layers", "Embedding": ".nn.layers", "Dropout": ".nn.layers",
     "save_checkpoint": ".train.checkpoint", "load_checkpoint": ".train.checkpoint",

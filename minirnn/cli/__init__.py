@@ -13,7 +13,8 @@ import importlib
 import sys
 
 # name -> module under minirnn.cli, in the order `minirnn --help` lists them
-SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "study", "step")
+SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "study", "step",
+               "explore")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
