@@ -3,11 +3,26 @@
     from minirnn.bench import run_benchmark, format_table
     result = run_benchmark(cells=["lstm"], backends=["numba", "torch"], quick=True)
     print(format_table(result))
-"""
-from .report import format_table, save_json, save_plot
-from .runner import (BACKENDS, CELLS, DTYPES, FLOP_FORMULA, QUICK_SMALL, REGIMES, Timing, flops,
-                     make_problem, matmul_peak, minirnn_engine, run_benchmark, time_call, torch_engine)
 
-__all__ = ["run_benchmark", "format_table", "save_json", "save_plot", "flops", "FLOP_FORMULA",
-           "REGIMES", "QUICK_SMALL", "CELLS", "BACKENDS", "DTYPES", "Timing", "time_call",
-           "matmul_peak", "make_problem", "minirnn_engine", "torch_engine"]
+Each engine is timed in its own worker process (minirnn.bench.worker), rounds alternate the
+engines, rows report medians, spreads and per-round ratios, and the environment is recorded
+with every result. See runner.py for how, problems.py for what, env.py for the environment.
+"""
+from .engines import (Timing, minirnn_engine, numpy_gemm_peak, time_call, torch_engine,
+                      torch_gemm_peak)
+from .env import (NATIVE_UNSET, OVERRIDE_VARS, LoadMonitor, blas_overrides, describe_machine,
+                  wait_quiet)
+from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION, QUICK,
+                       REFERENCE_SETS, REGIMES, SMALL_BATCH, flops, grid, make_problem)
+from .report import format_table, save_json, save_plot
+from .runner import (BACKENDS, BLAS_MODES, DEFINITIONS, LOAD_LIMIT, SCHEMA, EngineSpec,
+                     load_warnings, make_engines, row_flags, run_benchmark)
+
+__all__ = ["run_benchmark", "format_table", "save_json", "save_plot", "flops", "FLOP_CONVENTION",
+           "REGIMES", "DEFAULT_REGIMES", "DEFAULT_QUICK_REGIMES", "QUICK", "REFERENCE_SETS",
+           "SMALL_BATCH", "BACKENDS",
+           "BLAS_MODES", "DTYPES", "DEFINITIONS", "LOAD_LIMIT", "SCHEMA", "EngineSpec", "Timing",
+           "time_call", "grid", "make_problem", "minirnn_engine", "torch_engine",
+           "numpy_gemm_peak", "torch_gemm_peak", "row_flags", "load_warnings", "make_engines",
+           "describe_machine", "blas_overrides", "LoadMonitor", "wait_quiet", "NATIVE_UNSET",
+           "OVERRIDE_VARS"]

@@ -1,40 +1,169 @@
-"""Benchmark output: an aligned terminal table, JSON (atomic) and a PNG plot (atomic)."""
+"""Benchmark output: aligned terminal tables with the environment in the header, JSON
+(atomic) and a PNG plot (atomic).
+
+A row flagged "order" or "peak" (numbers that cannot be right: forward slower than
+forward+backward, above 100% of the GEMM peak) shows its times but "!" in place of its
+ratios, GFLOP/s and % peak: it is not reported as a result. "split" (a derived phase <= 0)
+or a split phase above the peak does the same to the split table's row only.
+"""
 from __future__ import annotations
 
 from .._io import savefig, write_json
+
+SHORT_DTYPE = {"float32": "f32", "float64": "f64"}
 
 
 def _fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
-def format_table(result):
-    """Plain aligned text: one line per (configuration, pass, engine)."""
+def _shape(r):
+    return f"{r['T']}x{r['B']}x{r['I']}x{r['H']}"
+
+
+def _ratio_text(r, ref, phase="fwd_bwd", spread=True):
+    d = (r.get("ratio") or {}).get(ref, {}).get(phase)
+    if not d:
+        return "-"
+    if not spread or len(d.get("per_round", ())) < 2:
+        return f"{d['median']:.2f}"
+    return f"{d['median']:.2f} [{d['min']:.2f}-{d['max']:.2f}]"
+
+
+def _align(head, lines, left):
+    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h)
+              for i, h in enumerate(head)]
+    fmt = lambda cols: "  ".join(c.ljust(w) if i in left else c.rjust(w)     # noqa: E731
+                                 for i, (c, w) in enumerate(zip(cols, widths))).rstrip()
+    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
+
+
+def _threadpools(tp):
+    out = []
+    for d in tp or []:
+        if d.get("user_api") == "blas":
+            out.append(f"{d.get('internal_api')} {d.get('version') or ''} "
+                       f"{d.get('architecture') or ''} x{d.get('num_threads')}".replace("  ", " "))
+        elif d.get("user_api") == "openmp":
+            out.append(f"{d.get('prefix')} x{d.get('num_threads')}")
+    return ", ".join(out) or "-"
+
+
+def format_header(result):
     meta = result["meta"]
-    head = ["cell", "regime", "T", "B", "I", "H", "dtype", "pass", "engine", "ms",
-            "GFLOP/s", "x torch", "% peak", "cache/bound", "peak MB", "rel err"]
-    lines = []
+    m = meta["machine"]
+    v = meta["versions"]
+    caches = ", ".join(f"{k} {s}" for k, s in m.get("caches", {}).items() if k in ("L2", "L3"))
+    out = [f"minirnn bench{' --quick' if meta['quick'] else ''}: {len(result['rows'])} rows, "
+           f"{meta['rounds']} rounds, wall {meta.get('wall_s', 0):.0f} s",
+           f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores "
+           f"({m['logical_cpus']} logical), {m.get('best_simd') or '?'}"
+           + (f", {caches}" if caches else "") + f"; {m['platform']}",
+           "versions: " + ", ".join(f"{k} {x}" for k, x in v.items()),
+           "engines (threads; inside the worker: BLAS vendor version kernel x threads; GEMM peak):"]
+    for e in meta["engines"]:
+        extra = ""
+        if e["kind"] == "torch":
+            extra = (f"torch {e.get('torch_threads')} threads, {e.get('torch_blas') or '?'}, "
+                     f"cpu capability {e.get('torch_cpu_capability') or '?'}"
+                     + (f", {e['cuda_device']}" if e.get("cuda_device") else "") + "; ")
+        elif e["kind"] == "numba":
+            extra = (f"numba {e.get('numba_threads')} threads "
+                     f"({e.get('numba_threading_layer')}); ")
+        peaks = ", ".join(f"{SHORT_DTYPE.get(k, k)} {g:.0f}" for k, g in
+                          (e.get("gemm_peak_gflops") or {}).items())
+        nat = " [OPENBLAS_CORETYPE/L2_SIZE unset]" if e.get("native_blas") else ""
+        out.append(f"  {e['name']:<13} {e['threads']} thr  {extra}{_threadpools(e.get('threadpools'))}"
+                   f"; peak {peaks} GFLOP/s (n={e.get('gemm_peak_n')}){nat}")
+    first = {k: v for e in meta["engines"] for k, v in (e.get("numba_first_call_s") or {}).items()}
+    if first:
+        out.append("numba first call (compile, or load from numba's cache): "
+                   + ", ".join(f"{k} {v:.2f} s" for k, v in first.items()))
+    ov = m.get("overrides") or {}
+    out.append("overrides set: " + (", ".join(f"{k}={x}" for k, x in ov.items()) or "none")
+               + f"   blas mode: {meta['blas']}")
+    ld = meta["load"]
+    b, d = ld["before"], ld["during"]
+    out.append(f"load (foreign CPU, cores; limit {ld['limit_cores']}): before "
+               f"{_fmt(b.get('foreign'), '.2f')}, during mean {_fmt(d.get('mean'), '.2f')} max "
+               f"{_fmt(d.get('max'), '.2f')} ({d.get('method')}); load average "
+               f"{_fmt(b.get('loadavg'), '.2f')} -> {_fmt(ld['after'].get('loadavg'), '.2f')}")
+    ho = ld.get("handovers") or {}
+    if ho.get("count"):
+        out.append(f"hand-overs: {ho['count']}, waiting {1e3 * ho['waited_s'] / ho['count']:.1f} ms "
+                   f"on average for the other workers' threads to stop running"
+                   + (f" ({ho['not_quiet']} timed out)" if ho.get("not_quiet") else ""))
+    t = meta["timing"]
+    out.append(f"each engine in its own process; {meta['rounds']} rounds, engine order rotating; "
+               f"a round = {t['warmup']} warm-up + {t['repeats']}-{t['max_repeats']} timed "
+               f"repeats (>= {t['min_time']} s); ms = median over rounds of per-round medians")
+    return out
+
+
+def format_table(result):
+    """The environment, the main table (one line per problem and engine), the split table
+    (numba's phases), the conventions, then warnings and notes."""
+    meta = result["meta"]
+    refs = meta.get("ratio_references", [])
+    same = next((r for r in refs if r != "torch@1"), None)
+    one = "torch@1" if "torch@1" in refs else None
+    head = ["regime", "cell", "dt", "TxBxIxH", "engine", "fwd ms", "f+b ms", "+-%"]
+    if same:
+        head += [f"x {same} f+b [range]", f"x {same} fwd"]
+    if one and one != same:
+        head += ["x torch@1 f+b"]
+    head += ["GFLOP/s", "%peak", "act MB", "x floor", "rel err", "flags"]
+    lines, split = [], []
     for r in result["rows"]:
-        bound = (f"{r['cache_values'] / r['cache_bound_values']:.2f}"
-                 if r.get("cache_bound_values") else "-")
-        lines.append([r["cell"], r["regime"], str(r["T"]), str(r["B"]), str(r["I"]), str(r["H"]),
-                      r["dtype"], r["passes"], r["backend"], f"{r['seconds'] * 1e3:.3f}",
-                      f"{r['gflops']:.2f}", _fmt(r["speedup_vs_torch"], ".2f"),
-                      f"{100 * r['peak_fraction']:.1f}", bound, _fmt(r.get("peak_mb"), ".1f"),
-                      _fmt(r.get("rel_err_vs_torch"), ".1e")])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
-    left = {0, 1, 6, 7, 8}
-    fmt = lambda cols: "  ".join(c.ljust(w) if i in left else c.rjust(w)       # noqa: E731
-                                 for i, (c, w) in enumerate(zip(cols, widths)))
-    out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
-    peaks = ", ".join(f"{dt} {g:.1f} GFLOP/s" for dt, g in meta["matmul_peak_gflops"].items())
-    first = ", ".join(f"{k} {v:.2f} s" for k, v in meta["numba_first_call_s"].items())
-    out += ["", f"threads: {meta['threads']} (numba and torch)   matmul peak: {peaks}",
-            f"numba first call (compile, or load from cache): {first or '-'}",
-            f"FLOPs: {meta['flop_formula']}",
-            "x torch = torch CPU time / this engine's time (same run); % peak = GFLOP/s / matmul "
-            "peak; cache/bound = saved cache values / T*B*(gates + states); rel err = forward "
-            "output vs torch CPU"]
+        s, ok = r["seconds"], r["valid"]
+        lo, hi = r["spread"].get("fwd_bwd", [None, None])
+        pm = f"{100 * (hi - lo) / s['fwd_bwd']:.0f}" if lo is not None and s.get("fwd_bwd") else "-"
+        cols = [r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
+                r["engine"], _fmt(s.get("fwd") and s["fwd"] * 1e3, ".3f"),
+                _fmt(s.get("fwd_bwd") and s["fwd_bwd"] * 1e3, ".3f"), pm]
+        if same:
+            cols += [_ratio_text(r, same) if ok else "!", _ratio_text(r, same, "fwd", False) if ok else "!"]
+        if one and one != same:
+            cols += [_ratio_text(r, one, spread=False) if ok else "!"]
+        pf = r["peak_fraction"].get("fwd_bwd")
+        act = r.get("activation_bytes")
+        fr = (r.get("floor_ratio") or {}).get("fwd_bwd")
+        cols += [_fmt(r["gflops"].get("fwd_bwd"), ".2f") if ok else "!",
+                 _fmt(pf if pf is None else 100 * pf, ".1f") if ok else "!",
+                 _fmt(act if act is None else act / 2 ** 20, ".2f"), _fmt(fr, ".1f"),
+                 _fmt(r.get("rel_err"), ".1e"), ",".join(f["code"] for f in r["flags"]) or "-"]
+        lines.append(cols)
+        if "proj" in s:
+            ph, sok = [], r.get("split_valid", ok)
+            for name in ("proj", "rec", "bwd_data", "bwd_weights"):
+                ms, g, f = s.get(name), r["gflops"].get(name), r["peak_fraction"].get(name)
+                ph.append(_fmt(ms and ms * 1e3, ".3f"))
+                ph.append(f"{g:.1f}/{100 * f:.0f}%" if sok and g is not None and f is not None
+                          else ("!" if not sok else "-"))
+            split.append([r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
+                          r["engine"]] + ph + [",".join(f["code"] for f in r["flags"]) or "-"])
+    out = format_header(result) + [""]
+    out += _align(head, lines, {0, 1, 2, 3, 4, len(head) - 1})
+    if split:
+        sh = ["regime", "cell", "dt", "TxBxIxH", "engine", "proj ms", "GF/s/%pk", "rec fwd ms",
+              "GF/s/%pk", "bwd-data ms", "GF/s/%pk", "bwd-wts ms", "GF/s/%pk", "flags"]
+        out += ["", "split time (input projection, recurrent forward, backward-data, "
+                    "backward-weights):"]
+        out += _align(sh, split, {0, 1, 2, 3, 4, len(sh) - 1})
+    d = meta["definitions"]
+    out += ["",
+            f"FLOPs: {meta['flop_convention']}",
+            f"x {same or 'torch'}: {d['ratio']}, torch at minirnn's thread count; [range] and "
+            f"+-% (f+b ms: (max-min)/median): {d['spread']}",
+            f"%peak: {d['peak_fraction']}",
+            f"x floor: f+b time / {d['floor']}; bandwidth: {d['bandwidth']}",
+            f"act MB: {d['activation']}",
+            f"split: {d['proj']}; {d['rec']}; {d['bwd_weights']}; {d['bwd_data']}",
+            f"rel err: {d['rel_err']}",
+            "flags: peak (>100% of GEMM peak), order (fwd slower than fwd+bwd), split (a "
+            "derived phase <= 0): impossible, shown as '!'; load (foreign CPU above the limit), "
+            "spread (rounds disagree): may be off"]
+    out += [f"WARNING: {w}" for w in meta["warnings"]]
     out += [f"note: {n}" for n in meta["notes"]]
     return "\n".join(out)
 
@@ -44,39 +173,64 @@ def save_json(result, path):
 
 
 def save_plot(result, path):
-    """Speed-up over torch CPU per configuration (log scale), one bar per engine."""
+    """Speed-up over torch at the same thread count (forward+backward, median of the per-round
+    ratios, error bars = min-max over rounds), one panel per regime, one bar per engine."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = [r for r in result["rows"] if r["speedup_vs_torch"] is not None and r["backend"] != "torch"]
+    meta = result["meta"]
+    refs = meta.get("ratio_references", [])
+    if not refs:
+        raise RuntimeError("plot: no ratio to torch to plot (run with the torch backend)")
+    ref = refs[0]
+    rows = [r for r in result["rows"] if r["engine"] != ref and r["valid"]
+            and (r.get("ratio") or {}).get(ref, {}).get("fwd_bwd")]
     if not rows:
-        raise RuntimeError("plot: no speed-up over torch to plot (run with the torch backend)")
-    engines = sorted({r["backend"] for r in rows}, key=lambda e: ["numpy", "numba", "torch-cuda"].index(e)
-                     if e in ("numpy", "numba", "torch-cuda") else 9)
-    keys = []
-    for r in rows:
-        k = (r["cell"], r["regime"], r["T"], r["B"], r["I"], r["H"], r["dtype"], r["passes"])
-        if k not in keys:
-            keys.append(k)
-    fig, ax = plt.subplots(figsize=(min(24.0, max(6.0, 0.3 * len(keys) * len(engines) + 2)), 6))
-    width = 0.8 / len(engines)
-    xs = np.arange(len(keys))
-    for n, eng in enumerate(engines):
-        val = {(r["cell"], r["regime"], r["T"], r["B"], r["I"], r["H"], r["dtype"], r["passes"]):
-               r["speedup_vs_torch"] for r in rows if r["backend"] == eng}
-        ax.bar(xs + (n - (len(engines) - 1) / 2) * width, [val.get(k, np.nan) for k in keys],
-               width, label=eng)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([f"{c} {reg} T{T} B{B} I{I} H{H} {dt[-2:]} {ps}"
-                        for c, reg, T, B, I, H, dt, ps in keys], rotation=75, ha="right",
-                       fontsize=max(4, min(7, int(400 / max(1, len(keys))))))
-    ax.set_ylabel("speed-up over torch CPU (same run)")
-    ax.set_title(f"minirnn bench ({result['meta']['threads']} threads)")
-    ax.legend()
-    fig.tight_layout()
+        raise RuntimeError(f"plot: no valid row with a ratio to {ref}")
+    engines = list(dict.fromkeys(e["name"] for e in meta["engines"]
+                                 if any(r["engine"] == e["name"] for r in rows)))
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
+    keys = {reg: list(dict.fromkeys((r["cell"], r["dtype"], r["T"], r["B"], r["I"], r["H"])
+                                    for r in rows if r["regime"] == reg)) for reg in regimes}
+    widths = [max(2, len(keys[reg])) for reg in regimes]
+    fig, axes = plt.subplots(1, len(regimes), sharey=True, squeeze=False,
+                             gridspec_kw=dict(width_ratios=widths),
+                             figsize=(min(18.0, 2.5 + 0.32 * sum(widths) * max(1, len(engines)) ** 0.5
+                                          + 0.4 * len(regimes)), 5.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    w = 0.8 / len(engines)
+    for ax, reg in zip(axes[0], regimes):
+        ks = keys[reg]
+        xs = np.arange(len(ks))
+        for n, eng in enumerate(engines):
+            val, lo, hi = [], [], []
+            for k in ks:
+                r = next((q for q in rows if q["engine"] == eng and q["regime"] == reg
+                          and (q["cell"], q["dtype"], q["T"], q["B"], q["I"], q["H"]) == k), None)
+                d = r["ratio"][ref]["fwd_bwd"] if r else None
+                val.append(d["median"] if d else np.nan)
+                lo.append(d["median"] - d["min"] if d else 0)
+                hi.append(d["max"] - d["median"] if d else 0)
+            ax.bar(xs + (n - (len(engines) - 1) / 2) * w, val, w, yerr=[lo, hi], capsize=2,
+                   color=colors[n % len(colors)], label=eng if ax is axes[0][0] else None,
+                   error_kw=dict(linewidth=0.8))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{c} {SHORT_DTYPE.get(dt, dt)}\nB{B} H{H}" + (f" T{T}" if reg == "small" else "")
+                            + (f" I{I}" if reg == "small" else "")
+                            for c, dt, T, B, I, H in ks], fontsize=7, rotation=60, ha="right")
+        ax.set_title(reg, fontsize=9)
+        ax.grid(axis="y", which="major", alpha=0.3)
+    axes[0][0].set_ylabel(f"speed-up over {ref} (fwd+bwd)\nmedian of per-round ratios, bars min-max")
+    ov = meta["machine"].get("kernel_overrides") or []
+    fig.suptitle(f"minirnn bench{' --quick' if meta['quick'] else ''}: {meta['threads']} threads, "
+                 f"{meta['machine']['usable_cores']} cores, blas {meta['blas']}"
+                 + (f" ({', '.join(ov)} set)" if ov else ""), fontsize=10, y=0.99)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=len(engines), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     savefig(fig, path, dpi=120)
     plt.close(fig)

@@ -1,12 +1,15 @@
-"""`minirnn bench`: time every engine on the benchmark grid, in one run."""
+"""`minirnn bench`: every engine on the benchmark grid, each in its own process."""
 from __future__ import annotations
 
-HELP = ("benchmark numpy / numba / torch (CPU, and CUDA when available) on the RNN and LSTM grid: "
-        "median time, GFLOP/s, speed-up over torch CPU, fraction of matmul peak")
+HELP = ("benchmark numpy / numba / torch (1 thread and N threads; CUDA when available) on every "
+        "registry cell: each engine in its own worker process, rounds alternating, medians and "
+        "spread, the environment recorded; split time, GFLOP/s, share of GEMM peak, bandwidth "
+        "floor, activation memory")
 
-QUICK_HELP = ("a quick run (< 3 min on 2 cores): small regime trimmed to T=50, I=64, H in {32, 128}; "
-              "3 timed runs after one warm-up (at most 5); the numpy backend only on the small "
-              "regime; a 1024x1024 matmul for the peak")
+QUICK_HELP = ("a quick run (< 3 min on 2 quiet cores): small (2 shapes, every dtype), medium, "
+              "fastrnns and deepbench (1 shape each, float32; the reference sets for the cell "
+              "with the most gates); 3 rounds of 1-3 timed repeats; the numpy engine only up to "
+              "1e8 forward FLOPs; a 1024 matmul for the peak")
 
 
 def _list(text):
@@ -14,35 +17,63 @@ def _list(text):
 
 
 def add_arguments(parser):
-    parser.add_argument("--cells", default="rnn_tanh,rnn_relu,lstm",
-                        help="comma-separated cells: rnn_tanh, rnn_relu, lstm")
+    from ..registry import CELL_NAMES
+    parser.add_argument("--cells", default=",".join(CELL_NAMES),
+                        help=f"comma-separated cells from the registry: {', '.join(CELL_NAMES)}")
     parser.add_argument("--backends", default="numpy,numba,torch",
-                        help="comma-separated engines: numpy, numba, torch (torch CPU; see --device)")
+                        help="comma-separated engines: numpy, numba, torch (torch = torch CPU at "
+                             "1 thread and at --threads; CUDA see --device)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="add torch on CUDA (synchronised timing, TF32 off): auto = when available")
+                        help="add torch on CUDA (synchronised timing, TF32 off): auto = when "
+                             "available")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated dtypes")
-    parser.add_argument("--regimes", default="small,medium,large",
-                        help="small (B=1, T 10/50, I 57/64, H 32/128), medium (T=100 B=32 I=128 "
-                             "H=256), large (T=100 B=64 I=256 H=512)")
+    parser.add_argument("--regimes", default=None,
+                        help="comma-separated; default all five (--quick: all but large). "
+                             "small (B=1, T 10/50, I 57/64, H 32/128), medium (T=100 B=32 I=128 "
+                             "H=256), large (T=100 B=64 I=256 H=512), fastrnns (torch's "
+                             "fastrnns default T=100 B=64 I=H=512), deepbench (DeepBench "
+                             "training H=512 T=25 B=16/32/64); the reference sets run in float32")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="threads for numba/numpy (BLAS, numba) and for torch@N; default: "
+                             "MINIRNN_NUM_THREADS, else the usable cores")
+    parser.add_argument("--rounds", type=int, default=None, metavar="R",
+                        help="rounds per problem (the engine order rotates each round); "
+                             "default 5, 3 with --quick")
+    parser.add_argument("--native-blas", action="store_true",
+                        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the minirnn worker "
+                             "processes only (never in this shell, tests or CI); the header says so")
+    parser.add_argument("--blas", default=None, choices=("env", "native", "both"),
+                        help="env: the environment as it is (default); native: as --native-blas; "
+                             "both: every minirnn engine twice, the second with them unset")
+    parser.add_argument("--no-split", action="store_true",
+                        help="skip the split-time phases (input projection, recurrent forward, "
+                             "backward-data, backward-weights)")
     parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
-    parser.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="write the results and the environment as JSON (atomically)")
     parser.add_argument("--plot", metavar="PATH", default=None,
-                        help="write a PNG of the speed-up over torch CPU per configuration")
+                        help="write a PNG of the speed-up over torch per regime (error bars: the "
+                             "spread over rounds)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    import time
-
     from ..bench import format_table, run_benchmark, save_json, save_plot
-    t0 = time.perf_counter()
+    if args.native_blas and args.blas not in (None, "native"):
+        raise ValueError(f"--native-blas: expected no --blas or --blas native with it, got "
+                         f"--blas {args.blas}")
+    blas = "native" if args.native_blas else (args.blas or "env")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds: expected a positive integer, got {args.rounds}")
     result = run_benchmark(cells=_list(args.cells), backends=_list(args.backends),
-                           dtypes=_list(args.dtypes), regimes=_list(args.regimes),
-                           device=args.device, quick=args.quick,
+                           dtypes=_list(args.dtypes),
+                           regimes=_list(args.regimes) if args.regimes else None,
+                           device=args.device, quick=args.quick, threads=args.threads,
+                           rounds=args.rounds, blas=blas, split=not args.no_split,
                            show_progress=not args.no_progress)
-    result["meta"]["wall_s"] = time.perf_counter() - t0
     print(format_table(result))
-    print(f"wall time: {result['meta']['wall_s']:.1f} s")
     if args.json:
         save_json(result, args.json)
         print(f"wrote {args.json}")
