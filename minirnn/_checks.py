@@ -56,14 +56,14 @@ def warn_dropout_single_layer(dropout, num_layers):
     if dropout > 0 and num_layers == 1:
         warnings.warn(f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
                       f"between recurrent layers, after all but the last", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)     # past RNNBase.__init__ and RNN/LSTM/GRU.__init__: the caller
 
 
 def as_dtype(dtype) -> np.dtype:
     """'float32' | 'float64' (or the numpy dtype) -> np.dtype; anything else is refused."""
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except Exception:                     # numpy raises TypeError, ValueError, ... for junk
         dt = None
     if dt is None or dt.name not in DTYPES:
         raise TypeError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
@@ -82,9 +82,16 @@ def as_float_array(name, value, dtype) -> np.ndarray:
 
     The rule: float32 or integer arrays go into a float64 model (exact); a float64 array
     into a float32 model would round every value, so it is refused with the fix to apply.
-    Bools, complex and object arrays are refused (numpy's "safe" casting decides the rest).
+    Bools, complex and object arrays are refused (numpy's "safe" casting decides the rest:
+    int8/int16 into float32 are cast, int32/int64 into float32 are refused), and so are
+    int64 values beyond 2**53, the one "safe" cast that rounds. torch refuses every dtype
+    mismatch; here the exact casts are made for you. A 0-d value stays 0-d.
     """
-    arr = to_numpy(value)
+    try:
+        arr = to_numpy(value)
+    except (TypeError, ValueError) as e:   # a ragged list, a bfloat16 tensor, ...
+        raise type(e)(f"{name}: expected an array of real numbers, got {type(value).__name__} "
+                      f"that numpy cannot read as one ({e})") from None
     dtype = np.dtype(dtype)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a floating-point array (model dtype {dtype.name}), "
@@ -93,7 +100,19 @@ def as_float_array(name, value, dtype) -> np.ndarray:
         raise TypeError(f"{name}: got dtype {arr.dtype}, the model computes in {dtype.name} and "
                         f"casting would round it; pass {name}.astype(np.{dtype.name}) or build "
                         f"the model with dtype='{arr.dtype.name}'")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d, and a scalar would
+    # then pass for a one-feature vector)
+    out = np.asarray(arr, dtype=dtype, order="C")
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8 and arr.size:
+        with np.errstate(invalid="ignore", over="ignore"):
+            exact = np.array_equal(out.astype(arr.dtype), arr)
+    else:
+        exact = True
+    if not exact:                       # numpy calls int64 -> float64 "safe"; past 2**53 it rounds
+        raise TypeError(f"{name}: got {arr.dtype} values beyond 2**53, which {dtype.name} cannot "
+                        f"hold exactly; pass {name}.astype(np.{dtype.name}) if the rounding "
+                        f"is meant")
+    return out
 
 
 def check_keys(name, expected, given):
@@ -123,7 +142,8 @@ def check_shape(name, arr, expected, hint=""):
     """expected: a tuple of ints (None = any size)."""
     ok = arr.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, arr.shape))
     if not ok:
-        want = "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
+        want = "(" + ", ".join("any" if e is None else str(e) for e in expected) \
+            + ("," if len(expected) == 1 else "") + ")"
         raise ValueError(f"{name}: expected shape {want}{hint}, got {tuple(arr.shape)}")
 
 

@@ -19,7 +19,8 @@ class _CellBase(Module):
     def __init__(self, cell, input_size, hidden_size, bias, dtype, seed, backend):
         super().__init__(dtype, seed)
         self.spec = get_cell(cell)
-        self.input_size = check_int("input_size", input_size)
+        # torch's bounds: a cell may have no inputs (input_size=0), a sequence module may not
+        self.input_size = check_int("input_size", input_size, low=0)
         # torch builds a cell with no units; here it would carry an empty state through
         # kernels compiled for real ones, so it is refused
         self.hidden_size = check_int("hidden_size", hidden_size,
@@ -42,17 +43,20 @@ class _CellBase(Module):
 
     def _input(self, x):
         x = as_float_array("input", x, self.dtype)
-        if x.ndim not in (1, 2):
-            raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), "
-                             f"got {x.shape}")
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},) "
+                             f"(input_size={self.input_size}), got {x.shape}")
         unbatched = x.ndim == 1
         x = x[None] if unbatched else x
-        check_shape("input", x, (None, self.input_size))
         return x[None], unbatched                                   # (T=1, B, I)
 
     def _state(self, name, value, B, unbatched):
         if value is None:
             return np.zeros((B, self.hidden_size), dtype=self.dtype)
+        if isinstance(value, tuple):      # np.asarray would stack it into one array
+            raise TypeError(f"{name}: expected one array of shape ([batch,] hidden_size), got a "
+                            f"tuple of {len(value)}" + (" (only the LSTMCell's hx is a pair (h, c))"
+                                                        if len(self.spec.state_names) == 1 else ""))
         arr = as_float_array(name, value, self.dtype)
         if unbatched:
             check_shape(name, arr, (self.hidden_size,), " (unbatched input: one state vector)")
@@ -65,8 +69,11 @@ class _CellBase(Module):
         if values is None:
             values = (None,) * len(names)
         if not isinstance(values, (tuple, list)) or len(values) != len(names):
+            got = (f"a {type(values).__name__} of {len(values)}" if isinstance(values, (tuple, list))
+                   else type(values).__name__ + (f" of shape {tuple(values.shape)}"
+                                                 if hasattr(values, "shape") else ""))
             raise TypeError(f"{prefix}: expected a tuple of {len(names)} array(s) {names}, "
-                            f"got {type(values).__name__}")
+                            f"got {got}")
         label = (lambda k: prefix if len(names) == 1 else f"{prefix}[{k}]")  # noqa: E731
         return tuple(self._state(label(k), v, B, unbatched) for k, v in enumerate(values))
 
@@ -123,9 +130,10 @@ class RNNCell(_SingleStateCell):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float64",
                  seed=None, backend="numpy"):
-        if nonlinearity not in ("tanh", "relu"):
+        # torch checks this at the first forward; here the constructor refuses it
+        if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = str(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed, backend)
 
 

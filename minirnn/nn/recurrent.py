@@ -38,6 +38,14 @@ class ForwardRecord(NamedTuple):
     unbatched: bool
 
 
+def _describe(value):
+    """'a tuple of 3' / 'ndarray of shape (2, 4)' / 'int': what came, for a message."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + ("" if shape is None else f" of shape {tuple(shape)}")
+
+
 class RNNBase(Module):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype="float64", seed=None,
@@ -112,6 +120,11 @@ class RNNBase(Module):
         LD = self.num_layers * self.num_directions
         if value is None:
             return np.zeros((LD, B, size), dtype=self.dtype)
+        if isinstance(value, tuple):      # np.asarray would stack it into one array
+            raise TypeError(f"{name}: expected one array of shape (num_layers*num_directions, "
+                            f"[batch,] size), got a tuple of {len(value)}"
+                            + (" (only the LSTM's hx is a pair (h0, c0))"
+                               if len(self.spec.state_names) == 1 else ""))
         arr = as_float_array(name, value, self.dtype)
         if unbatched:
             check_shape(name, arr, (LD, size), " (num_layers*num_directions, size) for unbatched input")
@@ -127,7 +140,7 @@ class RNNBase(Module):
             values = (None,) * len(names)
         if not isinstance(values, (tuple, list)) or len(values) != len(names):
             raise TypeError(f"{what}: expected a tuple of {len(names)} array(s) {names} for "
-                            f"{self.mode}, got {type(values).__name__}")
+                            f"{self.mode}, got {_describe(values)}")
         label = (lambda n: f"{n}0") if what == "state" else (lambda n: f"d_{n}_n")  # noqa: E731
         return tuple(self._state(label(n), v, B, size, unbatched)
                      for n, v, size in zip(names, values, self._state_sizes()))
@@ -141,11 +154,12 @@ class RNNBase(Module):
             raise ValueError(f"x: expected shape (T, B, I), (B, T, I) with batch_first, or (T, I) "
                              f"unbatched, got {x.shape}")
         unbatched = x.ndim == 2
+        given = x.shape
         x = self.to_time_major(x, unbatched)
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
-                             f"(x has shape {x.shape} as (T, B, I))")
+                             f"(x has shape {given}, features last)")
         if T == 0:
             raise ValueError("x: expected at least one time step, got T=0")
         if B == 0:
@@ -234,7 +248,7 @@ class RNNBase(Module):
             return (hx,)
         if not isinstance(hx, (tuple, list)) or len(hx) != len(self.spec.state_names):
             raise TypeError(f"{name}: expected a pair (h, c) for the {type(self).__name__}, "
-                            f"got {type(hx).__name__}")
+                            f"got {_describe(hx)}")
         return tuple(hx)
 
     def state_value(self, state):
@@ -280,9 +294,9 @@ class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype="float64", seed=None,
                  backend="numpy"):
-        if nonlinearity not in ("tanh", "relu"):
+        if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = str(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, 0, dtype, seed, backend)
 
