@@ -1,22 +1,75 @@
-"""Shared pieces of the Numba backend: the decorator, the path choice, small helpers."""
+"""Shared pieces of the Numba backend: the decorators, the path choice, the recurrent
+matrix-vector product, and the two large-product stages every cell shares (the input
+projection before the time loop, the weight gradients after it)."""
 from __future__ import annotations
+
+import hashlib
+import os
 
 import numba
 import numpy as np
+from numba.core import caching
 
 from .._config import NUMBA_FLAGS, apply_threads
 
 apply_threads()
-jit = numba.njit(**NUMBA_FLAGS)
 
-# Path choice, measured (fwd+bwd, T=50, float64, 2 shared cores; blas-time / loop-time):
-#   B*G*H*P per step:  1k-4k: 2.1-3.6x   16k: 1.3-1.5x   65k: 0.85-1.05x   262k+: 0.5-0.9x
-# The "blas" path pays Python-loop overhead per step (a BLAS call and one or two njit calls)
-# but multiplies at BLAS speed; the "loop" path runs the whole time loop in one njit kernel
-# with a hand-written matrix-vector product (axpy form, vectorised by LLVM without fastmath).
-# The loop path wins while one step's recurrent product is below ~64k multiply-adds
-# (e.g. B=1: RNN H<=181, LSTM H<=90; the tutorials' RNN H=128 and LSTM H=64).
-LOOP_MAX_WORK = 1 << 15          # B * G*H * P multiply-adds per step (G = 1 RNN, 4 LSTM)
+# Numba's cache checks only the source file of the cached function, but the kernels inline
+# helpers from _common.py (matvec_add) and _vmath.py: an edit there would leave the cached
+# kernels stale. So for files in this folder the cache stamp also covers those two files.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py")]
+
+
+class _InlinedStamp:
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        digest = hashlib.sha256()
+        for path in _INLINED:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        return super().get_source_stamp(), digest.hexdigest()
+
+
+try:      # numba internals: without them, kernels still cache, but by their own file only
+    caching.CacheImpl._locator_classes[:0] = [
+        type("_Inlined" + base.__name__, (_InlinedStamp, base), {})
+        for base in (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                     caching.UserWideCacheLocator)]
+except (AttributeError, TypeError):
+    pass
+
+jit = numba.njit(**NUMBA_FLAGS)
+# kernel helpers, inlined into their callers at Numba-IR level: no call, no per-call
+# refcounting of array arguments, and LLVM sees the caller's loop nest whole (a called helper
+# would stop it vectorising). Never compiled on their own, so nothing to cache.
+ijit = numba.njit(inline="always", **{k: v for k, v in NUMBA_FLAGS.items() if k != "cache"})
+
+# Path choice. The "blas" path pays Python overhead per step (a BLAS call and one or two njit
+# calls) but multiplies at BLAS speed (and on BLAS's threads); the "loop" path runs the whole
+# time loop in one njit kernel (matvec_add below, vectorised transcendentals), single-threaded.
+# Measured with the vectorised loop path (fwd+bwd, T=50, I=32, one BLAS thread, medians of 7
+# on 2 shared cores, so +-15% noise; blas-time / loop-time, > 1: the loop path is faster):
+#   LSTM float64  B=1: 7.6 (H=16) 2.9 (64) 1.8 (128) 1.25 (256) 1.1 (384)
+#                 B=4: 3.0 (16) 1.5 (32) 0.96-1.14 (64..384)
+#                 B=8: 1.9 (16) 1.06 (32) 0.75-0.96 (64..384)   B=16: 1.04 (16) 0.7-0.9 above
+#   LSTM float32  B=1: 12 (16) 3.5 (64) 1.9 (128) 1.5 (256) 0.86 (384);  B=4: 1.4-3.6 (16..384)
+#                 B=8: 0.94-2.2;   B=16: 1.46 (16) 0.8-0.97 above
+#   RNN  float64  B=1: 14 (16) 2.6 (128) 1.5 (256) 1.24 (384);  B=4: 1.1-8.6 up to 128, ~1 above
+#                 B=8: 1.07-4.9;  B=16: 1.3-2.8 up to H=96, 0.8-1.0 above
+# Up to 4 sequences the loop path is faster, or level within the noise (worst 0.86-0.89), at
+# every size measured: one pass over W_hh a step serves them all, and both paths are bound by
+# streaming W_hh. Past that BLAS's register blocking wins once a step has more than ~32k
+# multiply-adds. The per-sequence cap keeps large layers (unmeasured here, and where BLAS's
+# threads pay on a many-core machine) on the blas path.
+LOOP_MAX_BATCH = 4               # B at most this: the loop path up to LOOP_MAX_STEP_WORK
+LOOP_MAX_STEP_WORK = 1 << 18     # G*H*P multiply-adds per step and sequence (LSTM H <= 256)
+LOOP_MAX_WORK = 1 << 15          # larger batches: B * G*H*P per step (G = 1 RNN, 3 GRU, 4 LSTM)
 
 
 def loop_path(B, G, H, P, path=None):
@@ -25,6 +78,8 @@ def loop_path(B, G, H, P, path=None):
     path: None (choose by size), "loop" or "blas" (forced; tests and benchmarks use it).
     """
     if path is None:
+        if B <= LOOP_MAX_BATCH:
+            return G * H * P <= LOOP_MAX_STEP_WORK
         return B * G * H * P <= LOOP_MAX_WORK
     if path not in ("loop", "blas"):
         raise ValueError(f"path: expected None, 'loop' or 'blas', got {path!r}")
@@ -76,3 +131,90 @@ def carry(valid_t, d_prev, d_next):
         skip = ~valid_t
         d_prev[skip] += d_next[skip]
     return d_prev
+
+
+# ----------------------------------------------------------------------------
+# the loop path's matrix-vector product
+
+@ijit
+def matvec_add(y, ty, x, tx, w):
+    """y[ty, b] += x[tx, b] @ w for every b; y (., B, N), x (., B, K), w (K, N) C-contiguous.
+
+    Axpy form, over four rows of w at a time: y's row is loaded and stored once per four rows
+    (row by row, those loads and stores bound the loop), the inner loop runs over contiguous
+    memory and touches two arrays, so LLVM vectorises it without fastmath. The b loop sits
+    inside the row blocks so that four rows of w serve every sequence while they are in L1.
+    Summation order: row by row, fixed, so reruns are bitwise identical.
+    """
+    K, N = w.shape
+    B = x.shape[1]
+    k = 0
+    while k + 4 <= K:
+        for b in range(B):
+            a0, a1, a2, a3 = x[tx, b, k], x[tx, b, k + 1], x[tx, b, k + 2], x[tx, b, k + 3]
+            for j in range(N):
+                y[ty, b, j] = (((y[ty, b, j] + w[k, j] * a0) + w[k + 1, j] * a1)
+                               + w[k + 2, j] * a2) + w[k + 3, j] * a3
+        k += 4
+    while k < K:
+        for b in range(B):
+            a0 = x[tx, b, k]
+            for j in range(N):
+                y[ty, b, j] += w[k, j] * a0
+        k += 1
+
+
+@ijit
+def zero_rows(y, ty):
+    """y[ty] = 0 for a (., B, N) array, without the view y[ty] would be (a view costs an NRT
+    incref/decref pair, in a time loop a measurable part of a small step)."""
+    zero = y.dtype.type(0.0)
+    for b in range(y.shape[1]):
+        for j in range(y.shape[2]):
+            y[ty, b, j] = zero
+
+
+def transposed(w, w_T, name):
+    """W^T, C-contiguous: the caller's precomputed copy (a module keeps one with its weights,
+    refreshed when they change; checked here for shape and dtype only) or a fresh one."""
+    if w_T is None:
+        return c(w.T)
+    if w_T.shape != w.shape[::-1] or w_T.dtype != w.dtype:
+        raise ValueError(f"{name}: expected the transpose of a {w.shape} {w.dtype} matrix, "
+                         f"got {w_T.shape} {w_T.dtype}")
+    return c(w_T)
+
+
+# ----------------------------------------------------------------------------
+# the large products, shared by every cell and both paths
+
+def input_projection(x, w_ih, b_ih=None, b_hh=None):
+    """x (T, B, I) -> x W_ih^T + b_ih (+ b_hh) for all steps at once: (T, B, G), a new
+    C-contiguous array (the kernels write the pre-activations into it). b_hh=None leaves the
+    hidden bias to the cell (GRU keeps it apart)."""
+    T, B, I = x.shape
+    xw = (c(x).reshape(T * B, I) @ c(w_ih).T).reshape(T, B, w_ih.shape[0])
+    if b_ih is not None:
+        xw += (b_ih + b_hh) if b_hh is not None else b_ih
+    return xw
+
+
+def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None):
+    """The gradients that need every step, as a few large products after the time loop.
+
+    dz (T, B, G): dL/d(x_t W_ih^T + b_ih); dz_hh (T, B, G): dL/d(h_{t-1} W_hh^T + b_hh) when it
+    differs from dz (GRU), else None. h0 (B, P), h (T, B, P): the states, so h_{t-1} is h0 then
+    h[:-1]. -> dx (T, B, I), dw_ih (G, I), dw_hh (G, P), db_ih, db_hh (G,) or None.
+    """
+    T, B, I = x.shape
+    G, P = dz.shape[2], h0.shape[1]
+    dz2 = dz.reshape(T * B, G)                             # (T*B, G)
+    dzh2 = dz2 if dz_hh is None else dz_hh.reshape(T * B, G)
+    h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P) one copy, one product
+    dx = (dz2 @ c(w_ih)).reshape(T, B, I)                  # (T, B, I)
+    dw_ih = dz2.T @ c(x).reshape(T * B, I)                 # (G, I)
+    dw_hh = dzh2.T @ h_prev                                # (G, P)
+    if not has_bias:
+        return dx, dw_ih, dw_hh, None, None
+    db_ih = dz2.sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_ih.copy() if dz_hh is None else dzh2.sum(axis=0)

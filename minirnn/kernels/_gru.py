@@ -15,7 +15,10 @@ b_hh is kept apart from b_ih (b_hn sits inside r * (...)), so the hidden side ca
 bias. Large products go through NumPy BLAS. "blas" path (large sizes): per step one BLAS
 product, NumPy's SIMD exp/tanh over whole blocks, and small fused njit kernels for the gates
 and the state update (backward: one fused kernel for the gate derivatives). "loop" path
-(small sizes): the whole time loop is one njit kernel with hand-written products.
+(small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
+products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, H) with h0 in row 0;
+W_hh^T can be passed in precomputed. The input projection and the weight gradients are
+_common's, shared with every cell.
 """
 from __future__ import annotations
 
@@ -23,16 +26,9 @@ import numpy as np
 
 from ..functional import gru as _reference
 from ..functional.gru import GRUCache, GRUGradSteps
-from ._common import c, carry, jit, loop_path, mask_grad, select_state, valid_or_ones
-
-
-@jit
-def _sigmoid(z):
-    # split by sign as the reference does, so that exp never overflows
-    if z >= 0.0:
-        return 1.0 / (1.0 + np.exp(-z))
-    ez = np.exp(z)
-    return ez / (1.0 + ez)
+from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
+                      select_state, transposed, valid_or_ones, weight_grads)
+from ._vmath import vsigmoid, vtanh
 
 
 @jit
@@ -102,115 +98,141 @@ def _step_backward(dh_t, h_prev, gates_t, hn_t, dgi_t, dgh_t, dhz):
 
 
 # ----------------------------------------------------------------------------
-# the whole time loop (loop path)
+# the whole time loop (loop path), written as _lstm.py's (see the notes there): no views or
+# calls in the loop, vsigmoid/vtanh, short loops, finished sequences fixed up afterwards
 
 @jit
-def _loop_forward(xw, h0, w_hhT, b_hh, valid, gates, hn, h, out):
-    """xw (T, B, 3H) = x W_ih^T + b_ih; w_hhT (H, 3H); b_hh (3H,) (zeros without bias).
-    gates may be xw itself: each j reads its three entries of a row before writing them."""
-    T, B, G = xw.shape
-    H = G // 3
-    gh = np.empty(G, dtype=xw.dtype)                       # (3H,) one row's hidden side
-    for t in range(T):
-        for b in range(B):
-            h_prev = h0[b] if t == 0 else h[t - 1, b]      # (H,)
-            gh[:] = b_hh
-            for k in range(H):                             # axpy: gh += h_prev[k] * W_hh^T[k]
-                hk = h_prev[k]
-                for j in range(G):
-                    gh[j] += w_hhT[k, j] * hk
-            gi, g = xw[t, b], gates[t, b]                  # (3H,) each
-            ok = valid[t, b]
-            for j in range(H):
-                r = _sigmoid(gi[j] + gh[j])
-                z = _sigmoid(gi[H + j] + gh[H + j])
-                n = np.tanh(gi[2 * H + j] + r * gh[2 * H + j])
-                g[j] = r
-                g[H + j] = z
-                g[2 * H + j] = n
-                hn[t, b, j] = gh[2 * H + j]
-                h_new = (1.0 - z) * n + z * h_prev[j]
-                if ok:
-                    h[t, b, j] = h_new
-                    out[t, b, j] = h_new
-                else:                                      # finished: keep the last state
-                    h[t, b, j] = h_prev[j]
-                    out[t, b, j] = 0.0
-
-
-@jit
-def _loop_backward(d_out, dh_T, h0, gates, hn, h, w_hh, valid, dh, dgi, dgh):
-    """BPTT over the whole sequence; dh, dgi, dgh filled; returns dh_0 (B, H)."""
+def _loop_forward(gates, hx, w_hhT, b_hh, valid, gh, hn, out):
+    """gates (T, B, 3H): gi = x W_ih^T + b_ih on entry, the activated r, z, n on exit.
+    hx (T+1, B, H): h0 in row 0 on entry, h_t in row t. w_hhT (H, 3H); b_hh (3H,) (zeros
+    without bias). gh (1, B, 3H) scratch: h_{t-1} W_hh^T + b_hh. hn, out (T, B, H) filled."""
     T, B, G = gates.shape
     H = G // 3
-    dh_next = dh_T.copy()                                  # (B, H)
-    dh_prev = np.empty(H, dtype=gates.dtype)               # (H,)
-    for t in range(T - 1, -1, -1):
+    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
+    for t in range(T):
         for b in range(B):
-            ok = valid[t, b]
+            for j in range(G):
+                gh[0, b, j] = b_hh[j]
+        matvec_add(gh, 0, hx, t, w_hhT)                   # gh = b_hh + h_{t-1} W_hh^T
+        for b in range(B):
             for j in range(H):
-                dh[t, b, j] = dh_next[b, j] + d_out[t, b, j] if ok else 0.0
-            h_prev = h0[b] if t == 0 else h[t - 1, b]
-            _cell_backward(dh[t, b], h_prev, gates[t, b], hn[t, b], dgi[t, b], dgh[t, b],
-                           dh_prev)
-            for g in range(G):                             # axpy: dh_prev += dgh[g] * W_hh[g]
-                dg = dgh[t, b, g]
-                for k in range(H):
-                    dh_prev[k] += dg * w_hh[g, k]
-            for k in range(H):                             # carried state passes straight back
-                dh_next[b, k] = dh_prev[k] if ok else dh_prev[k] + dh_next[b, k]
-    return dh_next
+                r = vsigmoid(gates[t, b, j] + gh[0, b, j])
+                z = vsigmoid(gates[t, b, H + j] + gh[0, b, H + j])
+                hnj = gh[0, b, 2 * H + j]
+                n = vtanh(gates[t, b, 2 * H + j] + r * hnj)
+                gates[t, b, j] = r
+                gates[t, b, H + j] = z
+                gates[t, b, 2 * H + j] = n
+                hn[t, b, j] = hnj
+                hx[t + 1, b, j] = (one - z) * n + z * hx[t, b, j]
+            if valid[t, b]:
+                for j in range(H):
+                    out[t, b, j] = hx[t + 1, b, j]
+            else:                                         # finished: carry the state
+                for j in range(H):
+                    hx[t + 1, b, j] = hx[t, b, j]
+                    out[t, b, j] = zero
+
+
+@jit
+def _loop_backward(d_out, dhn, h0, gates, hn, h, w_hh, valid, dh, dgi, dgh, dhp):
+    """BPTT. dhn (1, B, H): dL/dh_T on entry, dL/dh_0 on exit. h0 (1, B, H); gates (T, B, 3H),
+    hn, h (T, B, H) from the forward. dh (T, B, H), dgi, dgh (T, B, 3H) filled.
+    Scratch: dhp (1, B, H) dh_t z + dgh_t W_hh."""
+    T, B, G = gates.shape
+    H = G // 3
+    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
+    for t in range(T - 1, -1, -1):
+        hp, tp = (h0, 0) if t == 0 else (h, t - 1)        # h_{t-1}
+        for b in range(B):
+            for j in range(H):
+                dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
+            if not valid[t, b]:                           # padded outputs are constants
+                for j in range(H):
+                    dh[t, b, j] = zero
+            for j in range(H):                            # the reference's order of operations
+                r, z, n = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j]
+                d = dh[t, b, j]
+                da_n = d * (one - z) * (one - n * n)
+                da_r = da_n * hn[t, b, j] * r * (one - r)
+                da_z = d * (hp[tp, b, j] - n) * z * (one - z)
+                dgi[t, b, j] = da_r
+                dgi[t, b, H + j] = da_z
+                dgi[t, b, 2 * H + j] = da_n
+                dgh[t, b, j] = da_r
+                dgh[t, b, H + j] = da_z
+                dgh[t, b, 2 * H + j] = da_n * r
+                dhp[0, b, j] = d * z                      # the direct path
+        matvec_add(dhp, 0, dgh, t, w_hh)                  # dh_{t-1} = dh z + dgh W_hh
+        for b in range(B):
+            if valid[t, b]:
+                for j in range(H):
+                    dhn[0, b, j] = dhp[0, b, j]
+            else:                                         # carried state passes straight back
+                for j in range(H):
+                    dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
 
 
 # ----------------------------------------------------------------------------
 # the reference signatures
 
-def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, valid=None, path=None):
-    """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), GRUCache (as the reference)."""
+def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, valid=None, path=None, *, w_hhT=None):
+    """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), GRUCache (as the reference).
+
+    w_hhT: optional precomputed C-contiguous W_hh^T (H, 3H) for the loop path (a module caches
+    it with its weights); None: transposed here, on every call.
+    """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference
         return _reference.forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
     H = h0.shape[1]
     dt = x.dtype
-    xc, h0c, w_hhc = c(x), c(h0), c(w_hh)
     bias = b_ih is not None
     v = valid_or_ones(valid, T, B)                         # (T, B)
-    xw = (xc.reshape(T * B, I) @ c(w_ih).T).reshape(T, B, 3 * H)   # (T, B, 3H) gi, all steps
-    if bias:
-        xw += b_ih                                         # b_hh stays on the hidden side
-    gates = xw                                             # (T, B, 3H) gi, then r, z, n in place
+    gates = input_projection(x, w_ih, b_ih)                # (T, B, 3H) gi, then r, z, n in place
     hn = np.empty((T, B, H), dtype=dt)                     # (T, B, H) hidden product of n
-    h = np.empty((T, B, H), dtype=dt)                      # (T, B, H) states
     out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
     if loop_path(B, 3, H, H, path):
+        hx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) h0, h_1 .. h_T
+        hx[0] = h0
         b_hhc = c(b_hh) if bias else np.zeros(3 * H, dtype=dt)   # (3H,) adding 0 is exact
-        _loop_forward(xw, h0c, c(w_hhc.T), b_hhc, v, gates, hn, h, out)
+        _loop_forward(gates, hx, transposed(w_hh, w_hhT, "w_hhT"), b_hhc, v,
+                      np.empty((1, B, 3 * H), dtype=dt), hn, out)
+        h = hx[1:]                                         # (T, B, H) view
     else:
-        w_hhT = w_hhc.T
-        gh = np.empty((B, 3 * H), dtype=dt)                # (B, 3H) h_{t-1} W_hh^T + b_hh
-        e = np.empty((B, 2 * H), dtype=dt)                 # (B, 2H) exp(-|a_r|), exp(-|a_z|)
-        h_new = np.empty((B, H), dtype=dt)                 # (B, H) h_t before the mask
-        h_prev = h0c
-        for t in range(T):
-            g = gates[t]
-            np.matmul(h_prev, w_hhT, out=gh)
-            if bias:
-                gh += b_hh
-            rz, n_block = g[:, :2 * H], g[:, 2 * H:]      # views into gates[t]
-            rz += gh[:, :2 * H]
-            np.exp(np.negative(np.abs(rz, out=e), out=e), out=e)
-            _step_gates(g, e, gh, hn[t])
-            np.tanh(n_block, out=n_block)
-            _step_state(g, h_prev, h_new)
-            select_state(v[t], h_new, h_prev, h[t], out[t])
-            h_prev = h[t]
+        h = _blas_forward(gates, c(h0), c(w_hh), b_hh if bias else None, v, hn, out)
     cache = GRUCache(x, h0, gates, hn, h, valid, w_ih, w_hh, bias)
     return out, h[T - 1].copy(), cache
 
 
+def _blas_forward(gates, h0, w_hh, b_hh, v, hn, out):
+    """The blas path's time loop: gates (T, B, 3H) as in _loop_forward; fills hn, out -> h."""
+    T, B, G = gates.shape
+    H, dt = G // 3, gates.dtype
+    h = np.empty((T, B, H), dtype=dt)                      # (T, B, H) states
+    gh = np.empty((B, G), dtype=dt)                        # (B, 3H) h_{t-1} W_hh^T + b_hh
+    e = np.empty((B, 2 * H), dtype=dt)                     # (B, 2H) exp(-|a_r|), exp(-|a_z|)
+    h_new = np.empty((B, H), dtype=dt)                     # (B, H) h_t before the mask
+    h_prev = h0
+    for t in range(T):
+        g = gates[t]
+        np.matmul(h_prev, w_hh.T, out=gh)
+        if b_hh is not None:
+            gh += b_hh
+        rz, n_block = g[:, :2 * H], g[:, 2 * H:]          # views into gates[t]
+        rz += gh[:, :2 * H]
+        np.exp(np.negative(np.abs(rz, out=e), out=e), out=e)
+        _step_gates(g, e, gh, hn[t])
+        np.tanh(n_block, out=n_block)
+        _step_state(g, h_prev, h_new)
+        select_state(v[t], h_new, h_prev, h[t], out[t])
+        h_prev = h[t]
+    return h
+
+
 def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
     """BPTT -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh [, GRUGradSteps] (as the reference)."""
-    x, gates, hn, h = c(cache.x), cache.gates, cache.hn, cache.h
+    x, gates, hn, h = cache.x, c(cache.gates), c(cache.hn), c(cache.h)
     T, B, I = x.shape
     if T == 0:
         return _reference.backward(cache, d_out, d_hT, return_steps)
@@ -218,13 +240,18 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
     h0, w_hh = c(cache.h0), c(cache.w_hh)
     v = valid_or_ones(cache.valid, T, B)
     d_out = c(d_out)
-    dh_next = np.zeros_like(h0) if d_hT is None else c(d_hT).copy()   # (B, H)
+    dh_next = np.zeros((1, B, H), dtype=h.dtype)           # (1, B, H) dL/dh_T, then dL/dh_0
+    if d_hT is not None:
+        dh_next[0] = d_hT
     dh = np.empty_like(h)                                  # (T, B, H)  dL/dh_t
     dgi = np.empty_like(gates)                             # (T, B, 3H) dL/dgi_t (input side)
     dgh = np.empty_like(gates)                             # (T, B, 3H) dL/dgh_t (hidden side)
     if loop_path(B, 3, H, H, path):
-        dh_next = _loop_backward(d_out, dh_next, h0, gates, hn, h, w_hh, v, dh, dgi, dgh)
+        _loop_backward(d_out, dh_next, h0[None], gates, hn, h, w_hh, v, dh, dgi, dgh,
+                       np.empty_like(dh_next))
+        dh_next = dh_next[0]
     else:
+        dh_next = dh_next[0]
         dhz = np.empty_like(h0)                            # (B, H) dh * z, the direct path
         dh_prev = np.empty_like(h0)                        # (B, H)
         for t in range(T - 1, -1, -1):
@@ -234,15 +261,7 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
             np.matmul(dgh[t], w_hh, out=dh_prev)
             dh_prev += dhz
             dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
-    # the rest as a few large products over all steps
-    dgi2 = dgi.reshape(T * B, 3 * H)                       # (T*B, 3H)
-    dgh2 = dgh.reshape(T * B, 3 * H)                       # (T*B, 3H)
-    dx = (dgi2 @ c(cache.w_ih)).reshape(T, B, I)           # (T, B, I)
-    dw_ih = dgi2.T @ x.reshape(T * B, I)                   # (3H, I)
-    dw_hh = dgh[0].T @ h0                                  # (3H, H): step 0 sees h0, then h_{t-1}
-    if T > 1:
-        dw_hh += dgh2[B:].T @ h[:-1].reshape((T - 1) * B, H)
-    db_ih = dgi2.sum(axis=0) if cache.has_bias else None
-    db_hh = dgh2.sum(axis=0) if cache.has_bias else None
+    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(dgi, x, cache.w_ih, h0, h, cache.has_bias,
+                                                  dz_hh=dgh)
     grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (GRUGradSteps(dh, dgi),) if return_steps else grads

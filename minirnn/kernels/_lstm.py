@@ -13,7 +13,10 @@ Backward:
 Large products go through NumPy BLAS. "blas" path (large sizes): per step one BLAS product,
 NumPy's SIMD exp/tanh over the whole (B, 4H) block, and one fused njit kernel for the gates
 and the state update (backward: one fused kernel for the gate derivatives). "loop" path
-(small sizes): the whole time loop is one njit kernel with hand-written products.
+(small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
+products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, .) with h0/c0 in row 0;
+W_hh^T (and W_hr^T) can be passed in precomputed. The input projection and the weight
+gradients are _common's, shared with every cell.
 """
 from __future__ import annotations
 
@@ -21,34 +24,9 @@ import numpy as np
 
 from ..functional import lstm as _reference
 from ..functional.lstm import LSTMCache, LSTMGradSteps
-from ._common import c, carry, jit, loop_path, mask_grad, select_state, valid_or_ones
-
-
-@jit
-def _sigmoid(z):
-    # split by sign as the reference does, so that exp never overflows
-    if z >= 0.0:
-        return 1.0 / (1.0 + np.exp(-z))
-    ez = np.exp(z)
-    return ez / (1.0 + ez)
-
-
-@jit
-def _cell_forward(z, c_prev, valid, gates, c_t, r):
-    """One row: z (4H,) pre-activations -> gates (4H,) activated, c_t (H,) masked, r (H,)."""
-    H = c_prev.shape[0]
-    for j in range(H):
-        i = _sigmoid(z[j])
-        f = _sigmoid(z[H + j])
-        g = np.tanh(z[2 * H + j])
-        o = _sigmoid(z[3 * H + j])
-        gates[j] = i
-        gates[H + j] = f
-        gates[2 * H + j] = g
-        gates[3 * H + j] = o
-        c_new = f * c_prev[j] + i * g
-        r[j] = o * np.tanh(c_new)
-        c_t[j] = c_new if valid else c_prev[j]          # finished: keep the last state
+from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
+                      select_state, transposed, valid_or_ones, weight_grads, zero_rows)
+from ._vmath import vsigmoid, vtanh
 
 
 @jit
@@ -107,136 +85,177 @@ def _step_backward(dr, dc_next, valid_t, gates_t, tanh_ct, c_prev, dz_t, dc_t, d
 
 
 # ----------------------------------------------------------------------------
-# the whole time loop (loop path)
+# the whole time loop (loop path): lessons from a measured prototype
+# (shared/design/small-batch-kernels): no array views and no helper calls inside the loop
+# (each view costs an NRT incref/decref pair; inlined helpers are fine), transcendentals from
+# _vmath (vectorisable; libm calls would keep every loop scalar), short inner loops over a few
+# arrays with no mask inside (LLVM gives up its runtime alias checks past ~8 arrays, and a
+# select on the mask stopped it vectorising): finished sequences are fixed up afterwards.
 
 @jit
-def _loop_forward(xw, h0, c0, w_hhT, w_hrT, proj, valid, gates, c, h, out):
-    """xw (T, B, 4H); w_hhT (P, 4H); w_hrT (H, P) (unused without proj)."""
-    T, B, G = xw.shape
-    H = G // 4
-    P = h0.shape[1]
-    z = np.empty(G, dtype=xw.dtype)                        # (4H,)
-    r = np.empty(H, dtype=xw.dtype)                        # (H,)
-    h_new = np.empty(P, dtype=xw.dtype)                    # (P,)
-    for t in range(T):
-        for b in range(B):
-            h_prev = h0[b] if t == 0 else h[t - 1, b]      # (P,)
-            c_prev = c0[b] if t == 0 else c[t - 1, b]      # (H,)
-            z[:] = xw[t, b]
-            for k in range(P):                             # axpy: z += h_prev[k] * W_hh^T[k]
-                hk = h_prev[k]
-                for j in range(G):
-                    z[j] += w_hhT[k, j] * hk
-            _cell_forward(z, c_prev, valid[t, b], gates[t, b], c[t, b], r)
-            if proj:
-                h_new[:] = 0.0
-                for j in range(H):                         # axpy: h_new += r[j] * W_hr^T[j]
-                    rj = r[j]
-                    for p in range(P):
-                        h_new[p] += w_hrT[j, p] * rj
-            else:
-                h_new[:] = r
-            if valid[t, b]:
-                h[t, b] = h_new
-                out[t, b] = h_new
-            else:
-                h[t, b] = h_prev
-                out[t, b] = 0.0
-
-
-@jit
-def _loop_backward(d_out, dh_T, dc_T, c0, gates, c, w_hh, w_hr, proj, valid, dh, dc, dz):
-    """BPTT over the whole sequence; dh, dc, dz filled; returns dh_0 (B, P), dc_0 (B, H)."""
+def _loop_forward(gates, hx, cx, w_hhT, w_hrT, proj, valid, r, out):
+    """gates (T, B, 4H): x W_ih^T + b on entry, the activated i, f, g, o on exit.
+    hx (T+1, B, P), cx (T+1, B, H): h0, c0 in row 0 on entry, so step t reads row t and
+    writes row t+1 (no t == 0 case). w_hhT (P, 4H); w_hrT (H, P), unused without proj.
+    r (1, B, H) scratch: o tanh(c_t) before the projection. out (T, B, P) filled."""
     T, B, G = gates.shape
     H = G // 4
-    P = dh_T.shape[1]
-    dh_next = dh_T.copy()                                  # (B, P)
-    dc_next = dc_T.copy()                                  # (B, H)
-    dr = np.empty(H, dtype=gates.dtype)                    # (H,)
-    dh_prev = np.empty(P, dtype=gates.dtype)               # (P,)
-    dc_prev = np.empty(H, dtype=gates.dtype)               # (H,)
-    tanh_c = np.empty(H, dtype=gates.dtype)                # (H,)
+    zero = gates.dtype.type(0.0)
+    for t in range(T):
+        matvec_add(gates, t, hx, t, w_hhT)                # z_t += h_{t-1} W_hh^T
+        rr, tr = (r, 0) if proj else (hx, t + 1)          # where o tanh(c_t) goes
+        for b in range(B):
+            for j in range(H):
+                i = vsigmoid(gates[t, b, j])
+                f = vsigmoid(gates[t, b, H + j])
+                g = vtanh(gates[t, b, 2 * H + j])
+                o = vsigmoid(gates[t, b, 3 * H + j])
+                gates[t, b, j] = i
+                gates[t, b, H + j] = f
+                gates[t, b, 2 * H + j] = g
+                gates[t, b, 3 * H + j] = o
+                cn = f * cx[t, b, j] + i * g
+                cx[t + 1, b, j] = cn
+                rr[tr, b, j] = o * vtanh(cn)
+        if proj:                                          # h_t = r_t W_hr^T
+            zero_rows(hx, t + 1)
+            matvec_add(hx, t + 1, r, 0, w_hrT)
+        for b in range(B):
+            if valid[t, b]:
+                for p in range(hx.shape[2]):
+                    out[t, b, p] = hx[t + 1, b, p]
+            else:                                         # finished: carry both states
+                for j in range(H):
+                    cx[t + 1, b, j] = cx[t, b, j]
+                for p in range(hx.shape[2]):
+                    hx[t + 1, b, p] = hx[t, b, p]
+                    out[t, b, p] = zero
+
+
+@jit
+def _loop_backward(d_out, dhn, dcn, c0, gates, cs, w_hh, w_hr, proj, valid, dh, dc, dz,
+                   dr, dhp):
+    """BPTT. d_out (T, B, P); dhn (1, B, P), dcn (1, B, H): dL/dh_T, dL/dc_T on entry,
+    dL/dh_0, dL/dc_0 on exit. c0 (1, B, H), cs (T, B, H), gates (T, B, 4H) from the forward.
+    dh (T, B, P), dc (T, B, H), dz (T, B, 4H) filled. Scratch: dr (1, B, H) dh_t W_hr (proj),
+    dhp (1, B, P) dz_t W_hh."""
+    T, B, G = gates.shape
+    H = G // 4
+    P = dh.shape[2]
+    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            ok = valid[t, b]
             for p in range(P):
-                dh[t, b, p] = dh_next[b, p] + d_out[t, b, p] if ok else 0.0
-            if proj:
-                dr[:] = 0.0
-                for p in range(P):                         # axpy: dr += dh[p] * W_hr[p]
-                    dp = dh[t, b, p]
-                    for j in range(H):
-                        dr[j] += dp * w_hr[p, j]
-            else:
-                dr[:] = dh[t, b]
-            c_prev = c0[b] if t == 0 else c[t - 1, b]
-            for j in range(H):
-                tanh_c[j] = np.tanh(c[t, b, j])
-            _cell_backward(dr, dc_next[b], ok, gates[t, b], tanh_c, c_prev,
-                           dz[t, b], dc[t, b], dc_prev)
-            dh_prev[:] = 0.0
-            for g in range(G):                             # axpy: dh_prev += dz[g] * W_hh[g]
-                dg = dz[t, b, g]
+                dh[t, b, p] = dhn[0, b, p] + d_out[t, b, p]
+            if not valid[t, b]:                           # padded outputs are constants
                 for p in range(P):
-                    dh_prev[p] += dg * w_hh[g, p]
-            for p in range(P):
-                dh_next[b, p] = dh_prev[p] if ok else dh_prev[p] + dh_next[b, p]
-            dc_next[b] = dc_prev
-    return dh_next, dc_next
+                    dh[t, b, p] = zero
+        if proj:                                          # dr = dh_t W_hr
+            zero_rows(dr, 0)
+            matvec_add(dr, 0, dh, t, w_hr)
+        src, ts = (dr, 0) if proj else (dh, t)            # dL/dr_t
+        cp, tp = (c0, 0) if t == 0 else (cs, t - 1)       # c_{t-1}
+        for b in range(B):
+            for j in range(H):
+                tanh_c = vtanh(cs[t, b, j])
+                o = gates[t, b, 3 * H + j]
+                d = src[ts, b, j]
+                dc[t, b, j] = dcn[0, b, j] + d * o * (one - tanh_c * tanh_c)
+                dz[t, b, 3 * H + j] = d * tanh_c * o * (one - o)
+            if not valid[t, b]:                           # dL/dc_t from step t+1 is cut here
+                for j in range(H):
+                    tanh_c = vtanh(cs[t, b, j])
+                    o = gates[t, b, 3 * H + j]
+                    dc[t, b, j] = zero + src[ts, b, j] * o * (one - tanh_c * tanh_c)
+            for j in range(H):
+                i, f, g = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j]
+                dcj = dc[t, b, j]
+                dz[t, b, j] = dcj * g * i * (one - i)
+                dz[t, b, H + j] = dcj * cp[tp, b, j] * f * (one - f)
+                dz[t, b, 2 * H + j] = dcj * i * (one - g * g)
+            if valid[t, b]:
+                for j in range(H):
+                    dcn[0, b, j] = dc[t, b, j] * gates[t, b, H + j]
+            else:                                         # carried state: its gradient passes
+                for j in range(H):
+                    dcn[0, b, j] = dc[t, b, j] * gates[t, b, H + j] + dcn[0, b, j]
+        zero_rows(dhp, 0)                                 # dh_{t-1} = dz_t W_hh
+        matvec_add(dhp, 0, dz, t, w_hh)
+        for b in range(B):
+            if valid[t, b]:
+                for p in range(P):
+                    dhn[0, b, p] = dhp[0, b, p]
+            else:
+                for p in range(P):
+                    dhn[0, b, p] = dhp[0, b, p] + dhn[0, b, p]
 
 
 # ----------------------------------------------------------------------------
 # the reference signatures
 
-def forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, valid=None, path=None):
-    """x (T, B, I), h0 (B, P), c0 (B, H) -> out (T, B, P), h_T, c_T, LSTMCache (as the reference)."""
+def forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, valid=None, path=None,
+            *, w_hhT=None, w_hrT=None):
+    """x (T, B, I), h0 (B, P), c0 (B, H) -> out (T, B, P), h_T, c_T, LSTMCache (as the reference).
+
+    w_hhT, w_hrT: optional precomputed C-contiguous W_hh^T (P, 4H), W_hr^T (H, P) for the loop
+    path (a module caches them with its weights); None: transposed here, on every call.
+    """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference
         return _reference.forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
     H, P = c0.shape[1], h0.shape[1]
     dt = x.dtype
-    xc, h0c, c0c, w_hhc = c(x), c(h0), c(c0), c(w_hh)
     proj = w_hr is not None
-    w_hrc = c(w_hr) if proj else np.zeros((0, 0), dtype=dt)
     v = valid_or_ones(valid, T, B)                         # (T, B)
-    xw = (xc.reshape(T * B, I) @ c(w_ih).T).reshape(T, B, 4 * H)   # (T, B, 4H) all steps
-    if b_ih is not None:
-        xw += b_ih + b_hh
-    gates = xw                                             # (T, B, 4H) z_t, then i, f, g, o in place
-    cs = np.empty((T, B, H), dtype=dt)                     # (T, B, H) cell states
-    h = np.empty((T, B, P), dtype=dt)                      # (T, B, P) hidden states
-    out = np.empty((T, B, P), dtype=dt)                    # (T, B, P) outputs (0 past the end)
+    gates = input_projection(x, w_ih, b_ih, b_hh)          # (T, B, 4H) z_t, then i, f, g, o
     if loop_path(B, 4, H, P, path):
-        _loop_forward(xw, h0c, c0c, c(w_hhc.T), c(w_hrc.T), proj, v, gates, cs, h, out)
+        hx = np.empty((T + 1, B, P), dtype=dt)             # (T+1, B, P) h0, h_1 .. h_T
+        cx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) c0, c_1 .. c_T
+        hx[0], cx[0] = h0, c0
+        out = np.empty((T, B, P), dtype=dt)                # (T, B, P) outputs (0 past the end)
+        r = np.empty((1, B, H), dtype=dt)                  # (1, B, H) scratch
+        w_hrT = transposed(w_hr, w_hrT, "w_hrT") if proj else np.zeros((0, 0), dtype=dt)
+        _loop_forward(gates, hx, cx, transposed(w_hh, w_hhT, "w_hhT"), w_hrT, proj, v, r, out)
+        cs, h = cx[1:], hx[1:]                             # (T, B, H), (T, B, P) views
     else:
-        w_hhT, w_hrT = w_hhc.T, w_hrc.T
-        r = np.empty((B, H), dtype=dt)                     # (B, H) o * tanh(c_t)
-        c_new = np.empty((B, H), dtype=dt)                 # (B, H) c_t before the mask
-        h_new = np.empty((B, P), dtype=dt)                 # (B, P)
-        zh = np.empty((B, 4 * H), dtype=dt)                # (B, 4H) h_{t-1} W_hh^T
-        e = np.empty((B, 4 * H), dtype=dt)                 # (B, 4H) exp(-|z_t|)
-        h_prev, c_prev = h0c, c0c
-        for t in range(T):
-            z = gates[t]
-            np.matmul(h_prev, w_hhT, out=zh)
-            z += zh
-            np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
-            np.tanh(z[:, 2 * H:3 * H], out=z[:, 2 * H:3 * H])
-            _step_forward(z, e, c_prev, v[t], c_new, cs[t])
-            np.multiply(z[:, 3 * H:], np.tanh(c_new, out=r), out=r)
-            if proj:
-                np.matmul(r, w_hrT, out=h_new)
-                select_state(v[t], h_new, h_prev, h[t], out[t])
-            else:
-                select_state(v[t], r, h_prev, h[t], out[t])
-            h_prev, c_prev = h[t], cs[t]
+        cs, h, out = _blas_forward(gates, c(h0), c(c0), c(w_hh), w_hr, v)
     cache = LSTMCache(x, h0, c0, gates, cs, h, valid, w_ih, w_hh, w_hr, b_ih is not None)
     return out, h[T - 1].copy(), cs[T - 1].copy(), cache
 
 
+def _blas_forward(gates, h0, c0, w_hh, w_hr, v):
+    """The blas path's time loop: gates (T, B, 4H) as in _loop_forward -> c, h, out."""
+    T, B, G = gates.shape
+    H, P, dt = G // 4, h0.shape[1], gates.dtype
+    cs = np.empty((T, B, H), dtype=dt)                     # (T, B, H) cell states
+    h = np.empty((T, B, P), dtype=dt)                      # (T, B, P) hidden states
+    out = np.empty((T, B, P), dtype=dt)                    # (T, B, P) outputs (0 past the end)
+    r = np.empty((B, H), dtype=dt)                         # (B, H) o * tanh(c_t)
+    c_new = np.empty((B, H), dtype=dt)                     # (B, H) c_t before the mask
+    h_new = np.empty((B, P), dtype=dt)                     # (B, P)
+    zh = np.empty((B, G), dtype=dt)                        # (B, 4H) h_{t-1} W_hh^T
+    e = np.empty((B, G), dtype=dt)                         # (B, 4H) exp(-|z_t|)
+    h_prev, c_prev = h0, c0
+    for t in range(T):
+        z = gates[t]
+        np.matmul(h_prev, w_hh.T, out=zh)
+        z += zh
+        np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
+        np.tanh(z[:, 2 * H:3 * H], out=z[:, 2 * H:3 * H])
+        _step_forward(z, e, c_prev, v[t], c_new, cs[t])
+        np.multiply(z[:, 3 * H:], np.tanh(c_new, out=r), out=r)
+        if w_hr is not None:
+            np.matmul(r, w_hr.T, out=h_new)
+            select_state(v[t], h_new, h_prev, h[t], out[t])
+        else:
+            select_state(v[t], r, h_prev, h[t], out[t])
+        h_prev, c_prev = h[t], cs[t]
+    return cs, h, out
+
+
 def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None):
     """BPTT -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr [, LSTMGradSteps] (as the reference)."""
-    x, gates, cs, h = c(cache.x), cache.gates, cache.c, cache.h
+    x, gates, cs, h = cache.x, c(cache.gates), c(cache.c), c(cache.h)
     T, B, I = x.shape
     if T == 0:
         return _reference.backward(cache, d_out, d_hT, d_cT, return_steps)
@@ -247,40 +266,46 @@ def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None):
     w_hr = c(cache.w_hr) if proj else np.zeros((0, 0), dtype=dt)
     v = valid_or_ones(cache.valid, T, B)
     d_out = c(d_out)
-    dh_next = np.zeros_like(h0) if d_hT is None else c(d_hT).copy()   # (B, P)
-    dc_next = np.zeros_like(c0) if d_cT is None else c(d_cT).copy()   # (B, H)
     dh = np.empty_like(h)                                  # (T, B, P)  dL/dh_t
     dc = np.empty_like(cs)                                 # (T, B, H)  dL/dc_t
     dz = np.empty_like(gates)                              # (T, B, 4H) dL/dz_t
-    loop = loop_path(B, 4, H, P, path)
-    tanh_c = np.tanh(cs) if proj or not loop else None    # (T, B, H) all steps at once (SIMD)
-    if loop:
-        dh_next, dc_next = _loop_backward(d_out, dh_next, dc_next, c0, gates, cs, w_hh, w_hr,
-                                          proj, v, dh, dc, dz)
+    dh_next = np.zeros((1, B, P), dtype=dt)                # (1, B, P) dL/dh_T, then dL/dh_0
+    dc_next = np.zeros((1, B, H), dtype=dt)                # (1, B, H) likewise for c
+    if d_hT is not None:
+        dh_next[0] = d_hT
+    if d_cT is not None:
+        dc_next[0] = d_cT
+    if loop_path(B, 4, H, P, path):
+        _loop_backward(d_out, dh_next, dc_next, c0[None], gates, cs, w_hh, w_hr, proj,
+                       v, dh, dc, dz, np.empty((1, B, H), dtype=dt), np.empty((1, B, P), dtype=dt))
+        dh_next, dc_next = dh_next[0], dc_next[0]
     else:
-        dr = np.empty((B, H), dtype=dt)                    # (B, H)
-        dh_prev = np.empty_like(h0)                        # (B, P)
-        dc_prev = np.empty_like(c0)                        # (B, H)
-        for t in range(T - 1, -1, -1):
-            mask_grad(v[t], dh_next, d_out[t], dh[t])
-            if proj:
-                np.matmul(dh[t], w_hr, out=dr)
-            _step_backward(dr if proj else dh[t], dc_next, v[t], gates[t], tanh_c[t],
-                           cs[t - 1] if t > 0 else c0, dz[t], dc[t], dc_prev)
-            np.matmul(dz[t], w_hh, out=dh_prev)
-            dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
-            dc_next, dc_prev = dc_prev, dc_next
-    # the rest as a few large products over all steps
-    dz2 = dz.reshape(T * B, 4 * H)                         # (T*B, 4H)
-    dx = (dz2 @ c(cache.w_ih)).reshape(T, B, I)            # (T, B, I)
-    dw_ih = dz2.T @ x.reshape(T * B, I)                    # (4H, I)
-    dw_hh = dz[0].T @ h0                                   # (4H, P): step 0 sees h0, then h_{t-1}
-    if T > 1:
-        dw_hh += dz[1:].reshape((T - 1) * B, 4 * H).T @ h[:-1].reshape((T - 1) * B, P)
-    db = dz2.sum(axis=0) if cache.has_bias else None
+        dh_next, dc_next = _blas_backward(d_out, dh_next[0], dc_next[0], c0, gates, cs, w_hh,
+                                          w_hr if proj else None, v, dh, dc, dz)
+    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(dz, x, cache.w_ih, h0, h, cache.has_bias)
     dw_hr = None
     if proj:
-        r = gates[..., 3 * H:] * tanh_c                     # (T, B, H) o * tanh(c_t), recomputed
+        r = gates[..., 3 * H:] * np.tanh(cs)               # (T, B, H) o * tanh(c_t), recomputed
         dw_hr = dh.reshape(T * B, P).T @ r.reshape(T * B, H)   # (P, H)
-    grads = (dx, dh_next, dc_next, dw_ih, dw_hh, db, None if db is None else db.copy(), dw_hr)
+    grads = (dx, dh_next, dc_next, dw_ih, dw_hh, db_ih, db_hh, dw_hr)
     return grads + (LSTMGradSteps(dh, dc, dz),) if return_steps else grads
+
+
+def _blas_backward(d_out, dh_next, dc_next, c0, gates, cs, w_hh, w_hr, v, dh, dc, dz):
+    """The blas path's BPTT: fills dh, dc, dz; returns dL/dh_0 (B, P), dL/dc_0 (B, H)."""
+    T, B, G = gates.shape
+    H, P, dt = G // 4, dh.shape[2], gates.dtype
+    tanh_c = np.tanh(cs)                                   # (T, B, H) all steps at once (SIMD)
+    dr = np.empty((B, H), dtype=dt)                        # (B, H)
+    dh_prev = np.empty((B, P), dtype=dt)                   # (B, P)
+    dc_prev = np.empty((B, H), dtype=dt)                   # (B, H)
+    for t in range(T - 1, -1, -1):
+        mask_grad(v[t], dh_next, d_out[t], dh[t])
+        if w_hr is not None:
+            np.matmul(dh[t], w_hr, out=dr)
+        _step_backward(dr if w_hr is not None else dh[t], dc_next, v[t], gates[t], tanh_c[t],
+                       cs[t - 1] if t > 0 else c0, dz[t], dc[t], dc_prev)
+        np.matmul(dz[t], w_hh, out=dh_prev)
+        dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
+        dc_next, dc_prev = dc_prev, dc_next
+    return dh_next, dc_next

@@ -8,7 +8,8 @@ The input projection (all steps at once) and the weight gradients (after the loo
 few large BLAS products through NumPy. The recurrent product runs either per step through
 BLAS ("blas" path, large sizes: the activation is NumPy's SIMD tanh/maximum, the mask and
 the backward's act' * dh are small njit kernels), or inside one njit kernel that runs the
-whole time loop with a hand-written matrix-vector product ("loop" path, small sizes).
+whole time loop ("loop" path, small sizes, B <= 4): _common.matvec_add, _vmath's vectorisable
+tanh, states kept as (T+1, B, H) with h0 in row 0; W_hh^T can be passed in precomputed.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import numpy as np
 
 from ..functional import rnn as _reference
 from ..functional.rnn import RNNCache, RNNGradSteps
-from ._common import c, carry, jit, loop_path, mask_grad, select_state, valid_or_ones
+from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
+                      select_state, transposed, valid_or_ones, weight_grads, zero_rows)
+from ._vmath import vtanh
 
 
 # ----------------------------------------------------------------------------
@@ -36,89 +39,94 @@ def _step_backward(dh_t, a_t, h_t, relu, da_t):
 
 
 # ----------------------------------------------------------------------------
-# kernels: the whole time loop (loop path)
+# kernels: the whole time loop (loop path), written as _lstm.py's (see the notes there):
+# no views or calls in the loop, vtanh, short loops, finished sequences fixed up afterwards
 
 @jit
-def _loop_forward(xw, h0, w_hhT, valid, relu, a, h, out):
-    """xw (T, B, H) = x W_ih^T + b; w_hhT (H, H) = W_hh^T, contiguous over the output j."""
-    T, B, H = xw.shape
-    acc = np.empty(H, dtype=xw.dtype)                      # (H,) one row's a_t
-    for t in range(T):
-        for b in range(B):
-            for j in range(H):
-                acc[j] = xw[t, b, j]
-            for k in range(H):                             # axpy: acc += h_prev[k] * W_hh^T[k]
-                hk = h0[b, k] if t == 0 else h[t - 1, b, k]
-                for j in range(H):
-                    acc[j] += w_hhT[k, j] * hk
-            for j in range(H):
-                z = acc[j]
-                a[t, b, j] = z
-                if relu:
-                    h_new = z if (z > 0.0 or z != z) else 0.0
-                else:
-                    h_new = np.tanh(z)
-                if valid[t, b]:
-                    h[t, b, j] = h_new
-                    out[t, b, j] = h_new
-                else:
-                    h[t, b, j] = h0[b, j] if t == 0 else h[t - 1, b, j]
-                    out[t, b, j] = 0.0
-
-
-@jit
-def _loop_backward(d_out, dh_T, a, h, w_hh, valid, relu, dh, da):
-    """BPTT over the whole sequence; dh, da (T, B, H) filled; returns dh_0 (B, H)."""
+def _loop_forward(a, hx, w_hhT, valid, relu, out):
+    """a (T, B, H): x W_ih^T + b on entry, the pre-activations a_t on exit. hx (T+1, B, H):
+    h0 in row 0 on entry, h_t in row t (no t == 0 case). w_hhT (H, H). out (T, B, H) filled."""
     T, B, H = a.shape
-    dh_next = dh_T.copy()                                  # (B, H)
-    dh_prev = np.empty(H, dtype=a.dtype)                   # (H,)
+    zero = a.dtype.type(0.0)
+    for t in range(T):
+        matvec_add(a, t, hx, t, w_hhT)                    # a_t += h_{t-1} W_hh^T
+        for b in range(B):
+            if relu:                                      # np.maximum(a, 0): NaN stays NaN
+                for j in range(H):
+                    z = a[t, b, j]
+                    hx[t + 1, b, j] = z if (z > zero or z != z) else zero
+            else:
+                for j in range(H):
+                    hx[t + 1, b, j] = vtanh(a[t, b, j])
+            if valid[t, b]:
+                for j in range(H):
+                    out[t, b, j] = hx[t + 1, b, j]
+            else:                                         # finished: carry the state
+                for j in range(H):
+                    hx[t + 1, b, j] = hx[t, b, j]
+                    out[t, b, j] = zero
+
+
+@jit
+def _loop_backward(d_out, dhn, a, h, w_hh, valid, relu, dh, da, dhp):
+    """BPTT. dhn (1, B, H): dL/dh_T on entry, dL/dh_0 on exit. a, h (T, B, H) from the
+    forward; dh, da (T, B, H) filled. Scratch: dhp (1, B, H) da_t W_hh."""
+    T, B, H = a.shape
+    zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            ok = valid[t, b]
             for j in range(H):
-                g = dh_next[b, j] + d_out[t, b, j] if ok else 0.0
-                dh[t, b, j] = g
-                if relu:
-                    da[t, b, j] = g * (1.0 if a[t, b, j] > 0.0 else 0.0)
-                else:
-                    da[t, b, j] = g * (1.0 - h[t, b, j] * h[t, b, j])
-            dh_prev[:] = 0.0
-            for j in range(H):                             # axpy: dh_prev += da[j] * W_hh[j]
-                dj = da[t, b, j]
-                for k in range(H):
-                    dh_prev[k] += dj * w_hh[j, k]
-            for k in range(H):                             # carried state passes straight back
-                dh_next[b, k] = dh_prev[k] if ok else dh_prev[k] + dh_next[b, k]
-    return dh_next
+                dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
+            if not valid[t, b]:                           # padded outputs are constants
+                for j in range(H):
+                    dh[t, b, j] = zero
+            if relu:
+                for j in range(H):
+                    da[t, b, j] = dh[t, b, j] * (one if a[t, b, j] > zero else zero)
+            else:
+                for j in range(H):
+                    da[t, b, j] = dh[t, b, j] * (one - h[t, b, j] * h[t, b, j])
+        zero_rows(dhp, 0)                                 # dh_{t-1} = da_t W_hh
+        matvec_add(dhp, 0, da, t, w_hh)
+        for b in range(B):
+            if valid[t, b]:
+                for j in range(H):
+                    dhn[0, b, j] = dhp[0, b, j]
+            else:                                         # carried state passes straight back
+                for j in range(H):
+                    dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
 
 
 # ----------------------------------------------------------------------------
 # the reference signatures
 
-def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=None, path=None):
-    """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), RNNCache (as the reference)."""
+def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=None, path=None,
+            *, w_hhT=None):
+    """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), RNNCache (as the reference).
+
+    w_hhT: optional precomputed C-contiguous W_hh^T (H, H) for the loop path (a module caches
+    it with its weights); None: transposed here, on every call.
+    """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference
         return _reference.forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
     H = w_hh.shape[0]
+    dt = x.dtype
     relu = nonlinearity == "relu"
-    xc, h0c, w_hhc = c(x), c(h0), c(w_hh)
     v = valid_or_ones(valid, T, B)                         # (T, B)
-    xw = (xc.reshape(T * B, I) @ c(w_ih).T).reshape(T, B, H)   # (T, B, H) all steps at once
-    if b_ih is not None:
-        xw += b_ih + b_hh
-    a = np.empty((T, B, H), dtype=x.dtype)                 # (T, B, H) pre-activations
-    h = np.empty((T, B, H), dtype=x.dtype)                 # (T, B, H) states
-    out = np.empty((T, B, H), dtype=x.dtype)               # (T, B, H) outputs (0 past the end)
+    a = input_projection(x, w_ih, b_ih, b_hh)              # (T, B, H) x W_ih^T + b, then a_t
+    out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
     if loop_path(B, 1, H, H, path):
-        _loop_forward(xw, h0c, c(w_hhc.T), v, relu, a, h, out)
+        hx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) h0, h_1 .. h_T
+        hx[0] = h0
+        _loop_forward(a, hx, transposed(w_hh, w_hhT, "w_hhT"), v, relu, out)
+        h = hx[1:]                                         # (T, B, H) view
     else:
-        w_hhT = w_hhc.T
-        h_new = np.empty((B, H), dtype=x.dtype)            # (B, H) act(a_t) before the mask
-        h_prev = h0c
+        h = np.empty((T, B, H), dtype=dt)                  # (T, B, H) states
+        h_new = np.empty((B, H), dtype=dt)                 # (B, H) act(a_t) before the mask
+        h_prev, w_hhT = c(h0), c(w_hh).T
         for t in range(T):
-            np.matmul(h_prev, w_hhT, out=a[t])
-            a[t] += xw[t]
+            a[t] += np.matmul(h_prev, w_hhT, out=h_new)
             if relu:
                 np.maximum(a[t], 0, out=h_new)
             else:
@@ -131,7 +139,7 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=
 
 def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
     """BPTT -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh [, RNNGradSteps] (as the reference)."""
-    x, a, h = c(cache.x), cache.a, cache.h
+    x, a, h = cache.x, c(cache.a), c(cache.h)
     T, B, I = x.shape
     if T == 0:
         return _reference.backward(cache, d_out, d_hT, return_steps)
@@ -140,25 +148,22 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
     h0, w_hh = c(cache.h0), c(cache.w_hh)
     v = valid_or_ones(cache.valid, T, B)
     d_out = c(d_out)
-    dh_next = np.zeros_like(h0) if d_hT is None else c(d_hT).copy()   # (B, H)
+    dh_next = np.zeros((1, B, H), dtype=a.dtype)           # (1, B, H) dL/dh_T, then dL/dh_0
+    if d_hT is not None:
+        dh_next[0] = d_hT
     dh = np.empty_like(a)                                  # (T, B, H) dL/dh_t
     da = np.empty_like(a)                                  # (T, B, H) dL/da_t
     if loop_path(B, 1, H, H, path):
-        dh_next = _loop_backward(d_out, dh_next, a, h, w_hh, v, relu, dh, da)
+        _loop_backward(d_out, dh_next, a, h, w_hh, v, relu, dh, da, np.empty_like(dh_next))
+        dh_next = dh_next[0]
     else:
+        dh_next = dh_next[0]
         dh_prev = np.empty_like(h0)                        # (B, H)
         for t in range(T - 1, -1, -1):
             mask_grad(v[t], dh_next, d_out[t], dh[t])
             _step_backward(dh[t], a[t], h[t], relu, da[t])
             np.matmul(da[t], w_hh, out=dh_prev)
             dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
-    # the rest as a few large products over all steps
-    da2 = da.reshape(T * B, H)                             # (T*B, H)
-    dx = (da2 @ c(cache.w_ih)).reshape(T, B, I)            # (T, B, I)
-    dw_ih = da2.T @ x.reshape(T * B, I)                    # (H, I)
-    dw_hh = da[0].T @ h0                                   # (H, H): step 0 sees h0, then h_{t-1}
-    if T > 1:
-        dw_hh += da[1:].reshape((T - 1) * B, H).T @ h[:-1].reshape((T - 1) * B, H)
-    db = da2.sum(axis=0) if cache.has_bias else None
-    grads = (dx, dh_next, dw_ih, dw_hh, db, None if db is None else db.copy())
+    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(da, x, cache.w_ih, h0, h, cache.has_bias)
+    grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (RNNGradSteps(dh, da),) if return_steps else grads
