@@ -5,13 +5,20 @@ Environment variables, read once when the kernels are first imported:
     MINIRNN_FASTMATH=1        compile the kernels with fastmath (off by default: gradient
                               studies need IEEE behaviour -- NaN/inf propagate, no reassociation,
                               and the 1e-13 agreement with the NumPy reference holds)
-    MINIRNN_NUM_THREADS=N     the thread count: set for Numba (numba.set_num_threads) and given
-                              to torch by the benchmark (torch.set_num_threads), so comparisons
-                              are like for like. Default: the usable cores.
+    MINIRNN_NUM_THREADS=N     the one thread setting: the BLAS threads every computing command
+                              uses (train, step, gradcheck, predict, generate, study; applied
+                              with threadpoolctl by minirnn/_threads.py, which `--threads N`
+                              overrides), set for Numba (numba.set_num_threads) and given to
+                              torch by the benchmark (torch.set_num_threads), so comparisons
+                              are like for like. Unset: the commands choose 1 BLAS thread for
+                              per-step recurrent products below minirnn._threads.SMALL_PRODUCT
+                              multiply-adds and the usable cores above (measured: spinning
+                              OpenBLAS workers made names training 3.4x slower when another
+                              process held one of 2 cores); num_threads() is the usable cores.
 
-The kernels themselves are single-threaded; the large products go through NumPy's BLAS, whose
-pool is set by OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS / OMP_NUM_THREADS) before Python
-starts: set it to the same N to pin every engine.
+The kernels themselves are single-threaded; the large products go through NumPy's BLAS.
+OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS / OMP_NUM_THREADS), read before Python starts, still
+caps the pool BLAS starts with; minirnn never asks for more threads than that pool holds.
 """
 from __future__ import annotations
 

@@ -181,7 +181,10 @@ class Page(HTMLParser):
         if self._cur is not None:
             self._cur["text"].append(data)
             if getattr(self, "_in_td", False) and data.strip():
-                self._cur["numbers"].append(float(data))
+                try:
+                    self._cur["numbers"].append(float(data))
+                except ValueError:                 # a one-hot input shown as its token
+                    self._cur.setdefault("words", []).append(data)
 
 
 def test_html_page_is_self_contained_with_one_section_per_step(tmp_path):
@@ -271,3 +274,48 @@ def test_cli_checkpoint_text_rebuilds_the_recurrent_layer(tmp_path, capsys):
 def test_tokens_of_the_wrong_length_are_refused():
     with pytest.raises(ValueError, match="tokens: expected one entry per time step"):
         run_session(lstm_trace(T=3), "quit\n", tokens=list("ab"))
+
+
+def test_unknown_commands_and_names_suggest_the_nearest():
+    tr = lstm_trace()
+    b = blocks(run_session(tr, "nxt\ncontineu\nshow gatse\nquit\n"))
+    assert "unknown command 'nxt'; did you mean next?" in b[0][1]
+    assert "did you mean continue?" in b[1][1]
+    assert "did you mean gates?" in b[2][1]
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru"])
+def test_show_c_explains_there_is_no_cell_state(cell):
+    from minirnn.registry import make_recurrent
+    model = make_recurrent(cell, 3, 4, seed=0)
+    tr = trace(model, np.random.default_rng(0).normal(size=(3, 1, 3)), loss="sum")
+    b = blocks(run_session(tr, "show c\nbackward\nshow dc\nquit\n"))
+    kind = "an Elman RNN" if cell == "rnn_tanh" else "a GRU"
+    assert b[0][1].startswith(f"error: show c: {kind} has no cell state c")
+    assert "its only state is h (show h)" in b[0][1] and "LSTM" in b[0][1]
+    assert "show dh" in b[2][1]
+
+
+def test_html_has_a_legend_one_number_format_and_x_as_the_token(tmp_path):
+    """A one-hot input shows as the token it encodes; every number is in the terminal's format
+    (stepper.fmt: 3 decimals, or 2 significant digits in e-notation), the norms too."""
+    import re
+    from minirnn.debug.stepper import fmt
+    model = minirnn.RNN(3, 4, seed=0)
+    x = np.eye(3)[[0, 2, 1]][:, None]                                  # (T=3, B=1, V=3) one-hot
+    tr = trace(model, x, d_out=np.full((3, 1, 4), 1e-6))               # tiny gradients
+    raw = open(render_html(tr, tmp_path / "p.html", tokens=list("acb")), encoding="utf-8").read()
+    assert 'class="legend"' in raw and "negative" in raw and "non-finite" in raw
+    page = Page()
+    page.feed(raw)
+    for t, (tok, hot) in enumerate((("a", 0), ("c", 2), ("b", 1))):
+        assert page.sections[t]["words"] == [f"'{tok}' (one-hot, index {hot} of 3)"]
+        assert np.isclose(page.sections[t]["numbers"], float(fmt(tr.step(t).h[0, 1], 0))).any()
+    number = re.compile(r"^-?\d+\.\d{3}$|^-?\d\.\de[+-]\d\d$")
+    cells = re.findall(r"<td[^>]*>([^<]+)</td>", raw)
+    shown = [c for c in cells if "one-hot" not in c]
+    assert shown and all(number.match(c) for c in shown), [c for c in shown if not number.match(c)]
+    assert any("e-0" in c for c in shown)                              # tiny ones stay readable
+    for line in re.findall(r"running \|dW\| \(backward so far\): ([^<]+)</p>", raw):
+        for value in line.split(", "):
+            assert number.match(value.split(" ")[-1]), line

@@ -164,7 +164,7 @@ def _cli(argv, capsys, stdin=None, monkeypatch=None):
     return code, out.out, out.err
 
 
-def test_hihell_converges_and_builds_the_debugger_example(capsys):
+def test_hihell_converges_and_builds_the_debugger_example(capsys, tmp_path):
     _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim")
     from minirnn.tutorials import hihell
     ex = hihell.build_example(seed=0)
@@ -172,13 +172,16 @@ def test_hihell_converges_and_builds_the_debugger_example(capsys):
     assert ex["inputs"].shape == (6, 1, 5) and ex["tokens"] == list("hihell")
     np.testing.assert_array_equal(ex["inputs"].sum(axis=-1), 1.0)
     assert hihell.predict(ex["model"], ex["head"], ex["inputs"]) == "ihello"
-    code, out, _ = _cli(["train", "hihell", "--backend", "numpy"], capsys)
+    code, out, _ = _cli(["train", "hihell", "--backend", "numpy", "--out", str(tmp_path / "h")],
+                        capsys)
     assert code == 0 and "predicted 'ihello'" in out
+    assert {"model.npz", "metrics.json"} <= set(os.listdir(tmp_path / "h"))
 
 
-def test_sentences_completes_all_three(capsys):
+def test_sentences_completes_all_three(capsys, tmp_path):
     _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim")
-    code, out, _ = _cli(["train", "sentences", "--backend", "numpy", "--quick"], capsys)
+    code, out, _ = _cli(["train", "sentences", "--backend", "numpy", "--quick", "--out",
+                         str(tmp_path / "s")], capsys)
     assert code == 0
     for prime, full in (("good", "good i am fine"), ("hey", "hey how are you"),
                         ("have", "have a nice day")):
@@ -236,8 +239,10 @@ def test_names_quick_and_predict(model, tmp_path, capsys, monkeypatch):
         probs = [p["prob"] for p in r["predictions"]]
         assert len(probs) == 18 and sum(probs) == pytest.approx(1.0)
         assert probs == sorted(probs, reverse=True)
-    code, _, err = _cli(["predict", "names", "--checkpoint", ck, ""], capsys)
-    assert code == 2 and "empty name" in err
+    code, text, err = _cli(["predict", "names", "--checkpoint", ck, "--top", "2", "", "Smith"],
+                           capsys)
+    assert code == 1 and "error: name: expected at least one letter" in text
+    assert "1 of 2 name(s) could not be classified" in err and text.count("%") == 2
 
 
 @pytest.mark.slow

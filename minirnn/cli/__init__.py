@@ -5,6 +5,11 @@
     def run(args) -> int: ...          # the exit code
 
 Modules import heavy dependencies (torch, matplotlib) inside run(), so `--help` stays fast.
+
+Errors: bad input ends in one line `minirnn CMD: error: ...` and exit code 2 (a misspelled
+option shows that subcommand's usage and the nearest option); a missing optional dependency
+names the extra to install; Ctrl-C exits with 130 (`train` saves a resumable checkpoint
+first). MINIRNN_DEBUG=1 shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -45,27 +50,56 @@ def build_parser():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=_HelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
+
+
+def _unrecognized(parser, extra):
+    """The subcommand's own usage and error for options it does not know, with the nearest."""
+    import difflib
+    known = [o for a in parser._actions for o in a.option_strings]
+    hints = []
+    for word in extra:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}"
+                 + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def _message(e):
+    """str(e) without the quotes KeyError puts around its message."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]
+    return str(e)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(getattr(args, "_parser", None) or parser, extra)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from .._io import MissingExtra
     try:
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError, MissingExtra) as e:
         # a clear one-line error for bad input; tracebacks are for bugs (MINIRNN_DEBUG=1)
         import os
         if os.environ.get("MINIRNN_DEBUG"):
             raise
-        print(f"minirnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"minirnn {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"\nminirnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                  # `minirnn ... | head`: the reader went away
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

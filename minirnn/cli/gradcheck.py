@@ -24,9 +24,18 @@ def add_arguments(p):
     p.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    from .. import _threads
+    _threads.add_argument(p)
 
 
 def run(args):
+    from .. import _threads
+    product = _threads.step_product(args.B, args.hidden, args.cell, args.proj_size)
+    with _threads.limit(_threads.choose(args.threads, product)):
+        return _run(args)
+
+
+def _run(args):
     import numpy as np
 
     from ..grad.gradcheck import gradcheck

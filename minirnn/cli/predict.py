@@ -21,47 +21,67 @@ class _Intermixed(argparse.ArgumentParser):
 
 
 def add_arguments(parser):
+    from .. import _threads
     if type(parser) is argparse.ArgumentParser:
         parser.__class__ = _Intermixed
     parser.add_argument("task", choices=("names",), help="what the checkpoint predicts")
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help="surnames; with none, read one a line from stdin")
+                        help="surnames; with none, read one a line from stdin (blank lines "
+                             "skipped)")
     parser.add_argument("--checkpoint", required=True, help="model.npz from `minirnn train names`")
     parser.add_argument("--top", type=int, default=3, help="how many languages to show")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _threads.add_argument(parser)
 
 
 def run(args) -> int:
+    """A result or an error for every name, in order; exit code 1 if any name failed."""
     import json
     import os
     import sys
 
     import numpy as np
 
+    from .. import _threads
+    from ..tutorials.data import encode_name
     from ..tutorials.names import load_predictor
     if args.top < 1:
         raise ValueError(f"--top: expected an integer >= 1, got {args.top}")
     if not os.path.exists(args.checkpoint):
-        raise FileNotFoundError(f"--checkpoint: no such file {args.checkpoint!r}")
-    names = args.names if args.names else [line.strip() for line in sys.stdin.read().splitlines()]
-    if not args.names and not names:
-        raise ValueError("NAME: expected names as arguments or one a line on stdin, got none")
-    for n in names:
-        if not n.strip():
-            raise ValueError("NAME: an empty name cannot be classified; give at least one letter")
+        raise FileNotFoundError(f"--checkpoint: no such file {args.checkpoint}")
+    if args.names:
+        names = list(args.names)
+    else:
+        names = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+        if not names:
+            raise ValueError("NAME: expected names as arguments or one a line on stdin, got none")
     predict = load_predictor(args.checkpoint)
-    probs, labels = predict(names)                         # (N, C)
-    k = min(args.top, len(labels))
-    results = []
-    for name, p in zip(names, probs):
-        top = np.argsort(-p, kind="stable")[:k]
-        results.append({"name": name,
-                         "predictions": [{"label": labels[i], "prob": float(p[i])} for i in top]})
+    results, good = [], []
+    for i, name in enumerate(names):
+        try:
+            encode_name(name)
+            good.append(i)
+            results.append({"name": name})
+        except ValueError as e:
+            results.append({"name": name, "error": str(e)})
+    if good:
+        with _threads.limit(_threads.choose(args.threads, _threads.step_product(len(good), 128))):
+            probs, labels = predict([names[i] for i in good])       # (N, C)
+        k = min(args.top, len(labels))
+        for i, p in zip(good, probs):
+            top = np.argsort(-p, kind="stable")[:k]
+            results[i]["predictions"] = [{"label": labels[j], "prob": float(p[j])} for j in top]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(r["name"])
-            for pr in r["predictions"]:
+            print(r["name"] if r["name"].strip() else repr(r["name"]))
+            if "error" in r:
+                print(f"  error: {r['error']}")
+            for pr in r.get("predictions", ()):
                 print(f"  {pr['prob']:6.1%}  {pr['label']}")
-    return 0
+    failed = [r for r in results if "error" in r]
+    if failed:
+        print(f"minirnn predict: {len(failed)} of {len(results)} name(s) could not be classified",
+              file=sys.stderr)
+    return 1 if failed else 0

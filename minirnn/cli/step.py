@@ -14,7 +14,9 @@ def add_arguments(p):
     src.add_argument("--example", choices=("hihell",), default=None,
                      help="a tiny trained Elman RNN reading 'hihell' and predicting 'ihello'")
     src.add_argument("--checkpoint", default=None, help="a checkpoint from `minirnn train` (with --text)")
-    src.add_argument("--text", default=None, help="the text fed to the checkpoint's model")
+    src.add_argument("--text", default=None,
+                     help="the text fed to the checkpoint's model (default: its example text, "
+                          "for hihell and sentences)")
     src.add_argument("--cell", choices=CELLS, default=None, help="a random model of this cell")
     src.add_argument("--hidden", type=int, default=6, help="hidden size of the random model")
     src.add_argument("--input-size", type=int, default=4, help="input size of the random model")
@@ -25,7 +27,10 @@ def add_arguments(p):
     p.add_argument("--weight-scale", type=float, default=1.0,
                    help="multiply every weight by this (e.g. 1e200 to watch a model blow up)")
     p.add_argument("--render", default=None, metavar="OUT.html", help="write an HTML page and exit")
-    p.add_argument("--heatmap", default=None, metavar="OUT.png", help="write a heatmap PNG and exit")
+    p.add_argument("--heatmap", default=None, metavar="OUT.png",
+                   help="write a heatmap PNG and exit (needs matplotlib: extra 'plot')")
+    from .. import _threads
+    _threads.add_argument(p)
 
 
 def _hihell(args):
@@ -51,11 +56,14 @@ def _head_loss(head, targets):
 
     from ..nn.losses import cross_entropy
 
-    def loss(out):                                    # out (T, B, H)
-        T, B, H = out.shape
-        logits = head(out.reshape(T * B, H))          # (T*B, V)
-        value, d_logits = cross_entropy(logits, np.repeat(np.asarray(targets), B))
-        return value, head.backward(d_logits).reshape(T, B, H)
+    def loss(out):                                    # out (T, B, H) or (B, T, H), B = 1
+        shape = out.shape
+        H = shape[-1]
+        logits = head(out.reshape(-1, H))             # (T*B, V)
+        B = logits.shape[0] // len(targets)
+        value, d_logits = cross_entropy(logits, np.repeat(np.asarray(targets), B),
+                                        ignore_index=-100)
+        return value, head.backward(d_logits).reshape(shape)
     return loss
 
 
@@ -74,13 +82,19 @@ def _random(args):
 
 def _checkpoint(args):
     """The checkpoint's model, rebuilt from the constructor arguments it stores; its recurrent
-    layer is fed the embedded (or one-hot) text, the vocabulary coming from the checkpoint."""
+    layer is fed the embedded (or one-hot) text, the vocabulary coming from the checkpoint.
+    A language model also predicts the next token at each step through its head, and its
+    backward starts from the next-token loss; a classifier predicts the label of each prefix."""
     import numpy as np
 
     from ..train.engine import load_model
-    if args.text is None or not args.text.strip():
-        raise ValueError("--text: expected the text to feed the checkpoint's model, got none")
+    from ..train.models import LanguageModel
     model, ck = load_model(args.checkpoint)
+    text = args.text
+    if text is None:
+        text = (ck.config or {}).get("example_text") if isinstance(ck.config, dict) else None
+    if text is None or not text.strip():
+        raise ValueError("--text: expected the text to feed the checkpoint's model, got none")
     vocab = ck.vocab
     if isinstance(vocab, dict):
         stoi = vocab.get("stoi", vocab)
@@ -89,7 +103,7 @@ def _checkpoint(args):
         itos = list(vocab or [])
     stoi = {s: i for i, s in enumerate(itos)}
     char_level = all(len(s) == 1 for s in itos)
-    toks = list(args.text) if char_level else args.text.split()
+    toks = list(text) if char_level else text.split()
     unknown = sorted({t for t in toks if t not in stoi})
     if unknown:
         raise ValueError(f"--text: tokens {unknown} are not in the checkpoint's vocabulary "
@@ -99,14 +113,28 @@ def _checkpoint(args):
     model.eval()
     rnn = model.rnn
     x = x[None] if rnn.batch_first else x[:, None]                     # (1, T, E) or (T, 1, E)
-    return rnn, x, toks, "sum", None, None
+    head, names, loss = model.fc, None, "sum"
+    if isinstance(model, LanguageModel):
+        names = itos
+        if len(toks) > 1:                                # the next token is the target
+            loss = _head_loss(head, list(ids[0, 1:]) + [-100])
+    elif rnn.num_directions == 1 and ck.labels:
+        names = list(ck.labels)                          # each prefix's label
+    return rnn, x, toks, loss, (head if names else None), names
 
 
 def run(args) -> int:
     import numpy as np
 
+    from .. import _threads
     from ..debug.stepper import Stepper
     from ..debug.tracing import trace
+    product = _threads.step_product(1, args.hidden, args.cell) if args.cell else 0
+    with _threads.limit(_threads.choose(args.threads, product)):      # tiny products: 1 thread
+        return _run(args, np, Stepper, trace)
+
+
+def _run(args, np, Stepper, trace):
     if args.checkpoint:
         model, x, tokens, loss, head, itos = _checkpoint(args)
     elif args.cell:
@@ -122,11 +150,13 @@ def run(args) -> int:
         with np.errstate(all="ignore"):
             logits = head(tr.out.reshape(tr.T, -1))                       # (T, V)
         predicted = [itos[i] for i in np.nan_to_num(logits).argmax(axis=1)]
+        if len(predicted) != tr.T:
+            predicted = None
     if args.render or args.heatmap:
         from ..debug.render import render_heatmap, render_html
         if args.render:
             print(f"wrote {render_html(tr, args.render, tokens=tokens, predicted=predicted)}")
-        if args.heatmap:
+        if args.heatmap:                      # after the page: a missing matplotlib says so
             print(f"wrote {render_heatmap(tr, args.heatmap, tokens=tokens)}")
         return 0
     Stepper(tr, tokens, stdin=sys.stdin, stdout=sys.stdout, predicted=predicted).cmdloop()

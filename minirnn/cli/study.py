@@ -37,6 +37,9 @@ def add_arguments(p):
     g.add_argument("--demo-steps", type=int, default=20, help="its SGD steps")
     g.add_argument("--max-norm", type=float, default=1.0, help="its clipping threshold")
     g.add_argument("--no-demo", action="store_true", help="skip the demonstration")
+    from .. import _threads
+    _threads.add_argument(g)
+    g.set_defaults(_parser=g)
 
 
 def _floats(name, text):
@@ -56,6 +59,13 @@ def _table(head, rows):
 
 
 def run(args):
+    from .. import _threads
+    with _threads.limit(_threads.choose(args.threads,
+                                        _threads.step_product(args.batch, args.hidden))):
+        return _run(args)
+
+
+def _run(args):
     import os
 
     import numpy as np
@@ -115,10 +125,15 @@ def run(args):
             rows += [f"{name},{i},{lo:.6e},{gn:.6e}"
                      for i, (lo, gn) in enumerate(zip(r["loss"], r["grad_norm"]))]
         write_text(os.path.join(args.out, "exploding.csv"), "\n".join(rows) + "\n")
+    from .._io import MissingExtra
+    written = [csv_path] + ([] if demo is None else [os.path.join(args.out, "exploding.csv")])
     png = os.path.join(args.out, "gradflow.png")
-    _plot(png, lines, demo, args)
-    print(f"wrote {csv_path}, {png}" + ("" if demo is None else
-                                       f", {os.path.join(args.out, 'exploding.csv')}"))
+    try:                                      # the numbers are written; now the picture
+        _plot(png, lines, demo, args)
+        written.append(png)
+    except MissingExtra as e:
+        print(f"plot skipped: {e}")
+    print(f"wrote {', '.join(written)}")
     return 0
 
 
@@ -139,12 +154,10 @@ def _print_demo(demo, table):
 
 
 def _plot(path, lines, demo, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from .._io import savefig
+    from .._io import pyplot, savefig
+    plt = pyplot("the gradient-flow plot (gradflow.png)")
 
     fig, axes = plt.subplots(1, 2 if demo else 1, figsize=(13 if demo else 8, 5), squeeze=False)
     ax = axes[0, 0]
@@ -153,7 +166,7 @@ def _plot(path, lines, demo, args):
     scales = sorted({s for _, s, _, _ in lines})
     for cell, scale, g, rate in lines:
         pos = np.where(g > 0, g, np.nan)                      # log scale: zeros are not drawn
-        ax.semilogy(np.arange(len(g)), pos, color=colors[cell],
+        ax.semilogy(np.arange(len(g)), pos, color=colors.get(cell),
                     linestyle=styles[scales.index(scale) % len(styles)],
                     label=f"{cell} x{scale:g}  ({rate:.3f}/step)")
     ax.set_xlabel("distance from the loss (steps)")
@@ -162,17 +175,50 @@ def _plot(path, lines, demo, args):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     if demo:
-        ax = axes[0, 1]
-        for name, r in demo["runs"].items():
-            gn = np.asarray(r["grad_norm"], dtype=float)
-            ax.semilogy(np.arange(len(gn)), np.where(np.isfinite(gn), gn, np.nan), marker="o",
-                        label="no clipping" + ("" if r["finite"] else " (diverged)")
-                        if name == "no_clip" else f"clip_grad_norm({demo['max_norm']:g})")
-        ax.set_xlabel("SGD step")
-        ax.set_ylabel("global gradient norm (before clipping)")
-        ax.set_title(f"exploding gradients: {demo['cell']}, W_hh x {demo['weight_scale']:g}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _plot_demo(axes[0, 1], demo)
     fig.tight_layout()
     savefig(fig, path, dpi=110)
     plt.close(fig)
+
+
+def _plot_demo(ax, demo):
+    """Both SGD runs' global gradient norm (before clipping), log scale; where the unclipped
+    run turns inf/nan a red X at the top edge marks it, with the step written next to it."""
+    import numpy as np
+    finite_all = [g for r in demo["runs"].values() for g in r["grad_norm"]
+                  if np.isfinite(g) and g > 0]
+    top = max(finite_all + [demo["max_norm"]]) * 30
+    low = min(finite_all + [demo["max_norm"]]) / 3
+    from matplotlib.ticker import MaxNLocator
+    runs = sorted(demo["runs"].items(), key=lambda kv: kv[0] == "no_clip")   # no_clip on top
+    for name, r in runs:
+        gn = np.asarray(r["grad_norm"], dtype=float)
+        ok = np.isfinite(gn) & (gn > 0)
+        label = ("no clipping" if name == "no_clip" else f"clip_grad_norm({demo['max_norm']:g})")
+        color = "tab:red" if name == "no_clip" else "tab:blue"
+        top_run = name == "no_clip"
+        ax.semilogy(np.flatnonzero(ok), gn[ok], marker="o", color=color, label=label,
+                    markersize=9 if top_run else 5, zorder=3 if top_run else 2,
+                    markerfacecolor="none" if top_run else color, markeredgewidth=2)
+        bad = np.flatnonzero(~np.isfinite(gn))
+        if bad.size:
+            k = int(bad[0])
+            good = np.flatnonzero(ok[:k])
+            if good.size:                       # the climb from the last finite norm to inf
+                ax.plot([good[-1], k], [gn[good[-1]], top / 2], color=color, linestyle="--",
+                        zorder=3)
+            ax.plot([k], [top / 2], marker="X", markersize=14, color=color, linestyle="none",
+                    label=f"{label}: inf/nan at step {k} (diverged)", zorder=4)
+            ax.annotate(f"diverged at step {k}", (k, top / 2), textcoords="offset points",
+                        xytext=(10, -4), color=color, fontsize=9)
+            ax.axvline(k, color=color, alpha=0.3, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.axhline(demo["max_norm"], color="gray", linestyle="--", linewidth=1,
+               label=f"clipping threshold {demo['max_norm']:g}")
+    ax.set_ylim(low, top)
+    ax.set_xlim(-0.5, max(len(r["grad_norm"]) for r in demo["runs"].values()) - 0.5)
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("global gradient norm (before clipping, log scale)")
+    ax.set_title(f"exploding gradients: {demo['cell']}, W_hh x {demo['weight_scale']:g}")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")

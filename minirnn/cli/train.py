@@ -1,12 +1,20 @@
 """`minirnn train {names,sentences,hihell,script,char}`: run a tutorial end to end.
 
-names writes DIR/model.npz, metrics.json, confusion.png, loss.png; script/char write
-model.npz, metrics.json, loss.png, perplexity.png; sentences and hihell print their result.
+Every task writes DIR (default runs/<task>[-<model>][-torch[-cuda]]: the model named when it
+is not the task's default, the backend when it is torch): model.npz (the checkpoint to use),
+metrics.json, PNG plots (loss.png; names also confusion.png; script/char also perplexity.png);
+names, script and char also last.npz, saved after every epoch and on Ctrl-C, which
+`--resume DIR` continues exactly. A DIR that
+already holds files is refused unless --overwrite. Ctrl-C saves, says where and how to
+resume, and exits with code 130. The results (model.npz, metrics.json) are written before
+any plot; without matplotlib the plots are skipped with a note naming the extra to install.
 """
 from __future__ import annotations
 
 HELP = "train a tutorial model (names, sentences, hihell, script, char)"
 TASKS = ("names", "sentences", "hihell", "script", "char")
+DEFAULT_MODEL = {"names": "lstm", "script": "lstm", "char": "lstm", "hihell": "rnn_tanh",
+                 "sentences": "rnn_tanh"}
 
 
 def default_backend():
@@ -20,42 +28,119 @@ def default_backend():
         return "numpy"
 
 
+def model_choices():
+    """Every registry cell, 'rnn' (= rnn_tanh) and the names tutorial's own 'tutorial-rnn'."""
+    from ..registry import CELL_NAMES
+    return tuple(CELL_NAMES) + ("rnn", "tutorial-rnn")
+
+
 def add_arguments(parser):
+    from .. import _threads
     parser.add_argument("task", choices=TASKS, help="which tutorial")
-    parser.add_argument("--model", choices=("lstm", "rnn", "tutorial-rnn"), default="lstm",
-                        help="names only: the classifier")
+    parser.add_argument("--model", choices=model_choices(), default=None,
+                        help="the recurrent cell (rnn = rnn_tanh); tutorial-rnn: names only, the "
+                             "PyTorch tutorial's network. Default: lstm (names, script, char), "
+                             "rnn_tanh (hihell, sentences)")
     parser.add_argument("--backend", choices=("numba", "numpy", "torch"), default=None,
                         help="compute backend (default: numba if available, else numpy)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="torch backend only")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="torch backend only (default cpu)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (names tutorial-rnn: units of 100k steps); default per task")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init, split and batches")
-    parser.add_argument("--out", default=None, help="output directory (default runs/<task>)")
-    parser.add_argument("--quick", action="store_true", help="a small run for smoke tests (< 1 min)")
+                        help="epochs; names tutorial-rnn: units of 100k steps; hihell, "
+                             "sentences: full-batch steps (at most). Default per task")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for init, split and batches (default 0)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output directory (default runs/<task>[-<model>][-torch[-cuda]]: "
+                             "the model when not the task's default, the backend when torch; "
+                             "--resume: the run's own directory)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in a DIR that already holds one")
+    parser.add_argument("--resume", default=None, metavar="PATH",
+                        help="continue the run saved in PATH (a DIR or DIR/last.npz; names, "
+                             "script, char), with its settings")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run for smoke tests (< 1 min); hihell and sentences are "
+                             "always that small")
+    parser.add_argument("--log-every", type=int, default=None, metavar="N",
+                        help="print the running loss (and a sample) every N steps "
+                             "(default: about 20 lines a run)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads.add_argument(parser)
+
+
+def default_out(task, model=None, backend=None, device="cpu"):
+    """The one naming scheme: runs/<task>[-<model>][-torch[-cuda]], the model named when it is
+    not the task's default, the backend when it is torch (numba and numpy give the same
+    numbers, torch its own last digits)."""
+    import os
+    name = task
+    if model not in (None, DEFAULT_MODEL[task]) and not (model == "rnn" and
+                                                         DEFAULT_MODEL[task] == "rnn_tanh"):
+        name += f"-{model}"
+    if backend == "torch":
+        name += "-torch" + ("-cuda" if device == "cuda" else "")
+    return os.path.join("runs", name)
 
 
 def run(args) -> int:
     import os
-    if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs: expected an integer >= 1, got {args.epochs}")
-    if args.device == "cuda" and args.backend != "torch":
-        raise ValueError(f"--device cuda: needs --backend torch, got --backend {args.backend}")
-    backend = args.backend or default_backend()
-    out = args.out or os.path.join("runs", args.task)
-    if args.task == "names":
-        from ..tutorials import names
-        names.main(model=args.model, backend=backend, device=args.device, epochs=args.epochs,
-                   seed=args.seed, out=out, quick=args.quick)
-    elif args.task in ("script", "char"):
-        from ..tutorials import script
-        script.main(kind=args.task, backend=backend, device=args.device, epochs=args.epochs,
-                    seed=args.seed, out=out, quick=args.quick)
+
+    from .._io import require
+    from ..tutorials._run import Interrupted, resume_path
+    for flag in ("epochs", "log_every", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {value}")
+    if args.model == "tutorial-rnn" and args.backend not in (None, "numpy"):
+        raise ValueError(f"--model tutorial-rnn: runs on numpy only (its own BPTT over Linear "
+                         f"layers), got --backend {args.backend}")
+    resume = resume_path(args.resume)
+    saved = {}
+    if resume is not None:                  # a resumed run keeps its backend unless told
+        from ..train.checkpoint import load_checkpoint
+        saved = load_checkpoint(resume).config or {}
+    backend = args.backend or saved.get("backend") or (
+        "numpy" if args.model == "tutorial-rnn" else default_backend())
+    args.device = args.device or saved.get("device") or "cpu"
+    if args.device == "cuda" and backend != "torch":
+        raise ValueError(f"--device cuda: needs --backend torch, got --backend {backend}")
+    if backend == "torch":
+        require("torch", "--backend torch")
+    if args.model == "tutorial-rnn" and args.task != "names":
+        raise ValueError(f"--model tutorial-rnn: the names tutorial's own network; {args.task} "
+                         f"trains a registry cell ({', '.join(model_choices()[:-1])})")
+    if resume is not None and args.task in ("hihell", "sentences"):
+        raise ValueError(f"--resume: {args.task} trains in under a second and keeps no "
+                         f"resumable checkpoint; run it again")
+    if resume is not None:
+        out = args.out or os.path.dirname(resume) or "."
     else:
-        import importlib
-        mod = importlib.import_module(f"minirnn.tutorials.{args.task}")
-        if args.device != "cpu" or backend == "torch":
-            raise ValueError(f"{args.task}: runs on the numpy/numba backends only, "
-                             f"got --backend {backend} --device {args.device}")
-        mod.main(seed=args.seed, backend=backend, out=args.out, quick=args.quick)
+        out = args.out or default_out(args.task, args.model, backend, args.device)
+    common = dict(backend=backend, epochs=args.epochs, seed=args.seed, out=out,
+                  quick=args.quick or None, overwrite=args.overwrite, threads=args.threads)
+    try:
+        if args.task == "names":
+            from ..tutorials import names
+            names.main(model=args.model, device=args.device, resume=resume,
+                       every=args.log_every, show_progress=not args.no_progress, **common)
+        elif args.task in ("script", "char"):
+            from ..tutorials import script
+            script.main(kind=args.task, model=args.model, device=args.device, resume=resume,
+                        every=args.log_every, show_progress=not args.no_progress, **common)
+        else:
+            import importlib
+            mod = importlib.import_module(f"minirnn.tutorials.{args.task}")
+            if args.device != "cpu" or backend == "torch":
+                raise ValueError(f"{args.task}: runs on the numpy/numba backends only, "
+                                 f"got --backend {backend} --device {args.device}")
+            if args.log_every is not None:
+                raise ValueError(f"--log-every: {args.task} prints every 20 (hihell) or 50 "
+                                 f"(sentences) steps; it takes no --log-every")
+            common.update(seed=0 if args.seed is None else args.seed, quick=args.quick)
+            mod.main(model=args.model, **common)
+    except Interrupted as e:
+        import sys
+        print(f"\nminirnn train {args.task}: {e}", file=sys.stderr, flush=True)
+        return 130
     return 0

@@ -9,6 +9,9 @@ opens offline and is safe to attach to a bug report. One <section class="step"> 
 holding one table per layer and direction (rows = variables, columns = units); each cell is
 tinted by its value (red > 0, blue < 0) relative to the largest |value| that variable takes over
 the whole trace (so small gradients still show their pattern); non-finite cells are marked.
+A legend at the top says so. Numbers are formatted as in the terminal debugger (stepper.fmt:
+3 decimals, or 2 significant digits such as 5.6e-04 when tiny or huge). A one-hot input row
+is shown as the token it encodes ('h', one-hot index 0 of 5), not as a row of zeros.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import html
 
 import numpy as np
 
-from .._io import savefig, write_text
+from .._io import pyplot, savefig, write_text
+from .stepper import fmt
 
 CSS = """
 body { font: 13px/1.35 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -36,8 +40,21 @@ th { font-weight: normal; color: #666; padding: 1px 6px; text-align: right; }
 td { padding: 1px 6px; text-align: right; min-width: 48px; }
 tr.grad th, tr.grad td { border-top: 2px solid #999; }
 td.nonfinite { background: #000; color: #ff0; }
+td.onehot { text-align: left; color: #333; }
 .norms { color: #555; font-size: 12px; margin: 0 0 8px; }
+.legend { color: #444; font-size: 12px; margin: 0 0 14px; }
+.swatch { display: inline-block; width: 28px; text-align: center; border: 1px solid #ccc;
+          font-family: Menlo, Consolas, monospace; margin: 0 2px; }
 """
+
+LEGEND = ('<p class="legend">Colour: <span class="swatch" style="background: rgba(40,90,220,0.60)">'
+          '&minus;</span> negative, <span class="swatch">0</span> zero, '
+          '<span class="swatch" style="background: rgba(220,60,40,0.60)">+</span> positive; '
+          'the stronger the tint, the larger |value| relative to the largest |value| the same '
+          'variable takes over the whole trace (per layer and direction); '
+          '<span class="swatch" style="background: #000; color: #ff0">inf</span> non-finite. '
+          'Numbers: 3 decimals, or 2 significant digits (5.6e-04) below 0.001 and from 1e5. '
+          'x: the input of the step (a one-hot input is shown as its token).</p>')
 
 
 def _cell(v, scale):
@@ -46,8 +63,15 @@ def _cell(v, scale):
         return f'<td class="nonfinite">{v}</td>'
     a = min(abs(float(v)) / scale, 1.0) * 0.6
     rgb = "220,60,40" if v > 0 else "40,90,220"
-    text = f"{v:.3f}" if v == 0 or 1e-3 <= abs(v) < 1e5 else f"{v:.2e}"   # tiny grads readable
-    return f'<td style="background: rgba({rgb},{a:.2f})">{text}</td>'
+    return f'<td style="background: rgba({rgb},{a:.2f})">{fmt(v, 0).strip()}</td>'
+
+
+def _one_hot_index(row):
+    """The index of the 1 in a one-hot row (everything else exactly 0), else None."""
+    if row.size < 2 or not np.isfinite(row).all():
+        return None
+    hot = np.flatnonzero(row)
+    return int(hot[0]) if hot.size == 1 and row[hot[0]] == 1.0 else None
 
 
 def _token(tokens, t, batch):
@@ -79,6 +103,7 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
         parts.append(f'<p class="alert">First non-finite value: {bad.phase}, layer {bad.layer}, '
                      f"direction {bad.direction}, t={bad.t}, {esc(bad.tensor)}{list(bad.index)} = "
                      f"{bad.value}</p>")
+    parts.append(LEGEND)
     variables = list(trace.variables("forward"))
     if trace.has_backward:
         variables += list(trace.variables("backward"))
@@ -102,18 +127,27 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
             for layer in range(trace.num_layers):
                 for d in range(D):
                     rec = trace.step(t, layer, d)
-                    n = max(getattr(rec, v).shape[1] for v in variables)
+                    rows = {v: getattr(rec, v)[batch] for v in variables}
+                    onehot = _one_hot_index(rows["x"]) if "x" in rows else None
+                    n = max(r.size for v, r in rows.items() if not (v == "x" and onehot is not None))
                     parts.append(f"<table><caption>layer {layer}"
                                  f"{', reverse direction' if d else ''}</caption>")
                     parts.append("<tr><th></th>" + "".join(f"<th>{j}</th>" for j in range(n)) + "</tr>")
                     for v in variables:
-                        row = getattr(rec, v)[batch]
+                        row = rows[v]
                         cls = ' class="grad"' if v == "dh" else ""     # a rule above the backward rows
-                        parts.append(f"<tr{cls}><th>{esc(v)}</th>" + "".join(_cell(a, scales[layer, d, v]) for a in row)
-                                     + "<td></td>" * (n - row.size) + "</tr>")
+                        if v == "x" and onehot is not None:
+                            what = f"{esc(repr(tok))} " if tok is not None and layer == 0 else ""
+                            parts.append(f'<tr><th>x</th><td class="onehot" colspan="{n}">{what}'
+                                         f"(one-hot, index {onehot} of {row.size})</td></tr>")
+                            continue
+                        cells = "".join(_cell(a, scales[layer, d, v]) for a in row)
+                        rest = n - row.size
+                        parts.append(f"<tr{cls}><th>{esc(v)}</th>{cells}"
+                                     + (f'<td colspan="{rest}"></td>' if rest > 0 else "") + "</tr>")
                     parts.append("</table>")
                     if trace.has_backward:
-                        norms = ", ".join(f"{k} {val:.3g}" for k, val in rec.dW_norms.items())
+                        norms = ", ".join(f"{k} {fmt(val, 0).strip()}" for k, val in rec.dW_norms.items())
                         parts.append(f'<p class="norms">running |dW| (backward so far): {esc(norms)}</p>')
             parts.append("</section>")
     parts.append("</body></html>")
@@ -123,9 +157,7 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
 
 def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
     """A PNG heatmap (units x time) of each gate/state (and dh, dc after a backward)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the heatmap (--heatmap)")
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
         names += ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])

@@ -121,8 +121,16 @@ class Stepper(cmd.Cmd):
     def emptyline(self):
         return False
 
+    def commands(self):
+        return sorted(n[3:] for n in self.get_names() if n.startswith("do_") and n != "do_EOF")
+
     def default(self, line):
-        self.print(f"error: unknown command {line.split()[0]!r}; type help")
+        import difflib
+        word = line.split()[0]
+        close = difflib.get_close_matches(word, [c for c in self.commands() if len(c) > 1],
+                                          n=1, cutoff=0.5)
+        hint = f" did you mean {close[0]}?" if close else ""
+        self.print(f"error: unknown command {word!r};{hint} type help")
 
     def print(self, text=""):
         self.stdout.write(text + "\n")
@@ -253,12 +261,20 @@ class Stepper(cmd.Cmd):
         spec = self.tr.spec
         groups = {"gates": spec.gate_names, "dgates": tuple(f"d{g}" for g in spec.gate_names)}
         names = groups.get(name, (name,))
+        if name in ("c", "dc") and not spec.has_cell_state:
+            kind = "an Elman RNN" if spec.family == "rnn" else f"a {spec.module}"
+            raise ValueError(f"show {name}: {kind} has no cell state c -- its only state is h "
+                             f"(show h{', show dh' if name == 'dc' else ''}); the cell state "
+                             f"c belongs to the LSTM")
         for n in names:
             if not isinstance(getattr(rec, n, None), np.ndarray):
+                import difflib
                 known = [k for k, v in vars(rec).items() if isinstance(v, np.ndarray) and v.ndim == 2]
+                choices = sorted(set(known) | set(groups))
+                close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
                 hint = "" if self.tr.has_backward else " (no backward in this trace)"
-                raise ValueError(f"show: expected one of {sorted(set(known) | set(groups))}, "
-                                 f"got {name!r}{hint}")
+                raise ValueError(f"show: expected one of {choices}, got {name!r}"
+                                 f"{f'; did you mean {close[0]}?' if close else ''}{hint}")
         if name == "gates" and spec.gates == 1:
             self.print("(an Elman RNN has no gates: its pre-activation a_t)")
         for n in names:

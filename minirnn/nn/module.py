@@ -8,6 +8,17 @@ import numpy as np
 from .._checks import as_dtype, check_keys, to_numpy
 
 
+class _Named(dict):
+    """A dict of parameter (or gradient) arrays whose missing key lists the valid ones."""
+
+    def __init__(self, what):
+        super().__init__()
+        self.what = what
+
+    def __missing__(self, key):
+        raise KeyError(f"{self.what}[{key!r}]: no such parameter; expected one of {list(self)}")
+
+
 class Module:
     """Parameters live in ``self.params`` (name -> array, torch's names and order) and their
     gradients in ``self.grads`` (same names), accumulated by ``backward`` until ``zero_grad``.
@@ -15,8 +26,8 @@ class Module:
 
     def __init__(self, dtype="float64", seed=None):
         self.dtype = as_dtype(dtype)
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
+        self.params: dict[str, np.ndarray] = _Named("params")
+        self.grads: dict[str, np.ndarray] = _Named("grads")
         self.training = True
         # one seed, two independent streams: initial weights, and dropout masks
         self._init_rng, self.rng = (np.random.default_rng(s)

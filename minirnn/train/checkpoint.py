@@ -88,6 +88,15 @@ def load_checkpoint(path) -> Checkpoint:
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path!r}: is a directory, expected a .npz file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"checkpoint {path!r}: a single .npy array, not an .npz checkpoint "
+                              f"(expected a file written by `minirnn train` or Engine.save)")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        kind = "empty" if not magic else "not a zip archive"
+        raise CheckpointError(f"checkpoint {path!r}: not an .npz archive ({kind}); expected a "
+                              f"file written by `minirnn train` or Engine.save")
     try:
         z = np.load(path, allow_pickle=False)
         if not hasattr(z, "files"):

@@ -7,5 +7,6 @@
     names      surname -> language: the tutorial's RNN and an LSTM classifier
     script     word- and character-level LSTM language models on tiny-Shakespeare
 
-Each tutorial module has main(...), which `minirnn train <task>` calls.
+Each tutorial module has main(...), which `minirnn train <task>` calls; _run holds what the
+runs share (the output directory rule, Ctrl-C and --resume, the running-loss log).
 """

@@ -8,6 +8,11 @@
 The smallest recurrent problem that needs memory: after "h" the answer is "i" the first time
 and "e" the second, so the state must remember how far along it is. The step-through debugger
 uses build_example() as its default example.
+
+`minirnn train hihell` writes DIR/model.npz (the RNN and its head as a LanguageModel whose
+embedding is the identity, so x_t stays one-hot: `minirnn step --checkpoint DIR/model.npz`
+opens it), metrics.json and loss.png. One step sees the whole data set, so --epochs N means
+at most N steps; --model picks the registry cell (default rnn_tanh).
 """
 from __future__ import annotations
 
@@ -18,12 +23,13 @@ ITOS = ["h", "i", "e", "l", "o"]          # id -> char, the classic order
 STOI = {c: i for i, c in enumerate(ITOS)}
 
 
-def _model(hidden_size, seed, backend):
+def _model(hidden_size, seed, backend, cell="rnn_tanh"):
     from ..nn.layers import Linear
     from ..nn.module import Module
-    from ..nn.recurrent import RNN
+    from ..registry import make_recurrent
     net = Module(seed=seed)                 # a container so the optimiser sees both layers
-    rnn = net.add_module("rnn", RNN(len(ITOS), hidden_size, seed=seed, backend=backend))
+    rnn = net.add_module("rnn", make_recurrent(cell, len(ITOS), hidden_size, seed=seed,
+                                               backend=backend))
     head = net.add_module("head", Linear(hidden_size, len(ITOS), seed=seed + 1))
     return net, rnn, head
 
@@ -34,13 +40,13 @@ def _logits(rnn, head, inputs):
     return head(out.reshape(T * B, H)), out.shape            # (T*1, V)
 
 
-def train(hidden_size=8, steps=300, lr=0.05, seed=0, backend="numpy", log=None):
+def train(hidden_size=8, steps=300, lr=0.05, seed=0, backend="numpy", log=None, cell="rnn_tanh"):
     """Train until the prediction is exactly TARGET (checked every step), at most `steps` steps.
     Returns (rnn, head, inputs, losses, predicted string)."""
     from ..nn.losses import cross_entropy
     from ..train.optim import Adam
     from .data import one_hot
-    net, rnn, head = _model(hidden_size, seed, backend)
+    net, rnn, head = _model(hidden_size, seed, backend, cell)
     opt = Adam(net, lr=lr)
     inputs = one_hot(np.array([STOI[c] for c in INPUT])[:, None], len(ITOS))   # (T, 1, V)
     targets = np.array([STOI[c] for c in TARGET])                               # (T,)
@@ -79,12 +85,51 @@ def predict(rnn, head, inputs):
     return "".join(ITOS[i] for i in logits.argmax(axis=1))
 
 
-def main(seed=0, backend="numpy", out=None, quick=False, log=print):
-    """`minirnn train hihell`: train, print the predicted string, optionally plot the loss."""
-    rnn, head, inputs, losses, predicted = train(seed=seed, backend=backend, log=log)
-    log(f"input {INPUT!r} -> predicted {predicted!r} (target {TARGET!r}) after {len(losses)} steps")
+def save_language_model(path, rnn, head, itos, config, cell):
+    """rnn + head -> a checkpoint of a LanguageModel with an identity embedding (x_t = one-hot
+    row of it), loadable by minirnn.train.engine.load_model and `minirnn step --checkpoint`."""
+    from ..train.checkpoint import save_checkpoint
+    from ..train.models import LanguageModel
+    V, H = len(itos), rnn.hidden_size
+    lm = LanguageModel(V, V, H, cell=cell, num_layers=rnn.num_layers, dropout=0.0, seed=0)
+    state = {"embedding.weight": np.eye(V)}
+    state.update({f"rnn.{k}": v for k, v in rnn.state_dict().items()})
+    state.update({f"fc.{k}": v for k, v in head.state_dict().items()})
+    lm.load_state_dict(state)
+    config = dict(config, engine={"model_class": "LanguageModel", "model_kwargs": lm.kwargs})
+    return save_checkpoint(path, lm, config=config, vocab=list(itos))
+
+
+def main(seed=0, backend="numpy", out="runs/hihell", quick=False, log=print, epochs=None,
+         model=None, overwrite=False, threads=None):
+    """`minirnn train hihell`: train, print the predicted string; write DIR/model.npz,
+    metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files.
+    epochs: at most this many full-batch steps (default 300); model: the registry cell."""
+    import os
+
+    from .. import _threads
+    from .._io import write_json
+    from ._run import prepare_out, try_plots
+    from .metrics import plot_curves
+    cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
     if out:
-        from .metrics import plot_curves
-        plot_curves(f"{out}/loss.png", {"train": (range(len(losses)), losses)}, xlabel="step",
-                    title="hihell: training loss")
+        prepare_out(out, overwrite, resumable=False)
+    with _threads.limit(_threads.choose(threads, _threads.step_product(1, 8, cell))):
+        rnn, head, inputs, losses, predicted = train(seed=seed, backend=backend, log=log,
+                                                     steps=epochs or 300, cell=cell)
+    log(f"input {INPUT!r} -> predicted {predicted!r} (target {TARGET!r}) after {len(losses)} steps")
+    result = {"task": "hihell", "model": cell, "predicted": predicted, "target": TARGET,
+              "correct": predicted == TARGET, "steps": len(losses), "final_loss": losses[-1],
+              "loss_per_step": [[i + 1, v] for i, v in enumerate(losses)]}
+    if out:
+        config = {"task": "hihell", "model": cell, "seed": seed, "example_text": INPUT,
+                  "target": TARGET}
+        save_language_model(os.path.join(out, "model.npz"), rnn, head, ITOS, config, cell)
+        write_json(os.path.join(out, "metrics.json"), result)
+        try_plots(log, lambda: plot_curves(os.path.join(out, "loss.png"),
+                                           {"train": (range(1, len(losses) + 1), losses)},
+                                           xlabel="step (the whole data set)",
+                                           ylabel="cross-entropy", title="hihell: training loss"))
+        log(f"wrote {out}/model.npz, metrics.json, loss.png; step through it with: "
+            f"minirnn step --checkpoint {out}/model.npz")
     return {"predicted": predicted, "steps": len(losses), "final_loss": losses[-1]}

@@ -24,7 +24,7 @@ import numpy as np
 from .data import N_LETTERS, encode_name, load_names, one_hot, pad_batch, split_names
 from .metrics import accuracy, confusion_matrix, macro_accuracy, per_class_recall
 
-MODELS = ("lstm", "rnn", "tutorial-rnn")
+MODELS = ("lstm", "rnn", "tutorial-rnn")      # and every other registry cell ("gru", ...)
 
 
 # ---- 1. the tutorial's RNN ---------------------------------------------------------------
@@ -61,18 +61,42 @@ class TutorialRNN:
         return self.forward(ids)[0]
 
 
-def train_tutorial(names, labels, split, n_categories, steps=100_000, lr=0.005, seed=0,
-                   hidden_size=128, log=None):
+def train_tutorial(names, labels, split, cats, steps=100_000, lr=0.005, seed=0,
+                   hidden_size=128, log=None, last=None, config=None, resume=None, every=None,
+                   show_progress=True, stop=None):
+    """SGD one name at a time, as the tutorial. Every `every` steps (default: 5% of the run, 5000
+    of 100k as the tutorial) a line `step pct (time) running-loss name / guess ✓`; `last`, if
+    given, is saved at each of those lines and on Ctrl-C (`stop`: an _run.Interrupt) with the
+    loop state, so `resume` (a Checkpoint of it) continues exactly.
+    Returns (model, Meter, training seconds)."""
     from .._progress import progress
     from ..nn.losses import cross_entropy
-    model = TutorialRNN(n_categories, hidden_size, seed)
+    from ..train.checkpoint import save_checkpoint
+    from ._run import Clock, Interrupted, Meter, check_mark, nice_every, say_through
+    model = TutorialRNN(len(cats), hidden_size, seed)
     rng = np.random.default_rng(seed)
-    by_class = [split["train"][labels[split["train"]] == c] for c in range(n_categories)]
+    every = every or nice_every(steps)
+    meter = Meter(steps, every, curve_every=max(1, steps // 200))
+    clock = Clock()
+    if resume is not None:
+        loop = (resume.extra or {}).get("loop") or {}
+        model.net.load_state_dict(resume.state_dict)
+        rng.bit_generator.state = loop["rng"]
+        meter = Meter(steps, every, max(1, steps // 200), state=loop["meter"])
+        clock = Clock(loop["seconds"])
+    by_class = [split["train"][labels[split["train"]] == c] for c in range(len(cats))]
     encoded = {}
-    losses, running, curve = [], 0.0, []
-    every = max(steps // 100, 1)
-    for step in progress(range(1, steps + 1), desc="tutorial-rnn", mininterval=1.0, disable=log is None):
-        c = int(rng.integers(n_categories))                          # random language,
+
+    def save(path):
+        loop = {"rng": rng.bit_generator.state, "meter": meter.state(), "seconds": clock()}
+        save_checkpoint(path, model.net, config=config, vocab=list(_alphabet()),
+                        labels=list(cats), step=meter.step, extra={"loop": loop})
+
+    bar = progress(range(meter.step + 1, steps + 1), initial=meter.step, total=steps,
+                   desc="tutorial-rnn", mininterval=1.0, disable=log is None or not show_progress)
+    say = say_through(bar, log)
+    for step in bar:
+        c = int(rng.integers(len(cats)))                             # random language,
         i = int(rng.choice(by_class[c]))                             # then a random name
         ids = encoded.setdefault(i, encode_name(names[i]))
         z, combined = model.forward(ids)
@@ -81,11 +105,20 @@ def train_tutorial(names, labels, split, n_categories, steps=100_000, lr=0.005, 
         model.backward(dz[0], combined)
         for _, p, g in model.net.named_parameters():                 # plain SGD, as the tutorial
             p -= lr * g
-        running += float(loss)
-        if step % every == 0:
-            curve.append((step, running / every))
-            running = 0.0
-    return model, curve
+        if meter.add(loss):
+            guess = int(np.argmax(z))
+            mark = check_mark(True) if guess == c else f"{check_mark(False)} ({cats[c]})"
+            say(meter.line(clock(), f"{names[i]} / {cats[guess]} {mark}"))
+            if last:
+                save(last)
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{meter.peek():.3f}", refresh=False)
+        if stop is not None and stop.requested and last:
+            bar.close()
+            save(last)
+            raise Interrupted(last, f"at step {step} of {steps}", None)
+    bar.close()
+    return model, meter, clock()
 
 
 # ---- 2. the LSTM / RNN classifier --------------------------------------------------------
@@ -121,49 +154,116 @@ def predict_classes(engine, indices, encoded, labels, batch_size=512):
     return np.concatenate(preds)
 
 
+def classifier_config(cats, cell="lstm", hidden_size=128, bidirectional=False,
+                      embedding_dim=None, dropout=0.0, seed=0, model=None):
+    return {"task": "names", "model": model or ("rnn" if cell == "rnn_tanh" else cell),
+            "cell": cell, "num_classes": len(cats), "hidden_size": hidden_size,
+            "bidirectional": bidirectional, "embedding_dim": embedding_dim, "dropout": dropout,
+            "seed": seed, "split_seed": seed}
+
+
 def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, epochs=20,
                      batch_size=64, lr=2e-3, patience=4, weight_power=0.25, bidirectional=False,
                      embedding_dim=None, dropout=0.0, seed=0, backend="numpy", device="cpu",
-                     ckpt=None, log=None):
-    """Returns (engine of the best epoch, loss curves, seconds spent training)."""
+                     ckpt=None, log=None, last=None, config=None, resume=None, every=None,
+                     show_progress=True, stop=None):
+    """Minibatches of `batch_size` names (a fresh permutation each epoch), Adam, early stopping
+    on the validation accuracy. Writes `ckpt` at each better epoch and `last` after every epoch
+    and on Ctrl-C (`stop`: an _run.Interrupt), both with the loop state, so that `resume` (a
+    path to one of them) continues exactly. Every `every` steps a line
+    `step pct (time) running-loss name / guess ✓` for the first name of the batch.
+    Returns (engine of the best epoch, history, seconds spent training)."""
     from .._progress import progress
+    from ..train.checkpoint import load_checkpoint
     from ..train.engine import Engine
-    config = {"task": "names", "model": "rnn" if cell.startswith("rnn") else cell, "cell": cell, "num_classes": len(cats),
-              "hidden_size": hidden_size, "bidirectional": bidirectional,
-              "embedding_dim": embedding_dim, "dropout": dropout, "seed": seed, "split_seed": seed}
-    model = build_classifier(dict(config, backend="numpy" if backend == "torch" else backend))
-    w = class_weights(labels[split["train"]], len(cats), weight_power) if weight_power else None
-    engine = Engine(model, optimizer="adam", lr=lr, class_weight=w, backend=backend,
-                    device=device, seed=seed)
-    encoded = [encode_name(n) for n in names]
+    from ._run import Interrupted, Meter, check_mark, nice_every, say_through
+    config = config or classifier_config(cats, cell, hidden_size, bidirectional, embedding_dim,
+                                         dropout, seed)
     rng = np.random.default_rng(seed)
-    curves = {"train": ([], []), "validation error": ([], [])}
-    best, bad, seconds = -1.0, 0, 0.0
     n_batches = -(-len(split["train"]) // batch_size)
-    for epoch in range(1, epochs + 1):
-        t0, total = time.perf_counter(), 0.0
-        bar = progress(batches(split["train"], encoded, labels, batch_size, rng), total=n_batches,
-                       desc=f"epoch {epoch}/{epochs}", leave=False, disable=log is None)
-        for tokens, lengths, y in bar:
-            total += float(engine.step(tokens, y, lengths=lengths))
-        seconds += time.perf_counter() - t0                       # training time only
+    every = every or nice_every(epochs * n_batches)
+    if resume is not None:
+        engine = Engine.load(resume, backend=backend, device=device)
+        loop = (load_checkpoint(resume).extra or {}).get("loop")
+        if not loop:
+            raise ValueError(f"--resume: {resume} holds no training-loop state (not written by "
+                             f"`minirnn train names`)")
+    else:
+        model = build_classifier(dict(config, backend="numpy" if backend == "torch" else backend))
+        w = class_weights(labels[split["train"]], len(cats), weight_power) if weight_power else None
+        engine = Engine(model, optimizer="adam", lr=lr, class_weight=w, backend=backend,
+                        device=device, seed=seed)
+        loop = {"epoch": 1, "batch": 0, "rng_epoch": rng.bit_generator.state, "total": 0.0,
+                "best": -1.0, "best_epoch": 0, "bad": 0, "stopped": False, "seconds": 0.0,
+                "train_loss": [], "val_accuracy": [], "meter": None}
+    meter = Meter(epochs * n_batches, every, max(1, n_batches // 10), state=loop["meter"])
+    encoded = [encode_name(n) for n in names]
+    cfg = dict(config, epochs=epochs, backend=backend, device=device)
+
+    def save(path):
+        loop["meter"] = meter.state()
+        engine.save(path, config=cfg, vocab=list(_alphabet()), labels=list(cats),
+                    step=engine.steps, extra={"loop": loop})
+
+    for epoch in range(loop["epoch"], epochs + 1):
+        if loop["stopped"]:
+            break
+        rng.bit_generator.state = loop["rng_epoch"]
+        order = rng.permutation(split["train"])                     # this epoch's batches
+        bar = progress(range(loop["batch"], n_batches), total=n_batches, initial=loop["batch"],
+                       desc=f"epoch {epoch}/{epochs}", leave=False,
+                       disable=log is None or not show_progress)
+        say = say_through(bar, log)
+        t0 = time.perf_counter()
+        for b in bar:
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            tokens, lengths = pad_batch([encoded[i] for i in idx])  # (B, T), (B,)
+            loss = float(engine.step(tokens, labels[idx], lengths=lengths))
+            loop["total"] += loss
+            loop["batch"] = b + 1
+            if meter.add(loss):
+                n = int(lengths[0])
+                guess = int(np.argmax(engine.predict(tokens[:1, :n], lengths=lengths[:1])))
+                y = int(labels[idx[0]])
+                mark = check_mark(True) if guess == y else f"{check_mark(False)} ({cats[y]})"
+                say(meter.line(loop["seconds"] + time.perf_counter() - t0,
+                               f"{names[idx[0]]} / {cats[guess]} {mark}"))
+            if b % 10 == 0:
+                bar.set_postfix(loss=f"{meter.peek():.3f}", refresh=False)
+            if stop is not None and stop.requested and last:
+                bar.close()
+                loop["seconds"] += time.perf_counter() - t0
+                save(last)
+                raise Interrupted(last, f"in epoch {epoch}, after batch {b + 1} of {n_batches} "
+                                        f"(step {engine.steps})", None)
+        bar.close()
+        loop["seconds"] += time.perf_counter() - t0                 # training time only
         val = accuracy(labels[split["val"]], predict_classes(engine, split["val"], encoded, labels))
-        curves["train"][0].append(epoch)
-        curves["train"][1].append(total / n_batches)
-        curves["validation error"][0].append(epoch)
-        curves["validation error"][1].append(1.0 - val)
+        loop["train_loss"].append(loop["total"] / n_batches)
+        loop["val_accuracy"].append(val)
         if log:
-            log(f"epoch {epoch:2d}  train loss {total / n_batches:.4f}  val accuracy {val:.4f}")
-        if val > best:
-            best, bad = val, 0
-            engine.save(ckpt, config=config, vocab=list(_alphabet()), labels=list(cats), step=epoch)
+            log(f"epoch {epoch:2d}  train loss {loop['total'] / n_batches:.4f}  "
+                f"val accuracy {val:.4f}")
+        better = val > loop["best"]
+        if better:
+            loop["best"], loop["best_epoch"], loop["bad"] = val, epoch, 0
         else:
-            bad += 1
-            if bad >= patience:
-                if log:
-                    log(f"early stop: no better validation accuracy for {patience} epochs")
-                break
-    return Engine.load(ckpt, backend=backend, device=device), curves, seconds
+            loop["bad"] += 1
+            loop["stopped"] = loop["bad"] >= patience
+        loop.update(epoch=epoch + 1, batch=0, rng_epoch=rng.bit_generator.state, total=0.0)
+        if better and ckpt:
+            save(ckpt)
+        if last:
+            save(last)
+        if loop["stopped"]:
+            if log:
+                log(f"early stop: no better validation accuracy for {patience} epochs "
+                    f"(best: epoch {loop['best_epoch']})")
+            break
+    history = {"loss_per_step": meter.curve, "steps_per_epoch": n_batches,
+               "train_loss_per_epoch": loop["train_loss"],
+               "val_accuracy_per_epoch": loop["val_accuracy"], "best_epoch": loop["best_epoch"]}
+    return Engine.load(ckpt, backend=backend, device=device), history, loop["seconds"]
 
 
 def _alphabet():
@@ -172,50 +272,106 @@ def _alphabet():
 
 
 # ---- the whole example -------------------------------------------------------------------
-def main(model="lstm", backend="numpy", device="cpu", epochs=None, seed=0, out="runs/names",
-         quick=False, log=print):
-    """Train, evaluate on the test split, write model.npz, metrics.json, confusion.png, loss.png."""
+def _settings(resume, model, seed, quick, epochs):
+    """The run's settings: given ones, else the defaults -- or, resuming, the checkpoint's
+    (a given setting that differs from the checkpoint's is refused, never ignored)."""
+    if resume is None:
+        return (model or "lstm", 0 if seed is None else seed, bool(quick), epochs, None)
+    from ..train.checkpoint import load_checkpoint
+    ck = load_checkpoint(resume)
+    cfg = ck.config or {}
+    if cfg.get("task") != "names" or not (ck.extra or {}).get("loop"):
+        raise ValueError(f"--resume: {resume} is not a checkpoint of `minirnn train names` "
+                         f"(task {cfg.get('task')!r})")
+    for flag, given, saved in (("--model", model, cfg.get("model")), ("--seed", seed, cfg.get("seed")),
+                               ("--quick", quick or None, cfg.get("quick") or None)):
+        if given is not None and given != saved:
+            raise ValueError(f"{flag}: the run in {resume} was trained with {flag} {saved}; a "
+                             f"resumed run keeps its settings (got {flag} {given})")
+    return cfg["model"], cfg["seed"], bool(cfg.get("quick")), epochs or cfg.get("epochs"), ck
+
+
+def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out="runs/names",
+         quick=None, log=print, resume=None, overwrite=False, every=None, show_progress=True,
+         threads=None):
+    """Train, evaluate on the test split; write model.npz, last.npz, metrics.json, then the
+    plots confusion.png and loss.png (skipped with a note when matplotlib is missing).
+
+    model: "tutorial-rnn", or a registry cell ("lstm", "gru", "rnn_tanh", "rnn_relu"; "rnn" =
+    rnn_tanh). resume: a checkpoint written by a run (DIR or DIR/last.npz) to continue from;
+    `out` is refused when it already holds another run, unless overwrite=True.
+    threads: BLAS threads (minirnn._threads: default by the size rule)."""
+    from .. import _threads
     from .._io import write_json
-    from .metrics import plot_confusion, plot_curves
-    if model not in MODELS:
-        raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
+    from ..registry import CELL_NAMES
+    from ._run import Interrupt, Interrupted, prepare_out, resume_path, try_plots
+    from .metrics import plot_confusion, plot_names_curves
+    resume = resume_path(resume)
+    model, seed, quick, epochs, ck = _settings(resume, model, seed, quick, epochs)
+    choices = MODELS + tuple(c for c in CELL_NAMES if c not in MODELS)
+    if model not in choices:
+        raise ValueError(f"model: expected one of {choices}, got {model!r}")
+    if model == "tutorial-rnn" and backend == "torch":
+        raise ValueError("--model tutorial-rnn: runs on numpy only (its own BPTT over Linear "
+                         "layers), got --backend torch")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs: expected an integer >= 1, got {epochs}")
     names, labels, cats = load_names()
     split = split_names(labels, seed=seed)
-    os.makedirs(out, exist_ok=True)
-    ckpt = os.path.join(out, "model.npz")
+    prepare_out(out, overwrite, resume)
+    ckpt, last = os.path.join(out, "model.npz"), os.path.join(out, "last.npz")
     encoded = [encode_name(n) for n in names]
+    cell = {"rnn": "rnn_tanh", "tutorial-rnn": None}.get(model, model)
+    hidden = 32 if quick else 128
     if model == "tutorial-rnn":
-        from ..train.checkpoint import save_checkpoint
-        steps = 3000 if quick else (epochs or 1) * 100_000
-        t0 = time.perf_counter()
-        net, curve = train_tutorial(names, labels, split, len(cats), steps=steps, seed=seed, log=log)
-        seconds = time.perf_counter() - t0
-        preds = np.array([int(net.logits(encoded[i]).argmax()) for i in split["test"]])
-        config = {"task": "names", "model": "tutorial-rnn", "num_classes": len(cats),
-                  "hidden_size": net.hidden_size, "seed": seed, "split_seed": seed}
-        save_checkpoint(ckpt, net.net, config=config, vocab=list(_alphabet()), labels=list(cats),
-                        step=steps)
-        curves = {"train (mean of 1% of steps)": tuple(zip(*curve))}
-        xlabel = "step"
+        product = 1 * (N_LETTERS + 128) * 128           # i2h: (1, 57 + 128) x (185, 128)
     else:
-        if quick:     # a taste: a small model on every 8th training name, two epochs
-            split = dict(split, train=split["train"][::8])
-        engine, curves, seconds = train_classifier(
-            names, labels, split, cats, cell="rnn_tanh" if model == "rnn" else model, hidden_size=32 if quick else 128,
-            epochs=epochs or (2 if quick else 20), seed=seed, backend=backend, device=device,
-            ckpt=ckpt, log=log)
-        preds = predict_classes(engine, split["test"], encoded, labels)
-        xlabel = "epoch"
+        product = _threads.step_product(64, hidden, cell)
+    choice = _threads.choose(threads, product)
+    resume_cmd = f"minirnn train names --resume {out}"
+    try:
+        with _threads.limit(choice, torch=backend == "torch") as actual, Interrupt() as stop:
+            if log:
+                log(f"names: --model {model}, --backend {backend}, {_threads.describe(choice, actual)}"
+                    + (f"; resuming {resume}" if resume else ""))
+            if model == "tutorial-rnn":
+                steps = 3000 if quick else (epochs or 1) * 100_000
+                config = {"task": "names", "model": "tutorial-rnn", "num_classes": len(cats),
+                          "hidden_size": 128, "seed": seed, "split_seed": seed,
+                          "quick": quick, "epochs": epochs or 1, "backend": "numpy"}
+                net, meter, seconds = train_tutorial(
+                    names, labels, split, cats, steps=steps, seed=seed, log=log, last=last,
+                    config=config, resume=ck, every=every, show_progress=show_progress, stop=stop)
+                from ..train.checkpoint import save_checkpoint
+                save_checkpoint(ckpt, net.net, config=config, vocab=list(_alphabet()),
+                                labels=list(cats), step=steps)
+                preds = np.array([int(net.logits(encoded[i]).argmax()) for i in split["test"]])
+                history = {"loss_per_step": meter.curve}
+            else:
+                if quick:     # a taste: a small model on every 8th training name, two epochs
+                    split = dict(split, train=split["train"][::8])
+                config = dict(classifier_config(cats, cell, hidden, seed=seed, model=model),
+                              quick=quick)
+                engine, history, seconds = train_classifier(
+                    names, labels, split, cats, cell=cell, hidden_size=hidden,
+                    epochs=epochs or (2 if quick else 20), seed=seed, backend=backend,
+                    device=device, ckpt=ckpt, log=log, last=last, config=config, resume=resume,
+                    every=every, show_progress=show_progress, stop=stop)
+                preds = predict_classes(engine, split["test"], encoded, labels)
+    except Interrupted as e:
+        raise Interrupted(e.checkpoint, e.where, resume_cmd) from None
     y = labels[split["test"]]
     cm = confusion_matrix(y, preds, len(cats))
     metrics = {"model": model, "backend": "numpy" if model == "tutorial-rnn" else backend,
                "test_accuracy": accuracy(y, preds), "macro_accuracy": macro_accuracy(cm),
                "per_class_recall": dict(zip(cats, map(float, per_class_recall(cm)))),
                "train_seconds": seconds, "n_train": int(len(split["train"])),
-               "n_val": int(len(split["val"])), "n_test": int(len(split["test"])), "seed": seed}
-    write_json(os.path.join(out, "metrics.json"), metrics)
-    plot_confusion(cm, cats, os.path.join(out, "confusion.png"))
-    plot_curves(os.path.join(out, "loss.png"), curves, xlabel=xlabel, title=f"names: {model}")
+               "n_val": int(len(split["val"])), "n_test": int(len(split["test"])), "seed": seed,
+               "blas_threads": actual, **history}
+    write_json(os.path.join(out, "metrics.json"), metrics)           # the results first,
+    try_plots(log,                                                    # then the pictures
+              lambda: plot_confusion(cm, cats, os.path.join(out, "confusion.png")),
+              lambda: plot_names_curves(os.path.join(out, "loss.png"), history, model))
     if log:
         log(f"test accuracy {metrics['test_accuracy']:.4f}  macro accuracy "
             f"{metrics['macro_accuracy']:.4f}  train {seconds:.1f} s  -> {out}")

@@ -9,7 +9,9 @@
 
 Generation: read the prime, then sample one token at a time from softmax(z / temperature),
 restricted to the top-k most likely when asked (temperature 0 = always the most likely).
-Word level keeps the max_vocab most frequent words; the rest become UNK.
+Word level keeps the max_vocab most frequent words; the rest become UNK in the training and
+validation text. Unknown tokens in a prime are refused by name -- words (script) exactly like
+characters (char) -- rather than silently replaced.
 """
 from __future__ import annotations
 
@@ -67,8 +69,9 @@ def encode_text(kind, text, stoi):
 def build_model(config):
     from ..train.models import LanguageModel
     return LanguageModel(config["vocab_size"], config["embedding_dim"], config["hidden_size"],
-                         cell="lstm", num_layers=config["num_layers"], dropout=config["dropout"],
-                         seed=config.get("seed", 0), backend=config.get("backend", "numpy"))
+                         cell=config.get("cell", "lstm"), num_layers=config["num_layers"],
+                         dropout=config["dropout"], seed=config.get("seed", 0),
+                         backend=config.get("backend", "numpy"))
 
 
 def evaluate(engine, batches):
@@ -83,14 +86,79 @@ def evaluate(engine, batches):
     return total / n
 
 
-def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=0, out="runs/script",
-         quick=False, log=print):
-    """Train, report validation perplexity per epoch, write model.npz, metrics.json,
-    loss.png and perplexity.png, and print a sample."""
+def _state_to_json(state):
+    """The carried recurrent state (array or tuple of arrays) -> JSON lists (floats round-trip
+    exactly through JSON), for last.npz; None stays None."""
+    if state is None:
+        return None
+    parts = state if isinstance(state, tuple) else (state,)
+    return {"tuple": isinstance(state, tuple), "arrays": [np.asarray(a).tolist() for a in parts]}
+
+
+def _state_from_json(obj, dtype):
+    if obj is None:
+        return None
+    arrays = tuple(np.array(a, dtype=dtype) for a in obj["arrays"])
+    return arrays if obj["tuple"] else arrays[0]
+
+
+def _sample(engine, itos, stoi, kind, prime, length, seed):
+    """A short sample from the model being trained, through the engine (eval mode, its own
+    rng: the training's numbers do not change)."""
+    rng = np.random.default_rng(seed)
+    ids = encode_text(kind, prime, stoi)
+    logits, state = engine.predict_lm(ids[None], state=None)
+    out = []
+    for _ in range(length):
+        nxt = sample_next(np.asarray(logits)[0, -1], 0.8, 10, rng)
+        out.append(nxt)
+        logits, state = engine.predict_lm(np.array([[nxt]]), state=state)
+    toks = [itos[i] for i in ids] + [itos[i] for i in out]
+    return detokenize_words(toks) if kind == "script" else "".join(toks)
+
+
+def _settings(resume, kind, model, seed, quick, epochs):
+    if resume is None:
+        return model or "lstm", 0 if seed is None else seed, bool(quick), epochs, None
+    from ..train.checkpoint import load_checkpoint
+    ck = load_checkpoint(resume)
+    cfg = ck.config or {}
+    if cfg.get("task") != kind or not (ck.extra or {}).get("loop"):
+        raise ValueError(f"--resume: {resume} is not a checkpoint of `minirnn train {kind}` "
+                         f"(task {cfg.get('task')!r})")
+    for flag, given, saved in (("--model", model, cfg.get("cell", "lstm")),
+                               ("--seed", seed, cfg.get("seed")),
+                               ("--quick", quick or None, cfg.get("quick") or None)):
+        if given is not None and given != saved:
+            raise ValueError(f"{flag}: the run in {resume} was trained with {flag} {saved}; a "
+                             f"resumed run keeps its settings (got {flag} {given})")
+    return cfg.get("cell", "lstm"), cfg["seed"], bool(cfg.get("quick")), \
+        epochs or cfg.get("epochs"), ck
+
+
+def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, out="runs/script",
+         quick=None, log=print, resume=None, overwrite=False, every=None, show_progress=True,
+         threads=None, model=None):
+    """Train; every `every` steps print the running loss (and every other time a sample), each
+    epoch the validation perplexity; write model.npz (the best epoch), last.npz (every epoch
+    and on Ctrl-C), metrics.json, then loss.png and perplexity.png; print a sample.
+    model: the registry cell (default "lstm"); resume: DIR or DIR/last.npz of a run."""
+    from .. import _threads
     from .._io import write_json
     from .._progress import progress
+    from ..registry import CELL_NAMES
     from ..train.engine import Engine
-    from .metrics import perplexity, plot_curves
+    from ._run import (Interrupt, Interrupted, Meter, elapsed, nice_every, prepare_out,
+                       resume_path, say_through, try_plots)
+    from .metrics import perplexity, plot_curves, plot_lm_curves
+    resume = resume_path(resume)
+    cell, seed, quick, epochs, ck = _settings(resume, kind, model, seed, quick, epochs)
+    cell = {"rnn": "rnn_tanh"}.get(cell, cell)
+    if cell not in CELL_NAMES:
+        raise ValueError(f"--model: {kind} trains a registry cell, one of {CELL_NAMES}; "
+                         f"got {cell!r}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs: expected an integer >= 1, got {epochs}")
     text = load_shakespeare()
     if quick:
         text = text[:6_000 if kind == "script" else 4_000]
@@ -108,53 +176,114 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=0, out=
     full = dict(embedding_dim=128 if kind == "script" else 32, hidden_size=256, num_layers=2,
                 dropout=0.3, batch=32, seq=32 if kind == "script" else 64)
     size = small if quick else full
-    config = {"task": kind, "vocab_size": len(itos), "seed": seed,
+    epochs = epochs or (1 if quick else 10)
+    config = {"task": kind, "vocab_size": len(itos), "seed": seed, "cell": cell, "quick": quick,
+              "epochs": epochs, "backend": backend, "device": device,
               **{k: size[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}}
-    model = build_model(dict(config, backend="numpy" if backend == "torch" else backend))
-    engine = Engine(model, optimizer="adam", lr=2e-3 if kind == "char" else 1e-3, clip=5.0,
-                    backend=backend, device=device, seed=seed)
+    prepare_out(out, overwrite, resume)
+    ckpt, last = os.path.join(out, "model.npz"), os.path.join(out, "last.npz")
     train_b = lm_batches(train_ids, size["batch"], size["seq"])
     val_b = lm_batches(val_ids, min(size["batch"], (len(val_ids) - 1) // 2), size["seq"])
-    epochs = epochs or (1 if quick else 10)
-    curves = {"train": ([], []), "validation": ([], [])}
-    ppl, seconds, best = [], 0.0, math.inf
-    os.makedirs(out, exist_ok=True)
-    ckpt = os.path.join(out, "model.npz")
-    for epoch in range(1, epochs + 1):
-        t0, state, total = time.perf_counter(), None, 0.0
-        for x, y in progress(train_b, desc=f"epoch {epoch}/{epochs}", leave=False, disable=log is None):
-            loss, state = engine.step_lm(x, y, state=state)
-            total += float(loss)
-        seconds += time.perf_counter() - t0
-        val = evaluate(engine, val_b)
-        curves["train"][0].append(epoch)
-        curves["train"][1].append(total / len(train_b))
-        curves["validation"][0].append(epoch)
-        curves["validation"][1].append(val)
-        ppl.append(perplexity(val))
+    n_chunks = len(train_b)
+    every = every or nice_every(epochs * n_chunks)
+    prime = "first citizen" if kind == "script" else "First Citizen"
+    if ck is not None:
+        engine = Engine.load(resume, backend=backend, device=device)
+        loop = ck.extra["loop"]
+    else:
+        model_ = build_model(dict(config, backend="numpy" if backend == "torch" else backend))
+        engine = Engine(model_, optimizer="adam", lr=2e-3 if kind == "char" else 1e-3, clip=5.0,
+                        backend=backend, device=device, seed=seed)
+        loop = {"epoch": 1, "chunk": 0, "state": None, "total": 0.0, "best": math.inf,
+                "best_epoch": 0, "seconds": 0.0, "train_loss": [], "val_loss": [], "meter": None}
+    meter = Meter(epochs * n_chunks, every, max(1, n_chunks // 20), state=loop["meter"])
+    dtype = engine.model.dtype
+
+    def save(path):
+        loop["meter"] = meter.state()
+        engine.save(path, config=config, vocab=list(itos), step=engine.steps, extra={"loop": loop})
+
+    choice = _threads.choose(threads, _threads.step_product(size["batch"], size["hidden_size"], cell))
+    with _threads.limit(choice, torch=backend == "torch") as actual, Interrupt() as stop:
         if log:
-            log(f"epoch {epoch:2d}  train loss {total / len(train_b):.4f}  "
-                f"val loss {val:.4f}  val perplexity {ppl[-1]:.2f}")
-        if val < best:                               # keep the best epoch
-            best = val
-            engine.save(ckpt, config=config, vocab=list(itos), step=epoch)
-    metrics = {"task": kind, "backend": backend, "val_perplexity": min(ppl),
-               "val_perplexity_per_epoch": ppl, "train_seconds": seconds,
+            log(f"{kind}: --model {cell}, --backend {backend}, {_threads.describe(choice, actual)}"
+                + (f"; resuming {resume}" if resume else ""))
+        for epoch in range(loop["epoch"], epochs + 1):
+            state = _state_from_json(loop["state"], dtype)
+            bar = progress(range(loop["chunk"], n_chunks), total=n_chunks, initial=loop["chunk"],
+                           desc=f"epoch {epoch}/{epochs}", leave=False,
+                           disable=log is None or not show_progress)
+            say = say_through(bar, log)
+            t0 = time.perf_counter()
+            for c in bar:
+                x, y = train_b[c]
+                loss, state = engine.step_lm(x, y, state=state)
+                loss = float(loss)
+                loop["total"] += loss
+                loop["chunk"] = c + 1
+                if meter.add(loss):
+                    seconds = loop["seconds"] + time.perf_counter() - t0
+                    say(meter.line(seconds))
+                    if (meter.step // every) % 2 == 0:
+                        try:
+                            sample = _sample(engine, itos, stoi, kind, prime,
+                                             30 if kind == "script" else 80, seed + meter.step)
+                            say("    " + sample.replace("\n", "\n    "))
+                        except KeyError:                 # the prime is not in this vocabulary
+                            pass
+                if c % 5 == 0:
+                    bar.set_postfix(loss=f"{meter.peek():.3f}", refresh=False)
+                if stop.requested:
+                    bar.close()
+                    loop["seconds"] += time.perf_counter() - t0
+                    loop["state"] = _state_to_json(state)
+                    save(last)
+                    raise Interrupted(last, f"in epoch {epoch}, after chunk {c + 1} of "
+                                            f"{n_chunks} (step {engine.steps})",
+                                      f"minirnn train {kind} --resume {out}")
+            bar.close()
+            loop["seconds"] += time.perf_counter() - t0
+            val = evaluate(engine, val_b)
+            loop["train_loss"].append(loop["total"] / n_chunks)
+            loop["val_loss"].append(val)
+            if log:
+                log(f"epoch {epoch:2d}  train loss {loop['total'] / n_chunks:.4f}  val loss "
+                    f"{val:.4f}  val perplexity {perplexity(val):.2f}  "
+                    f"{elapsed(loop['seconds'])}")
+            better = val < loop["best"]
+            if better:
+                loop["best"], loop["best_epoch"] = val, epoch
+            loop.update(epoch=epoch + 1, chunk=0, state=None, total=0.0)
+            if better:                                   # keep the best epoch
+                save(ckpt)
+            save(last)
+    ppl = [perplexity(v) for v in loop["val_loss"]]
+    seconds = loop["seconds"]
+    n_ep = len(ppl)
+    metrics = {"task": kind, "model": cell, "backend": backend, "val_perplexity": min(ppl),
+               "val_perplexity_per_epoch": ppl, "best_epoch": loop["best_epoch"],
+               "train_seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
                "vocab_size": len(itos), "train_tokens": int(len(train_ids)),
-               "val_tokens": int(len(val_ids))}
-    write_json(os.path.join(out, "metrics.json"), metrics)
-    plot_curves(os.path.join(out, "loss.png"), curves, ylabel="cross-entropy", title=f"{kind}: loss")
-    plot_curves(os.path.join(out, "perplexity.png"), {"validation": (curves["validation"][0], ppl)},
-                ylabel="perplexity", title=f"{kind}: validation perplexity", logy=True)
+               "val_tokens": int(len(val_ids)), "blas_threads": actual,
+               "steps_per_epoch": n_chunks, "loss_per_step": meter.curve,
+               "train_loss_per_epoch": loop["train_loss"], "val_loss_per_epoch": loop["val_loss"]}
+    sample = generate(ckpt, prime=prime, length=40 if kind == "script" else 200, seed=seed)
+    metrics["sample"] = sample
+    write_json(os.path.join(out, "metrics.json"), metrics)         # the results first
+    try_plots(log, lambda: plot_lm_curves(os.path.join(out, "loss.png"), metrics, kind),
+              lambda: plot_curves(os.path.join(out, "perplexity.png"),
+                                  {"validation": (range(1, n_ep + 1), ppl)}, ylabel="perplexity",
+                                  title=f"{kind}: validation perplexity", logy=True))
     if log:
-        log(f"best validation perplexity {min(ppl):.2f}  train {seconds:.1f} s  -> {out}")
-        prime = "first citizen" if kind == "script" else "First Citizen"
-        log(generate(ckpt, prime=prime, length=40, seed=seed))
+        log(f"best validation perplexity {min(ppl):.2f} (epoch {loop['best_epoch']})  train "
+            f"{seconds:.1f} s ({seconds / max(n_ep, 1):.1f} s per epoch)  -> {out}")
+        log(sample)
     return metrics
 
 
 def generate(checkpoint, prime, length=100, temperature=1.0, top_k=None, seed=0, backend="numpy"):
-    """Text: the prime, then `length` sampled tokens (words or characters)."""
+    """Text: the prime, then `length` sampled tokens (words or characters). A prime with tokens
+    outside the model's vocabulary is refused, words and characters alike, naming them."""
     from ..train.checkpoint import load_checkpoint
     if not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(f"length: expected an integer >= 1, got {length!r}")
@@ -170,7 +299,13 @@ def generate(checkpoint, prime, length=100, temperature=1.0, top_k=None, seed=0,
     model.eval()
     if not prime:
         raise ValueError("prime: expected some text to start from, got ''")
-    prime_ids = encode_text(kind, prime, stoi)
+    toks = tokens_of(kind, prime)
+    unknown = sorted({t for t in toks if t not in stoi})
+    if unknown:
+        what = "words" if kind == "script" else "characters"
+        raise ValueError(f"prime: {what} {unknown} are not in the model's vocabulary "
+                         f"({len(itos)} {what}); leave them out")
+    prime_ids = encode(toks, stoi)
     if len(prime_ids) == 0:
         raise ValueError(f"prime: no {kind} tokens in {prime!r}")
     rng = np.random.default_rng(seed)

@@ -8,6 +8,11 @@ The three sentences are one minibatch with lengths (the padded steps are ignored
 through ignore_index). Completion is greedy: feed the prime, then append the most likely
 character until the end mark. 'h' starts two sentences, so 'hey' and 'have' are only told apart
 by the state after the second character.
+
+`minirnn train sentences` writes DIR/model.npz (a LanguageModel with an identity embedding,
+as hihell's: `minirnn step --checkpoint DIR/model.npz --text "good"`), metrics.json and
+loss.png. One step sees the whole data set, so --epochs N means N steps (default 400);
+--model picks the registry cell (default rnn_tanh).
 """
 from __future__ import annotations
 
@@ -35,16 +40,17 @@ def _batch(sentences, stoi):
     return one_hot(tokens.T, len(stoi)), targets.T, lengths
 
 
-def train(hidden_size=12, steps=400, lr=0.02, seed=0, backend="numpy", log=None):
+def train(hidden_size=12, steps=400, lr=0.02, seed=0, backend="numpy", log=None, cell="rnn_tanh"):
     """Returns (rnn, head, stoi, itos, losses)."""
     from ..nn.layers import Linear
     from ..nn.losses import cross_entropy
     from ..nn.module import Module
-    from ..nn.recurrent import RNN
+    from ..registry import make_recurrent
     from ..train.optim import Adam
     stoi, itos = vocabulary()
     net = Module(seed=seed)
-    rnn = net.add_module("rnn", RNN(len(itos), hidden_size, seed=seed, backend=backend))
+    rnn = net.add_module("rnn", make_recurrent(cell, len(itos), hidden_size, seed=seed,
+                                               backend=backend))
     head = net.add_module("head", Linear(hidden_size, len(itos), seed=seed + 1))
     opt = Adam(net, lr=lr)
     inputs, targets, lengths = _batch(SENTENCES, stoi)
@@ -83,14 +89,38 @@ def complete(rnn, head, stoi, itos, prime, max_len=40):
     return text
 
 
-def main(seed=0, backend="numpy", out=None, quick=False, log=print):
-    """`minirnn train sentences`: train, then print the three completions."""
-    rnn, head, stoi, itos, losses = train(seed=seed, backend=backend, log=log)
-    samples = {p: complete(rnn, head, stoi, itos, p) for p in PRIMES}
+def main(seed=0, backend="numpy", out="runs/sentences", quick=False, log=print, epochs=None,
+         model=None, overwrite=False, threads=None):
+    """`minirnn train sentences`: train, print the three completions; write DIR/model.npz,
+    metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files."""
+    import os
+
+    from .. import _threads
+    from .._io import write_json
+    from ._run import prepare_out, try_plots
+    from .hihell import save_language_model
+    from .metrics import plot_curves
+    cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
+    if out:
+        prepare_out(out, overwrite, resumable=False)
+    with _threads.limit(_threads.choose(threads, _threads.step_product(3, 12, cell))):
+        rnn, head, stoi, itos, losses = train(seed=seed, backend=backend, log=log,
+                                              steps=epochs or 400, cell=cell)
+        samples = {p: complete(rnn, head, stoi, itos, p) for p in PRIMES}
     for p, s in samples.items():
         log(f"{p!r:8} -> {s!r}")
+    result = {"task": "sentences", "model": cell, "samples": samples, "steps": len(losses),
+              "final_loss": losses[-1],
+              "correct": sorted(samples.values()) == sorted(SENTENCES),
+              "loss_per_step": [[i + 1, v] for i, v in enumerate(losses)]}
     if out:
-        from .metrics import plot_curves
-        plot_curves(f"{out}/loss.png", {"train": (range(len(losses)), losses)}, xlabel="step",
-                    title="sentences: training loss")
+        config = {"task": "sentences", "model": cell, "seed": seed, "example_text": PRIMES[0]}
+        save_language_model(os.path.join(out, "model.npz"), rnn, head, itos, config, cell)
+        write_json(os.path.join(out, "metrics.json"), result)
+        try_plots(log, lambda: plot_curves(os.path.join(out, "loss.png"),
+                                           {"train": (range(1, len(losses) + 1), losses)},
+                                           xlabel="step (the whole data set)",
+                                           ylabel="cross-entropy",
+                                           title="sentences: training loss"))
+        log(f"wrote {out}/model.npz, metrics.json, loss.png")
     return {"samples": samples, "final_loss": losses[-1]}
