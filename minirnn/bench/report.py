@@ -188,7 +188,15 @@ def save_plot(result, path):
     rows = [r for r in result["rows"] if r["engine"] != ref and r["valid"]
             and (r.get("ratio") or {}).get(ref, {}).get("fwd_bwd")]
     if not rows:
-        raise RuntimeError(f"plot: no valid row with a ratio to {ref}")
+        # every row failed a sanity check (flags in the table): an honest empty picture says
+        # so, rather than plotting impossible ratios or failing the whole run
+        fig, ax = plt.subplots(figsize=(7, 2.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no row passed the sanity checks with a ratio to {ref}:\n"
+                "see the flags in the table (load, order, peak)", ha="center", va="center")
+        savefig(fig, path, dpi=120)
+        plt.close(fig)
+        return path
     engines = list(dict.fromkeys(e["name"] for e in meta["engines"]
                                  if any(r["engine"] == e["name"] for r in rows)))
     regimes = list(dict.fromkeys(r["regime"] for r in rows))
