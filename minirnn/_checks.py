@@ -87,6 +87,8 @@ def as_float_array(name, value, dtype) -> np.ndarray:
     int64 values beyond 2**53, the one "safe" cast that rounds. torch refuses every dtype
     mismatch; here the exact casts are made for you. A 0-d value stays 0-d.
     """
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value                     # the common case, nothing to convert (a hot path)
     try:
         arr = to_numpy(value)
     except (TypeError, ValueError) as e:   # a ragged list, a bfloat16 tensor, ...

@@ -31,6 +31,16 @@ from typing import Optional
 from ._checks import lookup
 
 CORE_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_MODULES: dict = {}
+
+
+def _import(name):
+    """importlib.import_module, remembered: every layer call asks, and the import machinery's
+    lookup costs microseconds that a batch-1 step cannot spare."""
+    module = _MODULES.get(name)
+    if module is None:
+        module = _MODULES[name] = importlib.import_module(name)
+    return module
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,11 @@ class CellSpec:
     # ---- where the code lives -----------------------------------------------------------------
     def reference(self):
         """The NumPy reference module (the spec)."""
-        return importlib.import_module(f"minirnn.functional.{self.family}")
+        return _import(f"minirnn.functional.{self.family}")
 
     def kernel(self):
         """The Numba twin (compiled on first import)."""
-        return importlib.import_module(f"minirnn.kernels._{self.family}")
+        return _import(f"minirnn.kernels._{self.family}")
 
     def module_class(self):
         return getattr(importlib.import_module("minirnn.nn"), self.module)

@@ -174,17 +174,6 @@ def zero_rows(y, ty):
             y[ty, b, j] = zero
 
 
-def transposed(w, w_T, name):
-    """W^T, C-contiguous: the caller's precomputed copy (a module keeps one with its weights,
-    refreshed when they change; checked here for shape and dtype only) or a fresh one."""
-    if w_T is None:
-        return c(w.T)
-    if w_T.shape != w.shape[::-1] or w_T.dtype != w.dtype:
-        raise ValueError(f"{name}: expected the transpose of a {w.shape} {w.dtype} matrix, "
-                         f"got {w_T.shape} {w_T.dtype}")
-    return c(w_T)
-
-
 # ----------------------------------------------------------------------------
 # the large products, shared by every cell and both paths
 

@@ -17,7 +17,7 @@ product, NumPy's SIMD exp/tanh over whole blocks, and small fused njit kernels f
 and the state update (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, H) with h0 in row 0;
-W_hh^T can be passed in precomputed. The input projection and the weight gradients are
+W_hh^T kept between calls by _wcache. The input projection and the weight gradients are
 _common's, shared with every cell.
 """
 from __future__ import annotations
@@ -27,8 +27,9 @@ import numpy as np
 from ..functional import gru as _reference
 from ..functional.gru import GRUCache, GRUGradSteps
 from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, transposed, valid_or_ones, weight_grads)
+                      select_state, valid_or_ones, weight_grads)
 from ._vmath import vsigmoid, vtanh
+from ._wcache import transposed
 
 
 @jit
@@ -179,8 +180,8 @@ def _loop_backward(d_out, dhn, h0, gates, hn, h, w_hh, valid, dh, dgi, dgh, dhp)
 def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, valid=None, path=None, *, w_hhT=None):
     """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), GRUCache (as the reference).
 
-    w_hhT: optional precomputed C-contiguous W_hh^T (H, 3H) for the loop path (a module caches
-    it with its weights); None: transposed here, on every call.
+    w_hhT: optional precomputed C-contiguous W_hh^T (H, 3H) for the loop path;
+    None: _wcache's kept copy, rebuilt only when the weights changed.
     """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference

@@ -15,7 +15,7 @@ NumPy's SIMD exp/tanh over the whole (B, 4H) block, and one fused njit kernel fo
 and the state update (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, .) with h0/c0 in row 0;
-W_hh^T (and W_hr^T) can be passed in precomputed. The input projection and the weight
+W_hh^T (and W_hr^T) kept between calls by _wcache. The input projection and the weight
 gradients are _common's, shared with every cell.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 from ..functional import lstm as _reference
 from ..functional.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, transposed, valid_or_ones, weight_grads, zero_rows)
+                      select_state, valid_or_ones, weight_grads, zero_rows)
 from ._vmath import vsigmoid, vtanh
+from ._wcache import transposed
 
 
 @jit
@@ -198,7 +199,7 @@ def forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, valid=None, 
     """x (T, B, I), h0 (B, P), c0 (B, H) -> out (T, B, P), h_T, c_T, LSTMCache (as the reference).
 
     w_hhT, w_hrT: optional precomputed C-contiguous W_hh^T (P, 4H), W_hr^T (H, P) for the loop
-    path (a module caches them with its weights); None: transposed here, on every call.
+    path; None: _wcache's kept copies, rebuilt only when the weights changed.
     """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference

@@ -9,7 +9,7 @@ few large BLAS products through NumPy. The recurrent product runs either per ste
 BLAS ("blas" path, large sizes: the activation is NumPy's SIMD tanh/maximum, the mask and
 the backward's act' * dh are small njit kernels), or inside one njit kernel that runs the
 whole time loop ("loop" path, small sizes, B <= 4): _common.matvec_add, _vmath's vectorisable
-tanh, states kept as (T+1, B, H) with h0 in row 0; W_hh^T can be passed in precomputed.
+tanh, states kept as (T+1, B, H) with h0 in row 0; W_hh^T kept between calls by _wcache.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import numpy as np
 from ..functional import rnn as _reference
 from ..functional.rnn import RNNCache, RNNGradSteps
 from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, transposed, valid_or_ones, weight_grads, zero_rows)
+                      select_state, valid_or_ones, weight_grads, zero_rows)
 from ._vmath import vtanh
+from ._wcache import transposed
 
 
 # ----------------------------------------------------------------------------
@@ -104,8 +105,8 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=
             *, w_hhT=None):
     """x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), RNNCache (as the reference).
 
-    w_hhT: optional precomputed C-contiguous W_hh^T (H, H) for the loop path (a module caches
-    it with its weights); None: transposed here, on every call.
+    w_hhT: optional precomputed C-contiguous W_hh^T (H, H) for the loop path;
+    None: _wcache's kept copy, rebuilt only when the weights changed.
     """
     T, B, I = x.shape
     if T == 0:                                             # nothing to fuse: the reference

@@ -74,6 +74,12 @@ class RNNBase(Module):
         self.gates = spec.gates
         self.out_size = self.proj_size or self.hidden_size            # P
         self._last: Optional[ForwardRecord] = None
+        # (layer, direction) -> ((functional name, parameter name), ...): built once, because
+        # formatting names on every call is a measurable part of a batch-1 step
+        self._param_keys = {
+            (layer, d): tuple((n, f"{n}_l{layer}{'_reverse' if d else ''}")
+                              for n in spec.param_names)
+            for layer in range(self.num_layers) for d in range(self.num_directions)}
         H, G, P, bound = self.hidden_size, self.gates, self.out_size, 1.0 / np.sqrt(hidden_size)
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else P * self.num_directions
@@ -95,8 +101,8 @@ class RNNBase(Module):
                 f"backend={self.backend!r})")
 
     def _layer_params(self, layer, direction):
-        sfx = "_reverse" if direction else ""
-        return {n: self.params.get(f"{n}_l{layer}{sfx}") for n in self.spec.param_names}
+        params = self.params
+        return {n: params.get(key) for n, key in self._param_keys[layer, direction]}
 
     def _state_sizes(self):
         """Feature size of each state: h is P wide, c is H wide."""
@@ -120,6 +126,9 @@ class RNNBase(Module):
         LD = self.num_layers * self.num_directions
         if value is None:
             return np.zeros((LD, B, size), dtype=self.dtype)
+        if unbatched is False and type(value) is np.ndarray and value.dtype == self.dtype \
+                and value.shape == (LD, B, size):
+            return value                          # the common case, already right (hot path)
         if isinstance(value, tuple):      # np.asarray would stack it into one array
             raise TypeError(f"{name}: expected one array of shape (num_layers*num_directions, "
                             f"[batch,] size), got a tuple of {len(value)}"
@@ -134,15 +143,21 @@ class RNNBase(Module):
 
     def _states(self, what, values, B, unbatched):
         """what: "state" (h0, c0) or "d_state" (d_h_n, d_c_n). A tuple per state name
-        (entries may be None) -> tuple of (L*D, B, size), checked."""
+        (entries may be None) -> tuple of (L*D, B, size), checked. A missing state is zeros;
+        a missing d_state entry stays None (the backward knows it as zero, and skips a copy)."""
         names = self.spec.state_names
         if values is None:
-            values = (None,) * len(names)
+            if what == "d_state":
+                return (None,) * len(names)
+            LD = self.num_layers * self.num_directions
+            return tuple(np.zeros((LD, B, size), self.dtype) for size in self._state_sizes())
         if not isinstance(values, (tuple, list)) or len(values) != len(names):
             raise TypeError(f"{what}: expected a tuple of {len(names)} array(s) {names} for "
                             f"{self.mode}, got {_describe(values)}")
-        label = (lambda n: f"{n}0") if what == "state" else (lambda n: f"d_{n}_n")  # noqa: E731
-        return tuple(self._state(label(n), v, B, size, unbatched)
+        if what == "state":
+            return tuple(self._state(f"{n}0", v, B, size, unbatched)
+                         for n, v, size in zip(names, values, self._state_sizes()))
+        return tuple(None if v is None else self._state(f"d_{n}_n", v, B, size, unbatched)
                      for n, v, size in zip(names, values, self._state_sizes()))
 
     # ---- the uniform state API ---------------------------------------------------------------
@@ -190,7 +205,8 @@ class RNNBase(Module):
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
         self._last = ForwardRecord(caches, masks, lengths, unbatched)
         squeeze = (lambda s: s[:, 0, :]) if unbatched else (lambda s: s)  # noqa: E731
-        state_n = tuple(squeeze(np.stack([f[j] for f in finals])) for j in range(len(state0)))
+        state_n = tuple(squeeze(finals[0][j][None] if len(finals) == 1 else
+                                np.stack([f[j] for f in finals])) for j in range(len(state0)))
         return self.from_time_major(layer_in, unbatched), state_n
 
     def backward_state(self, d_out, d_state=None, return_steps=False):
@@ -207,37 +223,38 @@ class RNNBase(Module):
         check_shape("d_out", d_out, want, " (the shape of forward's output)")
         d_out = self.to_time_major(d_out, rec.unbatched)
         d_final = self._states("d_state", d_state, B, rec.unbatched)
-        backend = get_backend(self.backend)
-        d_first = tuple(np.zeros_like(s) for s in d_final)
-        steps = [None] * len(rec.caches)
+        backend, LD = get_backend(self.backend), len(rec.caches)
+        d_first = [None] * LD                      # per layer-direction: the d_state0 tuple
+        steps = [None] * LD
         d_layer_out = d_out                                              # (T, B, D*P)
         for layer in reversed(range(self.num_layers)):
-            d_in = 0.0
+            d_in = None
             for d in range(D):
                 k = layer * D + d
                 g = d_layer_out[..., d * P:(d + 1) * P]
                 if d:
                     g = reverse_padded(g, rec.lengths)
-                dx, ds0, grads, steps[k] = backend.backward(
-                    spec, rec.caches[k], np.ascontiguousarray(g), tuple(s[k] for s in d_final),
-                    return_steps)
-                for acc, v in zip(d_first, ds0):
-                    acc[k] = v
+                dx, d_first[k], grads, steps[k] = backend.backward(
+                    spec, rec.caches[k], np.ascontiguousarray(g),
+                    tuple(None if s is None else s[k] for s in d_final), return_steps)
                 self._accumulate(layer, d, grads)
-                d_in = d_in + (reverse_padded(dx, rec.lengths) if d else dx)
+                dx = reverse_padded(dx, rec.lengths) if d else dx
+                d_in = dx if d_in is None else d_in + dx
             if rec.masks[layer] is not None:
                 d_in = d_in * rec.masks[layer]
             d_layer_out = d_in
         squeeze = (lambda s: s[:, 0, :]) if rec.unbatched else (lambda s: s)  # noqa: E731
-        result = (self.from_time_major(d_layer_out, rec.unbatched),
-                  tuple(squeeze(s) for s in d_first))
+        d_state0 = tuple(squeeze(d_first[0][j][None] if LD == 1 else
+                                 np.stack([ds[j] for ds in d_first]))
+                         for j in range(len(spec.state_names)))
+        result = (self.from_time_major(d_layer_out, rec.unbatched), d_state0)
         return result + (steps,) if return_steps else result
 
     def _accumulate(self, layer, direction, grads):
-        sfx = "_reverse" if direction else ""
-        for name, g in grads.items():
+        for n, key in self._param_keys[layer, direction]:
+            g = grads[n]
             if g is not None:
-                self.grads[f"{name}_l{layer}{sfx}"] += g
+                self.grads[key] += g
 
     # ---- torch's API: a single state is returned bare, the LSTM's pair as a pair ---------------
     def state_tuple(self, hx, name="hx"):
