@@ -16,6 +16,8 @@ DTYPES = ("float32", "float64")
 # "small": the tutorials' sizes (batch 1); "medium" and "large": mini-batch training sizes.
 REGIMES = {
     "small": [(T, 1, I, H) for T in (10, 50) for I in (57, 64) for H in (32, 128)],
+    # the batch-1 speed targets (issue 11), in the shape they are stated: T=20, I=64, H 32..256
+    "targets": [(20, 1, 64, H) for H in (32, 64, 128, 256)],
     "medium": [(100, 32, 128, 256)],
     "large": [(100, 64, 256, 512)],
     # reference problem sets, so results can be compared with published ones:
@@ -30,7 +32,7 @@ REFERENCE_SETS = {
     "fastrnns": "torch benchmarks/fastrnns default: T=100, B=64, I=H=512, 1 layer",
     "deepbench": "DeepBench RNN training shapes: H=512, T=25, B=16/32/64, I=H",
 }
-DEFAULT_REGIMES = ("small", "medium", "large", "fastrnns", "deepbench")
+DEFAULT_REGIMES = ("small", "targets", "medium", "large", "fastrnns", "deepbench")
 
 # the reference sets run in float32, the precision their published numbers use (in the
 # dtypes asked for when float32 is not among them)

@@ -227,8 +227,9 @@ def save_plot(result, path):
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(xs)
-        ax.set_xticklabels([f"{c} {SHORT_DTYPE.get(dt, dt)}\nB{B} H{H}" + (f" T{T}" if reg == "small" else "")
-                            + (f" I{I}" if reg == "small" else "")
+        batch1 = reg in ("small", "targets")               # T and I vary there: say them
+        ax.set_xticklabels([f"{c} {SHORT_DTYPE.get(dt, dt)}\nB{B} H{H}"
+                            + (f" T{T} I{I}" if batch1 else "")
                             for c, dt, T, B, I, H in ks], fontsize=7, rotation=60, ha="right")
         ax.set_title(reg, fontsize=9)
         ax.grid(axis="y", which="major", alpha=0.3)

@@ -28,8 +28,9 @@ def add_arguments(parser):
                              "available")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated dtypes")
     parser.add_argument("--regimes", default=None,
-                        help="comma-separated; default all five (--quick: all but large). "
-                             "small (B=1, T 10/50, I 57/64, H 32/128), medium (T=100 B=32 I=128 "
+                        help="comma-separated; default all six (--quick: small, medium and the "
+                             "reference sets). small (B=1, T 10/50, I 57/64, H 32/128), targets "
+                             "(B=1, T=20, I=64, H 32/64/128/256: the batch-1 speed targets), medium (T=100 B=32 I=128 "
                              "H=256), large (T=100 B=64 I=256 H=512), fastrnns (torch's "
                              "fastrnns default T=100 B=64 I=H=512), deepbench (DeepBench "
                              "training H=512 T=25 B=16/32/64); the reference sets run in float32")
