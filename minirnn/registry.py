@@ -109,10 +109,12 @@ class CellSpec:
                           params.get("bias_ih"), params.get("bias_hh"), *extra, valid)
         return res[0], tuple(res[1:-1]), res[-1]
 
-    def layer_backward(self, fns, cache, d_out, d_state, return_steps=False):
+    def layer_backward(self, fns, cache, d_out, d_state, return_steps=False, input_grad=True):
         """d_state: tuple per state_names (None entries = zeros)
-        -> dx, d_state0 tuple, {param name: grad or None}, per-step record or None."""
-        res = fns.backward(cache, d_out, *d_state, return_steps=return_steps)
+        -> dx (None without input_grad), d_state0 tuple, {param name: grad or None},
+        per-step record or None."""
+        res = fns.backward(cache, d_out, *d_state, return_steps=return_steps,
+                           input_grad=input_grad)
         S, n = len(self.state_names), len(self.param_names)
         grads = dict(zip(self.param_names, res[1 + S:1 + S + n]))
         return res[0], tuple(res[1:1 + S]), grads, (res[-1] if return_steps else None)

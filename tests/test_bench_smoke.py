@@ -119,7 +119,7 @@ def _row(**kw):
 
 
 def test_validity_of_flagged_rows():
-    from minirnn.bench.runner import validity
+    from minirnn.bench.rows import validity
     flagged = lambda row: dict(row, flags=[dict(code=c, message=m) for c, m in row_flags(row)])  # noqa: E731
     assert validity(flagged(_row())) == (True, True)
     assert validity(flagged(_row(seconds=dict(fwd=2.0, fwd_bwd=1.5)))) == (False, False)

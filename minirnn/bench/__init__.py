@@ -6,7 +6,8 @@
 
 Each engine is timed in its own worker process (minirnn.bench.worker), rounds alternate the
 engines, rows report medians, spreads and per-round ratios, and the environment is recorded
-with every result. See runner.py for how, problems.py for what, env.py for the environment.
+with every result. See runner.py for how (processes.py: the workers; rows.py: a result row),
+problems.py for what, env.py for the environment.
 """
 from .engines import (Timing, minirnn_engine, numpy_gemm_peak, time_call, torch_engine,
                       torch_gemm_peak)
@@ -15,8 +16,9 @@ from .env import (NATIVE_UNSET, OVERRIDE_VARS, LoadMonitor, blas_overrides, desc
 from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION, QUICK,
                        REFERENCE_SETS, REGIMES, SMALL_BATCH, flops, grid, make_problem)
 from .report import format_table, save_json, save_plot
-from .runner import (BACKENDS, BLAS_MODES, DEFINITIONS, LOAD_LIMIT, SCHEMA, EngineSpec,
-                     load_warnings, make_engines, row_flags, run_benchmark)
+from .processes import EngineSpec, make_engines
+from .rows import DEFINITIONS, LOAD_LIMIT, load_warnings, row_flags
+from .runner import BACKENDS, BLAS_MODES, SCHEMA, run_benchmark
 
 __all__ = ["run_benchmark", "format_table", "save_json", "save_plot", "flops", "FLOP_CONVENTION",
            "REGIMES", "DEFAULT_REGIMES", "DEFAULT_QUICK_REGIMES", "QUICK", "REFERENCE_SETS",

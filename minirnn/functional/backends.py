@@ -34,9 +34,10 @@ class Backend:
         spec = get_cell(cell)
         return spec.layer_forward(self.module(spec), x, state, params, valid)
 
-    def backward(self, cell, cache, d_out, d_state, return_steps=False):
+    def backward(self, cell, cache, d_out, d_state, return_steps=False, input_grad=True):
         spec = get_cell(cell)
-        return spec.layer_backward(self.module(spec), cache, d_out, d_state, return_steps)
+        return spec.layer_backward(self.module(spec), cache, d_out, d_state, return_steps,
+                                   input_grad)
 
     def __getattr__(self, attr):
         # the family-level names, e.g. get_backend("numba").lstm_forward(..., path="loop")

@@ -129,11 +129,11 @@ class GRUGradSteps(NamedTuple):
                                   #            (= dgi; the hidden side's n block is dg_n * r)
 
 
-def backward(cache, d_out, d_hT=None, return_steps=False):
+def backward(cache, d_out, d_hT=None, return_steps=False, input_grad=True):
     """BPTT. d_out (T, B, H), d_hT (B, H) or None -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh.
 
     db_ih and db_hh are None when the layer has no bias. return_steps=True appends a
-    GRUGradSteps with every step's dh_t and dg_t.
+    GRUGradSteps with every step's dh_t and dg_t. input_grad=False: dx is None.
     """
     x, h0, h, valid = cache.x, cache.h0, cache.h, cache.valid
     T = x.shape[0]
@@ -160,7 +160,7 @@ def backward(cache, d_out, d_hT=None, return_steps=False):
     dw_hh = np.einsum("tbg,tbk->gk", dgh, h_prevs, optimize=True)
     db_ih = dgi.sum(axis=(0, 1)) if cache.has_bias else None
     db_hh = dgh.sum(axis=(0, 1)) if cache.has_bias else None
-    grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
+    grads = (dx if input_grad else None, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (GRUGradSteps(dh, dgi),) if return_steps else grads
 
 

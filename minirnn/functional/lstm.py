@@ -131,11 +131,12 @@ class LSTMGradSteps(NamedTuple):
     dz: np.ndarray                # (T, B, 4H) dL/dz_t, the gate pre-activations
 
 
-def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False):
+def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, input_grad=True):
     """BPTT. d_out (T, B, P), d_hT (B, P), d_cT (B, H) (None = zeros)
     -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr (None where absent).
 
     return_steps=True appends an LSTMGradSteps with every step's dh_t, dc_t and dz_t.
+    input_grad=False: dx is None (x needs no gradient: the fused kernels then skip it).
     """
     x, valid = cache.x, cache.valid
     T = x.shape[0]
@@ -167,5 +168,6 @@ def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False):
     dw_ih = np.einsum("tbg,tbi->gi", dz, x, optimize=True)
     dw_hh = np.einsum("tbg,tbp->gp", dz, h_prevs, optimize=True)
     db = dz.sum(axis=(0, 1)) if cache.has_bias else None
-    grads = (dx, dh_next, dc_next, dw_ih, dw_hh, db, None if db is None else db.copy(), dw_hr)
+    grads = (dx if input_grad else None, dh_next, dc_next, dw_ih, dw_hh, db,
+             None if db is None else db.copy(), dw_hr)
     return grads + (LSTMGradSteps(dh, dc, dz),) if return_steps else grads

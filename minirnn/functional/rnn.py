@@ -100,11 +100,11 @@ class RNNGradSteps(NamedTuple):
     da: np.ndarray                # (T, B, H) dL/da_t
 
 
-def backward(cache, d_out, d_hT=None, return_steps=False):
+def backward(cache, d_out, d_hT=None, return_steps=False, input_grad=True):
     """BPTT. d_out (T, B, H), d_hT (B, H) or None -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh.
 
     db_ih and db_hh are None when the layer has no bias. return_steps=True appends an
-    RNNGradSteps with every step's dh_t and da_t.
+    RNNGradSteps with every step's dh_t and da_t. input_grad=False: dx is None.
     """
     x, h0, a, h, valid = cache.x, cache.h0, cache.a, cache.h, cache.valid
     T = x.shape[0]
@@ -128,5 +128,6 @@ def backward(cache, d_out, d_hT=None, return_steps=False):
     dw_ih = np.einsum("tbh,tbi->hi", da, x, optimize=True)
     dw_hh = np.einsum("tbh,tbk->hk", da, h_prevs, optimize=True)
     db = da.sum(axis=(0, 1)) if cache.has_bias else None
-    grads = (dx, dh_next, dw_ih, dw_hh, db, None if db is None else db.copy())
+    grads = (dx if input_grad else None, dh_next, dw_ih, dw_hh, db,
+             None if db is None else db.copy())
     return grads + (RNNGradSteps(dh, da),) if return_steps else grads

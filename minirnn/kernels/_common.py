@@ -188,19 +188,20 @@ def input_projection(x, w_ih, b_ih=None, b_hh=None):
     return xw
 
 
-def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None):
+def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     """The gradients that need every step, as a few large products after the time loop.
 
     dz (T, B, G): dL/d(x_t W_ih^T + b_ih); dz_hh (T, B, G): dL/d(h_{t-1} W_hh^T + b_hh) when it
     differs from dz (GRU), else None. h0 (B, P), h (T, B, P): the states, so h_{t-1} is h0 then
-    h[:-1]. -> dx (T, B, I), dw_ih (G, I), dw_hh (G, P), db_ih, db_hh (G,) or None.
+    h[:-1]. -> dx (T, B, I) (None without input_grad: one product fewer), dw_ih (G, I),
+    dw_hh (G, P), db_ih, db_hh (G,) or None.
     """
     T, B, I = x.shape
     G, P = dz.shape[2], h0.shape[1]
     dz2 = dz.reshape(T * B, G)                             # (T*B, G)
     dzh2 = dz2 if dz_hh is None else dz_hh.reshape(T * B, G)
     h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P) one copy, one product
-    dx = (dz2 @ c(w_ih)).reshape(T, B, I)                  # (T, B, I)
+    dx = (dz2 @ c(w_ih)).reshape(T, B, I) if input_grad else None   # (T, B, I)
     dw_ih = dz2.T @ c(x).reshape(T * B, I)                 # (G, I)
     dw_hh = dzh2.T @ h_prev                                # (G, P)
     if not has_bias:

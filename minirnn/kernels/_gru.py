@@ -216,12 +216,12 @@ def _blas_forward(gates, h0, w_hh, b_hh, v, hn, out):
     return h
 
 
-def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
+def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=True):
     """BPTT -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh [, GRUGradSteps] (as the reference)."""
     x, gates, hn, h = cache.x, c(cache.gates), c(cache.hn), c(cache.h)
     T, B, I = x.shape
     if T == 0:
-        return _reference.backward(cache, d_out, d_hT, return_steps)
+        return _reference.backward(cache, d_out, d_hT, return_steps, input_grad)
     H = h.shape[2]
     h0, w_hh = c(cache.h0), c(cache.w_hh)
     v = valid_or_ones(cache.valid, T, B)
@@ -248,6 +248,6 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
             dh_prev += dhz
             dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
     dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(dgi, x, cache.w_ih, h0, h, cache.has_bias,
-                                                  dz_hh=dgh)
+                                                  dz_hh=dgh, input_grad=input_grad)
     grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (GRUGradSteps(dh, dgi),) if return_steps else grads

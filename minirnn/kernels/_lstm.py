@@ -258,12 +258,12 @@ def _blas_forward(gates, h0, c0, w_hh, w_hr, v):
     return cs, h, out
 
 
-def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None):
+def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None, input_grad=True):
     """BPTT -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr [, LSTMGradSteps] (as the reference)."""
     x, gates, cs, h = cache.x, c(cache.gates), c(cache.c), c(cache.h)
     T, B, I = x.shape
     if T == 0:
-        return _reference.backward(cache, d_out, d_hT, d_cT, return_steps)
+        return _reference.backward(cache, d_out, d_hT, d_cT, return_steps, input_grad)
     H, P = cs.shape[2], h.shape[2]
     dt = x.dtype
     h0, c0, w_hh = c(cache.h0), c(cache.c0), c(cache.w_hh)
@@ -287,7 +287,8 @@ def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None):
     else:
         dh_next, dc_next = _blas_backward(d_out, dh_next[0], dc_next[0], c0, gates, cs, w_hh,
                                           w_hr if proj else None, v, dh, dc, dz)
-    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(dz, x, cache.w_ih, h0, h, cache.has_bias)
+    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(dz, x, cache.w_ih, h0, h, cache.has_bias,
+                                                  input_grad=input_grad)
     dw_hr = None
     if proj:
         r = gates[..., 3 * H:] * np.tanh(cs)               # (T, B, H) o * tanh(c_t), recomputed

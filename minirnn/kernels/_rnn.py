@@ -138,12 +138,12 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=
     return out, h[T - 1].copy(), cache
 
 
-def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
+def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=True):
     """BPTT -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh [, RNNGradSteps] (as the reference)."""
     x, a, h = cache.x, c(cache.a), c(cache.h)
     T, B, I = x.shape
     if T == 0:
-        return _reference.backward(cache, d_out, d_hT, return_steps)
+        return _reference.backward(cache, d_out, d_hT, return_steps, input_grad)
     H = a.shape[2]
     relu = cache.nonlinearity == "relu"
     h0, w_hh = c(cache.h0), c(cache.w_hh)
@@ -165,6 +165,7 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None):
             _step_backward(dh[t], a[t], h[t], relu, da[t])
             np.matmul(da[t], w_hh, out=dh_prev)
             dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
-    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(da, x, cache.w_ih, h0, h, cache.has_bias)
+    dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(da, x, cache.w_ih, h0, h, cache.has_bias,
+                                                  input_grad=input_grad)
     grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (RNNGradSteps(dh, da),) if return_steps else grads

@@ -209,9 +209,12 @@ class RNNBase(Module):
                                 np.stack([f[j] for f in finals])) for j in range(len(state0)))
         return self.from_time_major(layer_in, unbatched), state_n
 
-    def backward_state(self, d_out, d_state=None, return_steps=False):
+    def backward_state(self, d_out, d_state=None, return_steps=False, input_grad=True):
         """dL/d(out) and dL/d(state_n) (tuple, entries may be None) -> dx, d_state0 (tuple),
-        and with return_steps the per-step gradient records, one per layer-direction."""
+        and with return_steps the per-step gradient records, one per layer-direction.
+
+        input_grad=False: the input needs no gradient (one-hot characters, say, as torch's
+        x.requires_grad=False), so dx is None and its product is never computed."""
         rec = self._last
         if rec is None:
             raise RuntimeError("backward() called before forward(): run forward first, then "
@@ -236,18 +239,22 @@ class RNNBase(Module):
                     g = reverse_padded(g, rec.lengths)
                 dx, d_first[k], grads, steps[k] = backend.backward(
                     spec, rec.caches[k], np.ascontiguousarray(g),
-                    tuple(None if s is None else s[k] for s in d_final), return_steps)
+                    tuple(None if s is None else s[k] for s in d_final), return_steps,
+                    input_grad or layer > 0)                 # upper layers' dx feeds the next
                 self._accumulate(layer, d, grads)
+                if dx is None:
+                    continue
                 dx = reverse_padded(dx, rec.lengths) if d else dx
                 d_in = dx if d_in is None else d_in + dx
-            if rec.masks[layer] is not None:
+            if rec.masks[layer] is not None and d_in is not None:
                 d_in = d_in * rec.masks[layer]
             d_layer_out = d_in
         squeeze = (lambda s: s[:, 0, :]) if rec.unbatched else (lambda s: s)  # noqa: E731
         d_state0 = tuple(squeeze(d_first[0][j][None] if LD == 1 else
                                  np.stack([ds[j] for ds in d_first]))
                          for j in range(len(spec.state_names)))
-        result = (self.from_time_major(d_layer_out, rec.unbatched), d_state0)
+        dx = None if d_layer_out is None else self.from_time_major(d_layer_out, rec.unbatched)
+        result = (dx, d_state0)
         return result + (steps,) if return_steps else result
 
     def _accumulate(self, layer, direction, grads):
@@ -277,10 +284,12 @@ class RNNBase(Module):
         out, state = self.forward_state(x, self.state_tuple(hx), lengths)
         return out, self.state_value(state)
 
-    def backward(self, d_out, d_state=None, return_steps=False):
+    def backward(self, d_out, d_state=None, return_steps=False, input_grad=True):
         """d_state: d_h_n (RNN, GRU) or (d_h_n, d_c_n) (LSTM; either may be None)
-        -> dx, dh0 or (dh0, dc0) (+ per-step gradients, one per layer-direction)."""
-        res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps)
+        -> dx (None with input_grad=False), dh0 or (dh0, dc0) (+ per-step gradients, one
+        per layer-direction)."""
+        res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps,
+                                  input_grad)
         return (res[0], self.state_value(res[1])) + res[2:]
 
     # ---- the record of the last forward ----------------------------------------------------------

@@ -117,7 +117,9 @@ class SequenceClassifier(_Composed):
             d_hn[len(d_hn) - D + d] = d_feat[:, d * H:(d + 1) * H]
         d_out = np.zeros(out_shape, dtype=self.dtype)                # (B, T, D*H): unused outputs
         extra = (None,) * (len(self.rnn.spec.state_names) - 1)       # c_n does not reach the loss
-        dx, _ = self.rnn.backward_state(d_out, (d_hn, *extra))
+        # one-hot input (no embedding) needs no gradient: skip the rnn's dx product
+        dx, _ = self.rnn.backward_state(d_out, (d_hn, *extra),
+                                        input_grad=self.embedding is not None)
         if self.embedding is not None:
             self.embedding.backward(dx)
 
