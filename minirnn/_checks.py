@@ -142,6 +142,8 @@ def check_token_ids(name, tokens, vocab_size) -> np.ndarray:
 
 def check_shape(name, arr, expected, hint=""):
     """expected: a tuple of ints (None = any size)."""
+    if arr.shape == expected:             # the common case, decided at once (a hot path)
+        return
     ok = arr.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, arr.shape))
     if not ok:
         want = "(" + ", ".join("any" if e is None else str(e) for e in expected) \

@@ -102,7 +102,8 @@ def one_hot(ids, n=N_LETTERS, dtype="float64"):
     """ids (...,) -> (..., n) one-hot."""
     ids = np.asarray(ids)
     out = np.zeros(ids.shape + (n,), dtype=dtype)
-    np.put_along_axis(out, ids[..., None], 1.0, axis=-1)
+    flat = ids.reshape(-1)          # fancy indexing on the flat view (put_along_axis: ~10x slower)
+    out.reshape(-1, n)[np.arange(flat.size), flat] = 1.0
     return out
 
 
