@@ -79,6 +79,19 @@ def test_a_new_array_in_a_reused_slot_is_not_mistaken():
         del w
 
 
+def test_entries_go_with_their_matrix():
+    import gc
+    w = np.random.default_rng(6).standard_normal((8, 3))
+    _wcache.transposed(w)
+    assert _wcache.info()[0] == 1
+    del w
+    gc.collect()
+    assert _wcache.info() == (0, 0)
+    for _ in range(10):                                  # temporaries leave nothing behind
+        _wcache.transposed(np.ones((5, 5))[:, :4])
+    assert _wcache.info()[0] == 0
+
+
 def test_views_and_non_contiguous_weights():
     base = np.random.default_rng(4).standard_normal((10, 12))
     w = base[::2, 1::3]
@@ -96,7 +109,8 @@ def test_entry_and_byte_caps(monkeypatch):
     monkeypatch.setattr(_wcache, "MAX_BYTES", 600)       # each 4x4 entry holds 2 * 128 bytes
     big = np.ones((8, 8))
     _bitwise_transpose(_wcache.transposed(big), big)      # too large to keep, still right
-    _wcache.transposed(np.ones((4, 4)))                   # an insert enforces the byte cap
+    extra = np.ones((4, 4))
+    _wcache.transposed(extra)                             # an insert enforces the byte cap
     entries, size = _wcache.info()
     assert size <= 600 and entries == 2
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .env import NATIVE_UNSET
 
+
 @dataclass
 class EngineSpec:
     name: str              # "numba", "numpy", "torch@1", "torch@2", "torch-cuda", "numba:native"

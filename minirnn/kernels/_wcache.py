@@ -11,14 +11,16 @@ therefore keeps a snapshot of W's bits, and a lookup compares W with it, every e
 integers (NaN equals its own bits, -0.0 differs from +0.0): the cached W^T is returned only when
 W is bitwise the matrix it was built from, so the result is the fresh transpose exactly, never
 a stale one. The comparison reads W and its snapshot once, contiguously and vectorised: 3.1 us
-at float32 H=128 and 21 us at H=256 (measured on this machine; see the issue 11 note).
+at float32 H=128 and 21 us at H=256 (measured on a 2-core AMD EPYC).
 
 A miss (the weights changed) costs one transpose and one copy; while training, that is every
-forward, and the backward needs no transpose at all.
+forward, and the backward needs no transpose at all. An entry lives as long as its matrix
+(a weak reference drops it when the array is freed) and within MAX_ENTRIES / MAX_BYTES.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -26,9 +28,10 @@ import numpy as np
 from ._common import c, jit
 
 MAX_ENTRIES = 32                 # matrices kept (oldest dropped first)
-MAX_BYTES = 256 << 20            # snapshots + transposes, all entries together
-_entries: "OrderedDict[tuple, tuple]" = OrderedDict()
-_lock = threading.Lock()
+MAX_BYTES = 64 << 20             # snapshots + transposes, all entries together (a loop-path
+                                 # W_hh is at most 2 MB: larger layers take the blas path)
+_entries: "OrderedDict[tuple, tuple]" = OrderedDict()   # key -> (snapshot, W^T, weakref to W)
+_lock = threading.RLock()        # re-entrant: a weakref callback may run inside a locked block
 
 
 @jit
@@ -47,9 +50,17 @@ def _bits(a):
 
 
 def _key(w):
-    # the array object, not its memory: a dead array's id may come back for another, which
-    # is harmless, since a hit needs equal bits too (__array_interface__ would cost ~3 us)
+    # the array object, not its memory (__array_interface__ would cost ~3 us); a dead array's
+    # entry goes with it (_forget), and a hit needs equal bits anyway
     return (id(w), w.shape, w.strides, w.dtype.str)
+
+
+def _forget(key, ref):
+    """The weakref callback: the matrix behind `key` was freed, so its entry goes too."""
+    with _lock:
+        entry = _entries.get(key)
+        if entry is not None and entry[2] is ref:
+            del _entries[key]
 
 
 def transposed(w, w_T=None, name="w_T"):
@@ -66,7 +77,7 @@ def transposed(w, w_T=None, name="w_T"):
     with _lock:
         entry = _entries.get(key)
     if entry is not None:
-        snapshot, w_T = entry
+        snapshot, w_T, _ = entry
         if _same_bits(_bits(c(w)), _bits(snapshot)):
             with _lock:
                 if key in _entries:
@@ -76,14 +87,22 @@ def transposed(w, w_T=None, name="w_T"):
     size = snapshot.nbytes + w_T.nbytes
     if 2 * size > MAX_BYTES:                 # too large to keep: such layers take the blas path
         return w_T
+    try:
+        ref = weakref.ref(w, lambda r, key=key: _forget(key, r))
+    except TypeError:                        # not weak-referenceable: nothing would drop it
+        return w_T
     with _lock:
-        _entries[key] = (snapshot, w_T)
+        _entries[key] = (snapshot, w_T, ref)
         _entries.move_to_end(key)
-        total = sum(s.nbytes + t.nbytes for s, t in _entries.values())
+        total = _total()
         while len(_entries) > MAX_ENTRIES or total > MAX_BYTES:
-            _, (s, t) = _entries.popitem(last=False)
+            _, (s, t, _) = _entries.popitem(last=False)
             total -= s.nbytes + t.nbytes
     return w_T
+
+
+def _total():
+    return sum(s.nbytes + t.nbytes for s, t, _ in _entries.values())
 
 
 def clear():
@@ -95,4 +114,4 @@ def clear():
 def info():
     """-> (entries, bytes) kept now."""
     with _lock:
-        return len(_entries), sum(s.nbytes + t.nbytes for s, t in _entries.values())
+        return len(_entries), _total()
