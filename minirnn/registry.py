@@ -103,8 +103,9 @@ class CellSpec:
     def layer_forward(self, fns, x, state, params, valid=None):
         """fns: a reference or kernel module. state: tuple per state_names, each (B, size);
         params: name -> array (missing optional ones as None) -> out, state_T tuple, cache."""
-        extra = ((self.nonlinearity,) if self.nonlinearity else ()) + \
-            tuple(params.get(n) for n in self.extra_params)
+        extra = [params.get(n) for n in self.extra_params]
+        if self.nonlinearity:
+            extra.insert(0, self.nonlinearity)
         res = fns.forward(x, *state, params["weight_ih"], params["weight_hh"],
                           params.get("bias_ih"), params.get("bias_hh"), *extra, valid)
         return res[0], tuple(res[1:-1]), res[-1]

@@ -73,6 +73,8 @@ class RNNBase(Module):
         self.num_directions = 2 if self.bidirectional else 1
         self.gates = spec.gates
         self.out_size = self.proj_size or self.hidden_size            # P
+        self._sizes = tuple(self.out_size if n == "h" else self.hidden_size
+                            for n in spec.state_names)                # per state: P or H
         self._last: Optional[ForwardRecord] = None
         # (layer, direction) -> ((functional name, parameter name), ...): built once, because
         # formatting names on every call is a measurable part of a batch-1 step
@@ -106,7 +108,7 @@ class RNNBase(Module):
 
     def _state_sizes(self):
         """Feature size of each state: h is P wide, c is H wide."""
-        return tuple(self.out_size if n == "h" else self.hidden_size for n in self.spec.state_names)
+        return self._sizes
 
     # ---- layout (public: tools convert the user's layout to time-major and back) ----------------
     def to_time_major(self, arr, unbatched=False):
@@ -197,7 +199,7 @@ class RNNBase(Module):
             for d in range(D):
                 k = layer * D + d
                 seq = layer_in if d == 0 else reverse_padded(layer_in, lengths)
-                out, st, cache = backend.forward(spec, seq, tuple(s[k] for s in state0),
+                out, st, cache = backend.forward(spec, seq, tuple([s[k] for s in state0]),
                                                  self._layer_params(layer, d), valid)
                 outs.append(out if d == 0 else reverse_padded(out, lengths))
                 finals.append(st)
