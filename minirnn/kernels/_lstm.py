@@ -33,7 +33,7 @@ from ._wcache import transposed
 # ----------------------------------------------------------------------------
 # one step (blas path): the BLAS product from Python, everything else in one fused pass per
 # step with _vmath's vectorisable sigmoid/tanh (measured at B=32, H=256 float32: NumPy's
-# exp/abs/negative/tanh passes plus a scalar gate loop took ~140 us a step; see issue 11's note)
+# exp/abs/negative/tanh passes plus a scalar gate loop took ~140 us a step)
 
 @jit
 def _step_forward(z, zh, c_prev, valid_t, c_t, r):

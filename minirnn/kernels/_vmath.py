@@ -293,7 +293,17 @@ def _ol_vsigmoid(x):
                     lambda x: _ONEf / (_ONEf + np.exp(-x)), lambda x: 1.0 / (1.0 + np.exp(-x)))
 
 
-# the Python-level calls: the same compiled code, one scalar at a time
-_py_vexp = numba.njit(**_INLINE_FLAGS)(lambda x: vexp(x))
-_py_vtanh = numba.njit(**_INLINE_FLAGS)(lambda x: vtanh(x))
-_py_vsigmoid = numba.njit(**_INLINE_FLAGS)(lambda x: vsigmoid(x))
+if numba.config.DISABLE_JIT:
+    # coverage runs (NUMBA_DISABLE_JIT=1): the kernels run as Python and the LLVM intrinsics
+    # above cannot, so the names are NumPy's functions there (within 2 ULP of these; a
+    # jitted wrapper would only call back into itself)
+    _py_vexp, _py_vtanh = np.exp, np.tanh
+
+    def _py_vsigmoid(x):
+        e = np.exp(-abs(x))
+        return 1 / (1 + e) if x >= 0 else e / (1 + e)
+else:
+    # the Python-level calls: the same compiled code, one scalar at a time
+    _py_vexp = numba.njit(**_INLINE_FLAGS)(lambda x: vexp(x))
+    _py_vtanh = numba.njit(**_INLINE_FLAGS)(lambda x: vtanh(x))
+    _py_vsigmoid = numba.njit(**_INLINE_FLAGS)(lambda x: vsigmoid(x))
