@@ -245,3 +245,21 @@ def test_python_level_call_keeps_the_type():
     assert vtanh(-0.0) == 0.0 and math.copysign(1.0, vtanh(-0.0)) < 0
     with pytest.raises(numba.core.errors.TypingError):
         vsigmoid(np.int64(3))
+
+
+def test_names_work_with_the_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 (coverage runs) turns the kernels into Python; the names must then
+    still answer (NumPy's functions), not recurse into themselves."""
+    import subprocess
+    import sys
+    code = ("import numpy as np; from minirnn.kernels._vmath import vexp, vsigmoid, vtanh; "
+            "x = np.float32(0.5); "
+            "print(type(vtanh(x)).__name__, float(vexp(1.0)), float(vsigmoid(x)), float(vsigmoid(-x)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, NUMBA_DISABLE_JIT="1"), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    kind, e, s_pos, s_neg = out.stdout.split()
+    assert kind == "float32"
+    assert abs(float(e) - math.e) < 1e-15
+    assert abs(float(s_pos) - 1 / (1 + math.exp(-0.5))) < 1e-7
+    assert abs(float(s_neg) - 1 / (1 + math.exp(0.5))) < 1e-7
