@@ -174,6 +174,51 @@ def zero_rows(y, ty):
             y[ty, b, j] = zero
 
 
+@ijit
+def finish_row(hx, t, b, valid, out):
+    """Row b after step t of a loop-path kernel; hx (T+1, ., N) holds h_{t-1} in row t and h_t
+    in row t+1. While the sequence runs out[t, b] = h_t; past its end h_t = h_{t-1} (the state
+    is carried) and out[t, b] = 0. select_state's rule, without its views."""
+    N = hx.shape[2]
+    if valid[t, b]:
+        for j in range(N):
+            out[t, b, j] = hx[t + 1, b, j]
+    else:
+        zero = out.dtype.type(0.0)
+        for j in range(N):
+            hx[t + 1, b, j] = hx[t, b, j]
+            out[t, b, j] = zero
+
+
+@ijit
+def upstream_row(dh, t, b, dhn, d_out, valid):
+    """dh[t, b] = dL/dh_t: the gradient from step t+1 (dhn[0, b]) plus d_out[t, b] while the
+    sequence runs, 0 past its end (padded outputs are constants). mask_grad's rule, without
+    its views."""
+    N = dh.shape[2]
+    for j in range(N):
+        dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
+    if not valid[t, b]:
+        zero = dh.dtype.type(0.0)
+        for j in range(N):
+            dh[t, b, j] = zero
+
+
+@ijit
+def carry_back(dhn, dhp, t, valid):
+    """dhn[0] <- dL/dh_{t-1}: dhp[0] (the gradient through step t), plus dhn[0] itself where
+    the sequence had ended (a carried state passes its gradient straight back). carry's rule,
+    without its views."""
+    N = dhn.shape[2]
+    for b in range(dhn.shape[1]):
+        if valid[t, b]:
+            for j in range(N):
+                dhn[0, b, j] = dhp[0, b, j]
+        else:
+            for j in range(N):
+                dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+
+
 # ----------------------------------------------------------------------------
 # the large products, shared by every cell and both paths
 

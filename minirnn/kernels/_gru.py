@@ -26,8 +26,9 @@ import numpy as np
 
 from ..functional import gru as _reference
 from ..functional.gru import GRUCache, GRUGradSteps
-from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, valid_or_ones, weight_grads)
+from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
+                      mask_grad, matvec_add, select_state, upstream_row,
+                      valid_or_ones, weight_grads)
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -101,7 +102,7 @@ def _loop_forward(gates, hx, w_hhT, b_hh, valid, gh, hn, out):
     without bias). gh (1, B, 3H) scratch: h_{t-1} W_hh^T + b_hh. hn, out (T, B, H) filled."""
     T, B, G = gates.shape
     H = G // 3
-    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
+    one = gates.dtype.type(1.0)
     for t in range(T):
         for b in range(B):
             for j in range(G):
@@ -118,13 +119,7 @@ def _loop_forward(gates, hx, w_hhT, b_hh, valid, gh, hn, out):
                 gates[t, b, 2 * H + j] = n
                 hn[t, b, j] = hnj
                 hx[t + 1, b, j] = (one - z) * n + z * hx[t, b, j]
-            if valid[t, b]:
-                for j in range(H):
-                    out[t, b, j] = hx[t + 1, b, j]
-            else:                                         # finished: carry the state
-                for j in range(H):
-                    hx[t + 1, b, j] = hx[t, b, j]
-                    out[t, b, j] = zero
+            finish_row(hx, t, b, valid, out)              # out_t, or carry a finished state
 
 
 @jit
@@ -134,15 +129,11 @@ def _loop_backward(d_out, dhn, h0, gates, hn, h, w_hh, valid, dh, dgi, dgh, dhp)
     Scratch: dhp (1, B, H) dh_t z + dgh_t W_hh."""
     T, B, G = gates.shape
     H = G // 3
-    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
+    one = gates.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         hp, tp = (h0, 0) if t == 0 else (h, t - 1)        # h_{t-1}
         for b in range(B):
-            for j in range(H):
-                dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
-            if not valid[t, b]:                           # padded outputs are constants
-                for j in range(H):
-                    dh[t, b, j] = zero
+            upstream_row(dh, t, b, dhn, d_out, valid)     # dL/dh_t
             for j in range(H):                            # the reference's order of operations
                 r, z, n = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j]
                 d = dh[t, b, j]
@@ -157,13 +148,7 @@ def _loop_backward(d_out, dhn, h0, gates, hn, h, w_hh, valid, dh, dgi, dgh, dhp)
                 dgh[t, b, 2 * H + j] = da_n * r
                 dhp[0, b, j] = d * z                      # the direct path
         matvec_add(dhp, 0, dgh, t, w_hh)                  # dh_{t-1} = dh z + dgh W_hh
-        for b in range(B):
-            if valid[t, b]:
-                for j in range(H):
-                    dhn[0, b, j] = dhp[0, b, j]
-            else:                                         # carried state passes straight back
-                for j in range(H):
-                    dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+        carry_back(dhn, dhp, t, valid)
 
 
 # ----------------------------------------------------------------------------

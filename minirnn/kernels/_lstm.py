@@ -24,8 +24,9 @@ import numpy as np
 
 from ..functional import lstm as _reference
 from ..functional.lstm import LSTMCache, LSTMGradSteps
-from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, valid_or_ones, weight_grads, zero_rows)
+from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
+                      mask_grad, matvec_add, select_state, upstream_row,
+                      valid_or_ones, weight_grads, zero_rows)
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -112,7 +113,6 @@ def _loop_forward(gates, hx, cx, w_hhT, w_hrT, proj, valid, r, out):
     r (1, B, H) scratch: o tanh(c_t) before the projection. out (T, B, P) filled."""
     T, B, G = gates.shape
     H = G // 4
-    zero = gates.dtype.type(0.0)
     for t in range(T):
         matvec_add(gates, t, hx, t, w_hhT)                # z_t += h_{t-1} W_hh^T
         rr, tr = (r, 0) if proj else (hx, t + 1)          # where o tanh(c_t) goes
@@ -133,15 +133,10 @@ def _loop_forward(gates, hx, cx, w_hhT, w_hrT, proj, valid, r, out):
             zero_rows(hx, t + 1)
             matvec_add(hx, t + 1, r, 0, w_hrT)
         for b in range(B):
-            if valid[t, b]:
-                for p in range(hx.shape[2]):
-                    out[t, b, p] = hx[t + 1, b, p]
-            else:                                         # finished: carry both states
+            if not valid[t, b]:                           # finished: carry c (h below)
                 for j in range(H):
                     cx[t + 1, b, j] = cx[t, b, j]
-                for p in range(hx.shape[2]):
-                    hx[t + 1, b, p] = hx[t, b, p]
-                    out[t, b, p] = zero
+            finish_row(hx, t, b, valid, out)
 
 
 @jit
@@ -153,15 +148,10 @@ def _loop_backward(d_out, dhn, dcn, c0, gates, cs, w_hh, w_hr, proj, valid, dh, 
     dhp (1, B, P) dz_t W_hh."""
     T, B, G = gates.shape
     H = G // 4
-    P = dh.shape[2]
     zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            for p in range(P):
-                dh[t, b, p] = dhn[0, b, p] + d_out[t, b, p]
-            if not valid[t, b]:                           # padded outputs are constants
-                for p in range(P):
-                    dh[t, b, p] = zero
+            upstream_row(dh, t, b, dhn, d_out, valid)     # dL/dh_t
         if proj:                                          # dr = dh_t W_hr
             zero_rows(dr, 0)
             matvec_add(dr, 0, dh, t, w_hr)
@@ -193,13 +183,7 @@ def _loop_backward(d_out, dhn, dcn, c0, gates, cs, w_hh, w_hr, proj, valid, dh, 
                     dcn[0, b, j] = dc[t, b, j] * gates[t, b, H + j] + dcn[0, b, j]
         zero_rows(dhp, 0)                                 # dh_{t-1} = dz_t W_hh
         matvec_add(dhp, 0, dz, t, w_hh)
-        for b in range(B):
-            if valid[t, b]:
-                for p in range(P):
-                    dhn[0, b, p] = dhp[0, b, p]
-            else:
-                for p in range(P):
-                    dhn[0, b, p] = dhp[0, b, p] + dhn[0, b, p]
+        carry_back(dhn, dhp, t, valid)
 
 
 # ----------------------------------------------------------------------------

@@ -17,8 +17,9 @@ import numpy as np
 
 from ..functional import rnn as _reference
 from ..functional.rnn import RNNCache, RNNGradSteps
-from ._common import (c, carry, input_projection, jit, loop_path, mask_grad, matvec_add,
-                      select_state, valid_or_ones, weight_grads, zero_rows)
+from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
+                      mask_grad, matvec_add, select_state, upstream_row,
+                      valid_or_ones, weight_grads, zero_rows)
 from ._vmath import vtanh
 from ._wcache import transposed
 
@@ -59,13 +60,7 @@ def _loop_forward(a, hx, w_hhT, valid, relu, out):
             else:
                 for j in range(H):
                     hx[t + 1, b, j] = vtanh(a[t, b, j])
-            if valid[t, b]:
-                for j in range(H):
-                    out[t, b, j] = hx[t + 1, b, j]
-            else:                                         # finished: carry the state
-                for j in range(H):
-                    hx[t + 1, b, j] = hx[t, b, j]
-                    out[t, b, j] = zero
+            finish_row(hx, t, b, valid, out)              # out_t, or carry a finished state
 
 
 @jit
@@ -76,11 +71,7 @@ def _loop_backward(d_out, dhn, a, h, w_hh, valid, relu, dh, da, dhp):
     zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            for j in range(H):
-                dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
-            if not valid[t, b]:                           # padded outputs are constants
-                for j in range(H):
-                    dh[t, b, j] = zero
+            upstream_row(dh, t, b, dhn, d_out, valid)     # dL/dh_t
             if relu:
                 for j in range(H):
                     da[t, b, j] = dh[t, b, j] * (one if a[t, b, j] > zero else zero)
@@ -89,13 +80,7 @@ def _loop_backward(d_out, dhn, a, h, w_hh, valid, relu, dh, da, dhp):
                     da[t, b, j] = dh[t, b, j] * (one - h[t, b, j] * h[t, b, j])
         zero_rows(dhp, 0)                                 # dh_{t-1} = da_t W_hh
         matvec_add(dhp, 0, da, t, w_hh)
-        for b in range(B):
-            if valid[t, b]:
-                for j in range(H):
-                    dhn[0, b, j] = dhp[0, b, j]
-            else:                                         # carried state passes straight back
-                for j in range(H):
-                    dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+        carry_back(dhn, dhp, t, valid)
 
 
 # ----------------------------------------------------------------------------
