@@ -12,7 +12,7 @@ from __future__ import annotations
 
 HELP = "write an interactive HTML page to explore a model's trace (time scrubber, gates, text)"
 
-from ..registry import CELL_NAMES as CELLS
+from ._random_model import add_random_model_arguments, random_model
 
 EXAMPLES = ("char", "hihell")
 CHAR_TEXT = 240                # --example char without --text: the first 240 characters
@@ -30,13 +30,7 @@ def add_arguments(p):
                           f"(default: the first {CHAR_TEXT} characters of tinyshakespeare)")
     src.add_argument("--label", default=None,
                      help="a classifier's class for the loss (default: its predicted class)")
-    src.add_argument("--cell", choices=CELLS, default=None, help="a random model of this cell")
-    src.add_argument("--hidden", type=int, default=16, help="hidden size of the random model")
-    src.add_argument("--input-size", type=int, default=4, help="input size of the random model")
-    src.add_argument("--layers", type=int, default=1, help="layers of the random model")
-    src.add_argument("--bidirectional", action="store_true", help="a bidirectional random model")
-    src.add_argument("--T", type=int, default=20, help="time steps of the random input")
-    src.add_argument("--seed", type=int, default=0, help="seed of the random model / training")
+    add_random_model_arguments(src, hidden=16, T=20, seed_help="seed of the random model / training")
     src.add_argument("--train-steps", type=int, default=150,
                      help="--example char: Adam steps of its training")
     p.add_argument("--top-k", type=int, default=5, help="predictions shown under each token")
@@ -129,13 +123,7 @@ def _source(args):
     if args.checkpoint:
         return _checkpoint(args)
     if args.cell:
-        from ..registry import make_recurrent
-        if args.T < 1:
-            raise ValueError(f"--T: expected at least 1 time step, got {args.T}")
-        model = make_recurrent(args.cell, args.input_size, args.hidden, num_layers=args.layers,
-                               bidirectional=args.bidirectional, seed=args.seed,
-                               backend=args.backend)
-        x = np.random.default_rng(args.seed).normal(size=(args.T, args.input_size))
+        model, x = random_model(args, args.cell, backend=args.backend)
         return dict(model=model, x=x)
     if args.example == "char":
         from ..tutorials.data import load_shakespeare

@@ -6,7 +6,7 @@ import sys
 
 HELP = "step through an RNN/LSTM's forward and backward pass (interactive; --render/--heatmap)"
 
-from ..registry import CELL_NAMES as CELLS
+from ._random_model import add_random_model_arguments, random_model
 
 
 def add_arguments(p):
@@ -17,13 +17,7 @@ def add_arguments(p):
     src.add_argument("--text", default=None,
                      help="the text fed to the checkpoint's model (default: its example text, "
                           "for hihell and sentences)")
-    src.add_argument("--cell", choices=CELLS, default=None, help="a random model of this cell")
-    src.add_argument("--hidden", type=int, default=6, help="hidden size of the random model")
-    src.add_argument("--input-size", type=int, default=4, help="input size of the random model")
-    src.add_argument("--layers", type=int, default=1, help="layers of the random model")
-    src.add_argument("--bidirectional", action="store_true", help="a bidirectional random model")
-    src.add_argument("--T", type=int, default=8, help="time steps of the random input")
-    src.add_argument("--seed", type=int, default=0, help="seed of the random model and input")
+    add_random_model_arguments(src, hidden=6, T=8, seed_help="seed of the random model and input")
     p.add_argument("--weight-scale", type=float, default=1.0,
                    help="multiply every weight by this (e.g. 1e200 to watch a model blow up)")
     p.add_argument("--render", default=None, metavar="OUT.html", help="write an HTML page and exit")
@@ -68,15 +62,7 @@ def _head_loss(head, targets):
 
 
 def _random(args):
-    import numpy as np
-
-    from ..registry import make_recurrent
-    if args.T < 1:
-        raise ValueError(f"--T: expected at least 1 time step, got {args.T}")
-    model = make_recurrent(args.cell or "rnn_tanh", args.input_size, args.hidden,
-                           num_layers=args.layers, bidirectional=args.bidirectional,
-                           seed=args.seed)
-    x = np.random.default_rng(args.seed).normal(size=(args.T, 1, args.input_size))
+    model, x = random_model(args, args.cell or "rnn_tanh", batch=(1,))
     return model, x, None, "sum", None, None
 
 

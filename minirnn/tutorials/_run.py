@@ -177,6 +177,15 @@ def say_through(bar, log):
     return bar.write if log is print else log
 
 
+def epoch_bar(start, total, epoch, epochs, log, show_progress=True):
+    """One epoch's progress bar over batches start..total-1 (a resumed run starts part-way
+    through), and the log function that prints through it -> (bar, say)."""
+    from .._progress import progress
+    bar = progress(range(start, total), total=total, initial=start, desc=f"epoch {epoch}/{epochs}",
+                   leave=False, disable=log is None or not show_progress)
+    return bar, say_through(bar, log)
+
+
 def try_plots(log, *plots):
     """Call each plot (a zero-argument function returning the path it wrote); a missing
     matplotlib skips them with one note naming the extra -> the paths written."""

@@ -100,17 +100,31 @@ def save_language_model(path, rnn, head, itos, config, cell):
     return save_checkpoint(path, lm, config=config, vocab=list(itos))
 
 
+def save_run(out, rnn, head, itos, config, result, losses, log):
+    """A full-batch tutorial's files (hihell, sentences) in `out`: model.npz (as
+    save_language_model), metrics.json (`result`), loss.png (skipped with a note without
+    matplotlib). config: the checkpoint's, with its "task" and "model" (the cell)."""
+    import os
+
+    from .._io import write_json
+    from ._run import try_plots
+    from .metrics import plot_curves
+    save_language_model(os.path.join(out, "model.npz"), rnn, head, itos, config, config["model"])
+    write_json(os.path.join(out, "metrics.json"), result)
+    try_plots(log, lambda: plot_curves(os.path.join(out, "loss.png"),
+                                       {"train": (range(1, len(losses) + 1), losses)},
+                                       xlabel="step (the whole data set)",
+                                       ylabel="cross-entropy",
+                                       title=f"{config['task']}: training loss"))
+
+
 def main(seed=0, backend="numpy", out="runs/hihell", quick=False, log=print, epochs=None,
          model=None, overwrite=False, threads=None):
     """`minirnn train hihell`: train, print the predicted string; write DIR/model.npz,
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files.
     epochs: at most this many full-batch steps (default 300); model: the registry cell."""
-    import os
-
     from .. import _threads
-    from .._io import write_json
-    from ._run import prepare_out, try_plots
-    from .metrics import plot_curves
+    from ._run import prepare_out
     cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
     if out:
         prepare_out(out, overwrite, resumable=False)
@@ -124,12 +138,7 @@ def main(seed=0, backend="numpy", out="runs/hihell", quick=False, log=print, epo
     if out:
         config = {"task": "hihell", "model": cell, "seed": seed, "example_text": INPUT,
                   "target": TARGET}
-        save_language_model(os.path.join(out, "model.npz"), rnn, head, ITOS, config, cell)
-        write_json(os.path.join(out, "metrics.json"), result)
-        try_plots(log, lambda: plot_curves(os.path.join(out, "loss.png"),
-                                           {"train": (range(1, len(losses) + 1), losses)},
-                                           xlabel="step (the whole data set)",
-                                           ylabel="cross-entropy", title="hihell: training loss"))
+        save_run(out, rnn, head, ITOS, config, result, losses, log)
         log(f"wrote {out}/model.npz, metrics.json, loss.png; step through it with: "
             f"minirnn step --checkpoint {out}/model.npz")
     return {"predicted": predicted, "steps": len(losses), "final_loss": losses[-1]}

@@ -80,10 +80,9 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
     path to one of them) continues exactly. Every `every` steps a line
     `step pct (time) running-loss name / guess ✓` for the first name of the batch.
     Returns (engine of the best epoch, history, seconds spent training)."""
-    from .._progress import progress
     from ..train.checkpoint import load_checkpoint
     from ..train.engine import Engine
-    from ._run import Interrupted, Meter, check_mark, nice_every, say_through
+    from ._run import Interrupted, Meter, check_mark, epoch_bar, nice_every
     config = config or classifier_config(cats, cell, hidden_size, bidirectional, embedding_dim,
                                          dropout, seed)
     rng = np.random.default_rng(seed)
@@ -117,10 +116,7 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
             break
         rng.bit_generator.state = loop["rng_epoch"]
         order = rng.permutation(split["train"])                     # this epoch's batches
-        bar = progress(range(loop["batch"], n_batches), total=n_batches, initial=loop["batch"],
-                       desc=f"epoch {epoch}/{epochs}", leave=False,
-                       disable=log is None or not show_progress)
-        say = say_through(bar, log)
+        bar, say = epoch_bar(loop["batch"], n_batches, epoch, epochs, log, show_progress)
         t0 = time.perf_counter()
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]

@@ -145,11 +145,10 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
     model: the registry cell (default "lstm"); resume: DIR or DIR/last.npz of a run."""
     from .. import _threads
     from .._io import write_json
-    from .._progress import progress
     from ..registry import CELL_NAMES
     from ..train.engine import Engine
-    from ._run import (Interrupt, Interrupted, Meter, elapsed, nice_every, prepare_out,
-                       resume_path, say_through, try_plots)
+    from ._run import (Interrupt, Interrupted, Meter, elapsed, epoch_bar, nice_every, prepare_out,
+                       resume_path, try_plots)
     from .metrics import perplexity, plot_curves, plot_lm_curves
     resume = resume_path(resume)
     cell, seed, quick, epochs, ck = _settings(resume, kind, model, seed, quick, epochs)
@@ -210,10 +209,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
                 + (f"; resuming {resume}" if resume else ""))
         for epoch in range(loop["epoch"], epochs + 1):
             state = _state_from_json(loop["state"], dtype)
-            bar = progress(range(loop["chunk"], n_chunks), total=n_chunks, initial=loop["chunk"],
-                           desc=f"epoch {epoch}/{epochs}", leave=False,
-                           disable=log is None or not show_progress)
-            say = say_through(bar, log)
+            bar, say = epoch_bar(loop["chunk"], n_chunks, epoch, epochs, log, show_progress)
             t0 = time.perf_counter()
             for c in bar:
                 x, y = train_b[c]

@@ -93,13 +93,9 @@ def main(seed=0, backend="numpy", out="runs/sentences", quick=False, log=print, 
          model=None, overwrite=False, threads=None):
     """`minirnn train sentences`: train, print the three completions; write DIR/model.npz,
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files."""
-    import os
-
     from .. import _threads
-    from .._io import write_json
-    from ._run import prepare_out, try_plots
-    from .hihell import save_language_model
-    from .metrics import plot_curves
+    from ._run import prepare_out
+    from .hihell import save_run
     cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
     if out:
         prepare_out(out, overwrite, resumable=False)
@@ -115,12 +111,6 @@ def main(seed=0, backend="numpy", out="runs/sentences", quick=False, log=print, 
               "loss_per_step": [[i + 1, v] for i, v in enumerate(losses)]}
     if out:
         config = {"task": "sentences", "model": cell, "seed": seed, "example_text": PRIMES[0]}
-        save_language_model(os.path.join(out, "model.npz"), rnn, head, itos, config, cell)
-        write_json(os.path.join(out, "metrics.json"), result)
-        try_plots(log, lambda: plot_curves(os.path.join(out, "loss.png"),
-                                           {"train": (range(1, len(losses) + 1), losses)},
-                                           xlabel="step (the whole data set)",
-                                           ylabel="cross-entropy",
-                                           title="sentences: training loss"))
+        save_run(out, rnn, head, itos, config, result, losses, log)
         log(f"wrote {out}/model.npz, metrics.json, loss.png")
     return {"samples": samples, "final_loss": losses[-1]}
