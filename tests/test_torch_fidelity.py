@@ -73,6 +73,15 @@ def build_mini(name, *args, **kw):
     return getattr(minirnn, name)(*args, seed=0, **kw)
 
 
+def input_errors(name, x, *args, **kw):
+    """The torch module and the minirnn one, built alike, each fed x -> (torch's error,
+    minirnn's error), either None when that side ran."""
+    t, m = build_torch(name, *args, **kw), build_mini(name, *args, **kw)
+    _, t_err, _ = attempt(lambda: t(to_torch(x)))
+    _, m_err, _ = attempt(lambda: m(x))
+    return t_err, m_err
+
+
 def both_build(name, *args, **kw):
     t, t_err, t_warn = attempt(lambda: build_torch(name, *args, **kw))
     m, m_err, m_warn = attempt(lambda: build_mini(name, *args, **kw))
@@ -449,10 +458,7 @@ def test_positional_arguments_mean_what_they_mean_in_torch(name, args):
 @pytest.mark.parametrize("shape", [(), (3,), (5, 2, 3, 1), (1, 5, 2, 3, 1)])
 @pytest.mark.parametrize("name", MODULES)
 def test_module_input_rank(name, shape):
-    t, m = build_torch(name, 3, 4), build_mini(name, 3, 4)
-    x = RNG.standard_normal(shape)
-    _, t_err, _ = attempt(lambda: t(to_torch(x)))
-    _, m_err, _ = attempt(lambda: m(x))
+    t_err, m_err = input_errors(name, RNG.standard_normal(shape), 3, 4)
     assert isinstance(t_err, ValueError) and isinstance(m_err, ValueError)
     assert_names(m_err, "x:", "(T, B, I)", "(T, I)", shape)
 
@@ -461,11 +467,7 @@ def test_module_input_rank(name, shape):
                                                 (False, (5, 4)), (True, (5, 4))])
 @pytest.mark.parametrize("name", MODULES)
 def test_module_input_feature_size(name, batch_first, shape):
-    t = build_torch(name, 3, 4, batch_first=batch_first)
-    m = build_mini(name, 3, 4, batch_first=batch_first)
-    x = RNG.standard_normal(shape)
-    _, t_err, _ = attempt(lambda: t(to_torch(x)))
-    _, m_err, _ = attempt(lambda: m(x))
+    t_err, m_err = input_errors(name, RNG.standard_normal(shape), 3, 4, batch_first=batch_first)
     assert isinstance(t_err, RuntimeError) and isinstance(m_err, ValueError)
     assert_names(m_err, "x:", "input_size=3", "got 4", shape)
 
@@ -474,11 +476,7 @@ def test_module_input_feature_size(name, batch_first, shape):
                                                 (False, (0, 3))])
 @pytest.mark.parametrize("name", MODULES)
 def test_no_time_steps(name, batch_first, shape):
-    t = build_torch(name, 3, 4, batch_first=batch_first)
-    m = build_mini(name, 3, 4, batch_first=batch_first)
-    x = np.zeros(shape)
-    _, t_err, _ = attempt(lambda: t(to_torch(x)))
-    _, m_err, _ = attempt(lambda: m(x))
+    t_err, m_err = input_errors(name, np.zeros(shape), 3, 4, batch_first=batch_first)
     assert isinstance(t_err, RuntimeError) and isinstance(m_err, ValueError)
     assert_names(m_err, "x:", "time step", "T=0")
 
@@ -498,10 +496,7 @@ def test_empty_batch_is_refused_DELIBERATE(name):
 @pytest.mark.parametrize("shape", [(), (1, 2, 3), (1, 1, 2, 3)])
 @pytest.mark.parametrize("name", CELLS)
 def test_cell_input_rank(name, shape):
-    t, m = build_torch(name, 3, 4), build_mini(name, 3, 4)
-    x = RNG.standard_normal(shape)
-    _, t_err, _ = attempt(lambda: t(to_torch(x)))
-    _, m_err, _ = attempt(lambda: m(x))
+    t_err, m_err = input_errors(name, RNG.standard_normal(shape), 3, 4)
     assert isinstance(t_err, ValueError) and isinstance(m_err, ValueError)
     assert_names(m_err, "input:", "(B, 3) or (3,)", shape)
 
@@ -509,10 +504,7 @@ def test_cell_input_rank(name, shape):
 @pytest.mark.parametrize("shape", [(2, 5), (5,), (2, 0)])
 @pytest.mark.parametrize("name", CELLS)
 def test_cell_input_feature_size(name, shape):
-    t, m = build_torch(name, 3, 4), build_mini(name, 3, 4)
-    x = RNG.standard_normal(shape)
-    _, t_err, _ = attempt(lambda: t(to_torch(x)))
-    _, m_err, _ = attempt(lambda: m(x))
+    t_err, m_err = input_errors(name, RNG.standard_normal(shape), 3, 4)
     assert isinstance(t_err, RuntimeError) and isinstance(m_err, ValueError)
     assert_names(m_err, "input:", "input_size=3", shape)
 
