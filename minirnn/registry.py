@@ -142,6 +142,15 @@ CELLS = {
                     summary="GRU, gates r, z, n; r applied after the hidden product"),
 }
 CELL_NAMES = tuple(CELLS)
+# other names a user may give a cell: `--model rnn` is the Elman RNN with tanh (torch's nn.RNN
+# default)
+CELL_ALIASES = {"rnn": "rnn_tanh"}
+
+
+def cell_name(name):
+    """A cell's name or alias -> the registry's name ("rnn" -> "rnn_tanh"); anything else as
+    given (get_cell says what is unknown)."""
+    return CELL_ALIASES.get(name, name)
 
 
 def get_cell(name) -> CellSpec:
@@ -161,5 +170,5 @@ def make_cell(cell, input_size, hidden_size, **kwargs):
     return spec.cell_class()(input_size, hidden_size, **spec.module_kwargs(), **kwargs)
 
 
-__all__ = ["CellSpec", "CELLS", "CELL_NAMES", "CORE_PARAMS", "get_cell", "make_recurrent",
-           "make_cell"]
+__all__ = ["CellSpec", "CELLS", "CELL_NAMES", "CELL_ALIASES", "CORE_PARAMS", "cell_name",
+           "get_cell", "make_recurrent", "make_cell"]

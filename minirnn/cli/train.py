@@ -30,8 +30,8 @@ def default_backend():
 
 def model_choices():
     """Every registry cell, 'rnn' (= rnn_tanh) and the names tutorial's own 'tutorial-rnn'."""
-    from ..registry import CELL_NAMES
-    return tuple(CELL_NAMES) + ("rnn", "tutorial-rnn")
+    from ..registry import CELL_ALIASES, CELL_NAMES
+    return tuple(CELL_NAMES) + tuple(CELL_ALIASES) + ("tutorial-rnn",)
 
 
 def add_arguments(parser):

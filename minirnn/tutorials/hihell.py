@@ -124,8 +124,9 @@ def main(seed=0, backend="numpy", out="runs/hihell", quick=False, log=print, epo
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files.
     epochs: at most this many full-batch steps (default 300); model: the registry cell."""
     from .. import _threads
+    from ..registry import cell_name
     from ._run import prepare_out
-    cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
+    cell = cell_name(model or "rnn_tanh")
     if out:
         prepare_out(out, overwrite, resumable=False)
     with _threads.limit(_threads.choose(threads, _threads.step_product(1, 8, cell))):

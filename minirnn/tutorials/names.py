@@ -206,7 +206,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
     threads: BLAS threads (minirnn._threads: default by the size rule)."""
     from .. import _threads
     from .._io import write_json
-    from ..registry import CELL_NAMES
+    from ..registry import CELL_NAMES, cell_name
     from ._run import Interrupt, Interrupted, prepare_out, resume_path, try_plots
     from .metrics import plot_confusion, plot_names_curves
     resume = resume_path(resume)
@@ -224,7 +224,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
     prepare_out(out, overwrite, resume)
     ckpt, last = os.path.join(out, "model.npz"), os.path.join(out, "last.npz")
     encoded = [encode_name(n) for n in names]
-    cell = {"rnn": "rnn_tanh", "tutorial-rnn": None}.get(model, model)
+    cell = None if model == "tutorial-rnn" else cell_name(model)
     hidden = 32 if quick else 128
     if model == "tutorial-rnn":
         product = 1 * (N_LETTERS + 128) * 128           # i2h: (1, 57 + 128) x (185, 128)

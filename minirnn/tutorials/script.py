@@ -145,14 +145,14 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
     model: the registry cell (default "lstm"); resume: DIR or DIR/last.npz of a run."""
     from .. import _threads
     from .._io import write_json
-    from ..registry import CELL_NAMES
+    from ..registry import CELL_NAMES, cell_name
     from ..train.engine import Engine
     from ._run import (Interrupt, Interrupted, Meter, elapsed, epoch_bar, nice_every, prepare_out,
                        resume_path, try_plots)
     from .metrics import perplexity, plot_curves, plot_lm_curves
     resume = resume_path(resume)
     cell, seed, quick, epochs, ck = _settings(resume, kind, model, seed, quick, epochs)
-    cell = {"rnn": "rnn_tanh"}.get(cell, cell)
+    cell = cell_name(cell)
     if cell not in CELL_NAMES:
         raise ValueError(f"--model: {kind} trains a registry cell, one of {CELL_NAMES}; "
                          f"got {cell!r}")

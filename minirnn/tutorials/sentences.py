@@ -94,9 +94,10 @@ def main(seed=0, backend="numpy", out="runs/sentences", quick=False, log=print, 
     """`minirnn train sentences`: train, print the three completions; write DIR/model.npz,
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files."""
     from .. import _threads
+    from ..registry import cell_name
     from ._run import prepare_out
     from .hihell import save_run
-    cell = {"rnn": "rnn_tanh", None: "rnn_tanh"}.get(model, model)
+    cell = cell_name(model or "rnn_tanh")
     if out:
         prepare_out(out, overwrite, resumable=False)
     with _threads.limit(_threads.choose(threads, _threads.step_product(3, 12, cell))):
