@@ -22,18 +22,13 @@ class Backend:
 
     def __init__(self, name, tier, summary):
         self.name, self.tier, self.summary = name, tier, summary
-        self._modules = {}             # cell name -> its module in this tier (asked every call)
 
     def __repr__(self):
         return f"Backend({self.name!r}: {self.summary})"
 
     def module(self, cell):
         """The module holding `cell`'s forward/backward in this tier."""
-        spec = get_cell(cell)
-        fns = self._modules.get(spec.name)
-        if fns is None:
-            fns = self._modules[spec.name] = getattr(spec, self.tier)()
-        return fns
+        return getattr(get_cell(cell), self.tier)()       # the registry remembers the import
 
     def forward(self, cell, x, state, params, valid=None):
         spec = get_cell(cell)

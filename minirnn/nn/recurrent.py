@@ -128,9 +128,6 @@ class RNNBase(Module):
         LD = self.num_layers * self.num_directions
         if value is None:
             return np.zeros((LD, B, size), dtype=self.dtype)
-        if unbatched is False and type(value) is np.ndarray and value.dtype == self.dtype \
-                and value.shape == (LD, B, size):
-            return value                          # the common case, already right (hot path)
         if isinstance(value, tuple):      # np.asarray would stack it into one array
             raise TypeError(f"{name}: expected one array of shape (num_layers*num_directions, "
                             f"[batch,] size), got a tuple of {len(value)}"
