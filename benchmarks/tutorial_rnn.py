@@ -38,15 +38,11 @@ def _schedule(steps, seed):
     """(language, name index) per step, as train_tutorial draws them."""
     import numpy as np
     from minirnn.tutorials.data import load_names, split_names
+    from minirnn.tutorials.names_rnn import tutorial_examples
     names, labels, cats = load_names()
     split = split_names(labels, seed=seed)
-    rng = np.random.default_rng(seed)
-    by_class = [split["train"][labels[split["train"]] == c] for c in range(len(cats))]
-    plan = []
-    for _ in range(steps):
-        c = int(rng.integers(len(cats)))
-        plan.append((c, int(rng.choice(by_class[c]))))
-    return names, labels, split, cats, plan
+    examples = tutorial_examples(labels, split, len(cats), np.random.default_rng(seed))
+    return names, labels, split, cats, [next(examples) for _ in range(steps)]
 
 
 def _run_minirnn(steps, seed):

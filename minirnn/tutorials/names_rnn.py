@@ -64,6 +64,15 @@ class TutorialRNN:
         return self.forward(ids)[0]
 
 
+def tutorial_examples(labels, split, n_categories, rng):
+    """The tutorial's stream of training examples: each a random language, then a random name
+    of it from the training split -> an endless iterator of (language, name index)."""
+    by_class = [split["train"][labels[split["train"]] == c] for c in range(n_categories)]
+    while True:
+        c = int(rng.integers(n_categories))
+        yield c, int(rng.choice(by_class[c]))
+
+
 def train_tutorial(names, labels, split, cats, steps=100_000, lr=0.005, seed=0,
                    hidden_size=128, log=None, last=None, config=None, resume=None, every=None,
                    show_progress=True, stop=None):
@@ -87,7 +96,7 @@ def train_tutorial(names, labels, split, cats, steps=100_000, lr=0.005, seed=0,
         rng.bit_generator.state = loop["rng"]
         meter = Meter(steps, every, max(1, steps // 200), state=loop["meter"])
         clock = Clock(loop["seconds"])
-    by_class = [split["train"][labels[split["train"]] == c] for c in range(len(cats))]
+    examples = tutorial_examples(labels, split, len(cats), rng)
     encoded = {}
 
     def save(path):
@@ -99,8 +108,7 @@ def train_tutorial(names, labels, split, cats, steps=100_000, lr=0.005, seed=0,
                    desc="tutorial-rnn", mininterval=1.0, disable=log is None or not show_progress)
     say = say_through(bar, log)
     for step in bar:
-        c = int(rng.integers(len(cats)))                             # random language,
-        i = int(rng.choice(by_class[c]))                             # then a random name
+        c, i = next(examples)                                        # language, name
         ids = encoded.get(i)
         if ids is None:                                              # each name encoded once
             ids = encoded[i] = encode_name(names[i])
