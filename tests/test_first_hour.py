@@ -398,7 +398,7 @@ def test_a_grads_typo_lists_the_valid_keys():
 
 def test_the_clipping_panel_marks_where_the_unclipped_run_diverges():
     plt = pytest.importorskip("matplotlib.pyplot")
-    from minirnn.cli.study import _plot_demo
+    from minirnn.cli.study_gradflow import _plot_demo
     demo = {"cell": "rnn_relu", "weight_scale": 4.0, "max_norm": 1.0,
             "runs": {"no_clip": {"grad_norm": [1.7e15, 3e30, float("inf")], "finite": False},
                      "clip": {"grad_norm": [1.7e15, 2.0, 1.5, 1.2], "finite": True}}}

@@ -84,10 +84,11 @@ def _upstream(cache, cache_type, forward_name, d_out, **d_states):
     d_out = as_float_array("d_out", d_out, dt)
     check_shape("d_out", d_out, cache.h.shape)
     checked = []
-    for name, value in d_states.items():                 # d_hT -> cache.h0, d_cT -> cache.c0
+    for name, value in d_states.items():
         if value is not None:
             value = as_float_array(name, value, dt)
-            check_shape(name, value, getattr(cache, name[1] + "0").shape)
+            state = name[len("d_"):-len("T")]         # "d_hT" -> "h": shaped like cache.h0
+            check_shape(name, value, getattr(cache, state + "0").shape)
         checked.append(value)
     return (d_out, *checked)
 
