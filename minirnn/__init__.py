@@ -6,10 +6,6 @@ The cells are listed in one place, minirnn.registry.
 """
 import importlib
 
-from . import _compat
-
-_compat.install()                 # old import paths (minirnn.training, ...) keep working
-
 from . import functional
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNCell
 from .testing import assert_close
@@ -36,7 +32,7 @@ _LAZY = {
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if f"{__name__}.{name}" in _compat.ALIASES or name in _SUBPACKAGES:
+    if name in _SUBPACKAGES:
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
 

@@ -99,9 +99,13 @@ def as_float_array(name, value, dtype) -> np.ndarray:
         raise TypeError(f"{name}: expected a floating-point array (model dtype {dtype.name}), "
                         f"got dtype {arr.dtype}")
     if not np.can_cast(arr.dtype, dtype, casting="safe"):
+        # the fix is a cast to the model's dtype; a model in the input's dtype only where
+        # one can be built (float64), never dtype='int64', which the model refuses
+        other = (f" or build the model with dtype='{arr.dtype.name}'"
+                 if arr.dtype.name in DTYPES else "")
         raise TypeError(f"{name}: got dtype {arr.dtype}, the model computes in {dtype.name} and "
-                        f"casting would round it; pass {name}.astype(np.{dtype.name}) or build "
-                        f"the model with dtype='{arr.dtype.name}'")
+                        f"casting would round it; pass {name}.astype(np.{dtype.name}) (the "
+                        f"model's dtype){other}")
     # asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d, and a scalar would
     # then pass for a one-feature vector)
     out = np.asarray(arr, dtype=dtype, order="C")

@@ -6,6 +6,12 @@ renames it over the target (os.replace is atomic on POSIX and Windows). The file
 permissions a plain open() would give it (0666 minus the umask, usually 0644), or keeps those
 of the file it replaces -- not the 0600 of a temporary file.
 
+Output paths. Every CLI flag that names an output (explore -o, step --render/--heatmap, bench
+--json/--plot, gradcheck --json, study --out) is checked by check_output_path before any work:
+a missing directory is created (by the writer) only when it lies under the working directory
+or --mkdir is given; anywhere else a typo such as /nonexistent/dir would silently become a new
+directory tree, so it is refused, naming the flag, the directory and the fix.
+
 Optional dependencies (the extras in setup.cfg) are imported where they are needed, through
 require(): a missing one raises MissingExtra, whose message names the extra to install.
 """
@@ -39,6 +45,50 @@ def require(module, what):
         extra = EXTRAS.get(top, "all")
         raise MissingExtra(f"{what} needs {top}, which is not installed: "
                            f"pip install 'minirnn[{extra}]' (or pip install {top})") from None
+
+
+def _under(path, root):
+    """True when `path` lies inside `root` (both made absolute, links resolved)."""
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([path, root]) == root
+
+
+def check_output_path(flag, path, *, mkdir=False, overwrite=True, directory=False):
+    """Check an output flag's path before the work that fills it -> the path as a str.
+
+    The directory a file goes in may be missing only when it lies under the working directory
+    or mkdir is True; the writer (atomic_path, os.makedirs) then creates it. directory=True:
+    `path` is an output directory (a DIR flag), created by the command: the rule applies to
+    the directory that holds it. overwrite=False refuses an existing file.
+    Every refusal is a ValueError naming the flag, the path and the fix.
+    """
+    path = os.fspath(path)
+    if directory:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{flag}: {path} exists and is not a directory")
+        if os.path.isdir(path):
+            return path
+        parent = os.path.dirname(os.path.abspath(path))
+    else:
+        if os.path.isdir(path):
+            raise ValueError(f"{flag}: {path} is a directory; expected a file name in it")
+        if not overwrite and os.path.exists(path):
+            raise ValueError(f"{flag}: {path} already exists; nothing was written. Pass "
+                             f"--overwrite to replace it, or {flag.split('/')[0]} PATH for "
+                             f"another file")
+        parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(parent):
+        return path
+    existing = parent                       # the nearest part of it that exists
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag}: {existing} is not a directory, so {path} cannot be written")
+    if not (mkdir or _under(parent, os.getcwd())):
+        raise ValueError(f"{flag}: directory {parent} does not exist (outside the working "
+                         f"directory, nothing is created unasked); create it, or pass --mkdir "
+                         f"to have it created")
+    return path
 
 
 def _file_mode(path):

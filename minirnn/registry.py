@@ -20,7 +20,15 @@ Families and their functional signatures (state = the tuple named by `state_name
           backward(cache, d_out, d_hT, d_cT, return_steps) -> dx, dh0, dc0, dw_ih, ..., dw_hr
     gru   forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid) -> out, h_T, cache
           backward(cache, d_out, d_hT, return_steps) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
-(return_steps=True appends the per-step gradient record.)
+(return_steps=True appends the per-step gradient record.) Each family also has
+    step_jacobians(x_t, *state_{t-1}, w_ih, w_hh, b_ih, b_hh[, extra]) -> J_state, J_<param>...
+(RTRL: the step's dense partial Jacobians; CellSpec.step_jacobians is its uniform form.)
+and the derivatives of forward and backward (layer_jvp, layer_backward_jvp map onto them;
+twins in kernels/_<family>_tangent.py):
+    forward_jvp(cache, x_dot, *state0_dot, w_ih_dot, w_hh_dot, b_ih_dot, b_hh_dot[, w_hr_dot])
+          -> out_dot, *state_T_dot, tangent cache
+    backward_jvp(cache, tcache, d_out, d_out_dot, *d_state_T, *d_state_T_dot, input_grad)
+          -> the backward's tuple, and the same tuple of its tangents (the R-operator)
 """
 from __future__ import annotations
 
@@ -93,11 +101,16 @@ class CellSpec:
         """The Numba twin (compiled on first import)."""
         return _import(f"minirnn.kernels._{self.family}")
 
+    # minirnn.nn imports this registry when it is imported; the registry only names the classes
+    # (module, cell_module) and looks them up when asked, so the import graph has no cycle
+    # (tests/test_layout.py loads this file alone and checks that minirnn.nn stays unloaded)
     def module_class(self):
-        return getattr(importlib.import_module("minirnn.nn"), self.module)
+        """The sequence module class, minirnn.nn.<module> (minirnn.LSTM for "lstm")."""
+        return getattr(_import("minirnn.nn"), self.module)
 
     def cell_class(self):
-        return getattr(importlib.import_module("minirnn.nn"), self.cell_module)
+        """The one-step class, minirnn.nn.<cell_module> (minirnn.LSTMCell for "lstm")."""
+        return getattr(_import("minirnn.nn"), self.cell_module)
 
     # ---- one layer, one direction, uniform -----------------------------------------------------
     def layer_forward(self, fns, x, state, params, valid=None):
@@ -119,6 +132,43 @@ class CellSpec:
         S, n = len(self.state_names), len(self.param_names)
         grads = dict(zip(self.param_names, res[1 + S:1 + S + n]))
         return res[0], tuple(res[1:1 + S]), grads, (res[-1] if return_steps else None)
+
+    def layer_jvp(self, fns, cache, x_dot, state_dot, params_dot):
+        """The tangent of layer_forward (forward mode) from its cache. fns: a module with the
+        family's `forward_jvp`; x_dot (T, B, I), state_dot (tuple per state_names) and
+        params_dot (name -> tangent): None or missing = zero -> out_dot, state_T_dot tuple,
+        tangent cache (for layer_backward_jvp)."""
+        res = fns.forward_jvp(cache, x_dot, *state_dot,
+                              *[params_dot.get(n) for n in self.param_names])
+        return res[0], tuple(res[1:-1]), res[-1]
+
+    def layer_backward_jvp(self, fns, cache, tcache, d_out, d_out_dot, d_state, d_state_dot,
+                           input_grad=True):
+        """layer_backward and its tangent (the R-operator) along layer_jvp's tangents
+        -> (dx, d_state0 tuple, {param: grad}) and the same triple of tangents."""
+        res, res_dot = fns.backward_jvp(cache, tcache, d_out, d_out_dot, *d_state, *d_state_dot,
+                                        input_grad=input_grad)
+        S, n = len(self.state_names), len(self.param_names)
+        unpack = lambda r: (r[0], tuple(r[1:1 + S]),                        # noqa: E731
+                            dict(zip(self.param_names, r[1 + S:1 + S + n])))
+        return unpack(res), unpack(res_dot)
+
+    def step_jacobians(self, fns, x_t, state, params):
+        """One step's dense partial Jacobians (RTRL, UORO, Lyapunov spectra), uniform.
+
+        fns: a module with the family's `step_jacobians` (None: the reference). x_t (B, I);
+        state: tuple per state_names, each (B, size); params: name -> array (missing optional
+        ones as None). The state s = the state_names side by side, S wide (H; P + H for the
+        LSTM: h then c) -> J_state (B, S, S) = ∂s_t/∂s_{t-1}, and {param name: ∂s_t/∂param
+        of shape (B, S, *param.shape), or None where the parameter is absent}, in
+        param_names order."""
+        fns = self.reference() if fns is None else fns
+        extra = [params.get(n) for n in self.extra_params]
+        if self.nonlinearity:
+            extra.append(self.nonlinearity)
+        res = fns.step_jacobians(x_t, *state, params["weight_ih"], params["weight_hh"],
+                                 params.get("bias_ih"), params.get("bias_hh"), *extra)
+        return res[0], dict(zip(self.param_names, res[1:]))
 
 
 _ELMAN = dict(family="rnn", gates=1, gate_names=("a",), gates_field="a", dgates_field="da",

@@ -270,3 +270,19 @@ def test_cli_writes_outputs(tmp_path, capsys, monkeypatch):
     assert "cells" in capsys.readouterr().err
     assert main(["bench", "--threads", "0", "--no-progress"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_fma_peak_beside_the_gemm_peak(result):
+    """The numba worker records the single-thread FMA peak of Numba's code per dtype, and each
+    numba row with a valid split relates its recurrent phase to it (threads x that peak)."""
+    from minirnn.bench import DEFINITIONS, fma_peak
+    engines = {e["name"]: e for e in result["meta"]["engines"]}
+    fma = engines["numba"]["fma_peak_gflops"]
+    assert set(fma) == {"float64"} and fma["float64"] > 0
+    assert "fma_peak_gflops" not in engines["numpy"] or not engines["numpy"]["fma_peak_gflops"]
+    for r in result["rows"]:
+        if r["engine"] == "numba" and r["split_valid"]:
+            assert r["rec_fma_fraction"] == pytest.approx(
+                r["gflops"]["rec"] / (fma["float64"] * r["threads"]))
+    assert "rec_fma_fraction" in DEFINITIONS and "rec %fma" in format_table(result)
+    assert fma_peak("float32", seconds=0.02) > 0 and fma_peak("float64") > 0

@@ -271,7 +271,7 @@ def test_cli_names_checkpoint_shows_the_class_prediction(tmp_path):
     assert meta["kind"] == "classifier" and meta["tokens"] == list("Nguyen")
     assert meta["pred_names"] == cats and len(meta["final_top"]) == 5
     assert main(["explore", "--checkpoint", str(tmp_path / "model.npz"), "--text", "Ng",
-                 "--label", "Vietnamese", "-o", str(out)]) == 0
+                 "--label", "Vietnamese", "--overwrite", "-o", str(out)]) == 0
     assert "Vietnamese" in read_page(out)["meta"]["loss_note"]
 
 

@@ -266,3 +266,89 @@ def test_a_two_layer_lstm128_over_300_characters_scrubs_smoothly(driver, tmp_pat
     print(f"2-layer LSTM(128), 300 chars: {os.path.getsize(path) / 1e6:.2f} MB, ready in "
           f"{load_s:.2f} s, {ms:.1f} ms per step")
     assert load_s < 15 and ms < 50                        # a step well under a frame budget of 60 ms
+
+
+WINDOWS = ((1400, 900), (1000, 800), (600, 900))
+
+
+def _decade_range(arrays, names):
+    """log10 of the smallest and largest positive finite value among the arrays."""
+    v = np.concatenate([arrays[n].ravel() for n in names]).astype(np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return np.log10(v.min()), np.log10(v.max())
+
+
+@pytest.fixture(scope="module")
+def step_page(tmp_path_factory):
+    """A random 2-layer GRU over 120 steps: no tokens, so the strip labels step numbers, and
+    its gradient norms span less than one decade."""
+    import minirnn
+    model = minirnn.GRU(4, 16, num_layers=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(120, 4))
+    path = Path(minirnn.explore(model, x, tmp_path_factory.mktemp("steps") / "gru.html"))
+    from minirnn.debug.explore import read_page
+    return path, read_page(path)["arrays"]
+
+
+def test_the_gradient_chart_has_readable_log_ticks_and_t_ticks(driver, char_page, step_page):
+    import re
+    pages = [(char_page[0], char_page[2], [f"norm:{k}:{n}" for k in (0, 1) for n in ("dh", "dc")]),
+             (step_page[0], step_page[1], ["norm:0:dh", "norm:1:dh"])]
+    try:
+        for path, arrays, names in pages:
+            lo, hi = _decade_range(arrays, names)
+            for w, h in WINDOWS:
+                driver.set_window_size(w, h)
+                open_page(driver, path)
+                chart = by_id(driver, "gradchart")
+                labels = json_attr(chart, "data-yticks")
+                assert len(labels) >= 2, labels
+                parsed = [re.fullmatch(r"([125])e(-?\d+)", s) for s in labels]
+                assert all(parsed), labels                        # 1e-3, 2e-3: never 1e0.8
+                values = [np.log10(int(m[1])) + int(m[2]) for m in parsed]
+                assert values == sorted(values) and values[0] <= lo + 1e-6 and values[-1] >= hi - 1e-6
+                if hi - lo >= 1:                                  # whole decades, evenly spaced
+                    assert all(m[1] == "1" for m in parsed), labels
+                    assert len(set(np.diff([int(m[2]) for m in parsed]))) == 1, labels
+                else:                                             # inside one decade: 1-2-5
+                    assert any(m[1] != "1" for m in parsed), labels
+                ticks = json_attr(chart, "data-xticks")
+                ts = [tk["t"] for tk in ticks]
+                assert len(ts) >= 3 and ts[0] == 0 and len(set(np.diff(ts))) == 1, ts
+                for a, b in zip(ticks, ticks[1:]):
+                    assert a["x"] + a["w"] + 4 <= b["x"], (w, a, b)  # t labels never touch
+                width = driver.execute_script("return document.getElementById('grad-sec').getBoundingClientRect().width")
+                assert width >= (0.85 * w - 60 if w <= 1100 else 500), (w, width)  # narrow: one column
+                assert_no_console_errors(driver)
+    finally:
+        driver.set_window_size(1400, 1150)
+
+
+def json_attr(el, name):
+    import json
+    return json.loads(el.get_attribute(name))
+
+
+def test_strip_step_labels_never_overlap(driver, step_page):
+    path, _ = step_page
+    try:
+        for w, h in WINDOWS:
+            driver.set_window_size(w, h)
+            open_page(driver, path)
+            labels = driver.execute_script(
+                "return [...document.querySelectorAll('#connect .tok')].map(s => { const n = s.querySelector('.num');"
+                " const r = n.getBoundingClientRect(); return {t: +s.dataset.t, text: n.textContent,"
+                " l: r.left, r: r.right, top: r.top, b: r.bottom}; })")
+            assert len(labels) == 120
+            shown = [a for a in labels if a["text"]]
+            assert shown[0]["text"] == "0" and len(shown) >= 10
+            assert all(a["text"] == str(a["t"]) for a in shown)           # each at its own step
+            for i, a in enumerate(shown):
+                for b in shown[i + 1:]:
+                    apart = a["r"] <= b["l"] or b["r"] <= a["l"] or a["b"] <= b["top"] or b["b"] <= a["top"]
+                    assert apart, (w, a, b)
+            box = driver.execute_script("const r = document.getElementById('connect').getBoundingClientRect(); return [r.left, r.right];")
+            assert all(box[0] <= a["l"] and a["r"] <= box[1] for a in shown), w   # none cut off
+            assert_no_console_errors(driver)
+    finally:
+        driver.set_window_size(1400, 1150)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import minirnn
 from minirnn import functional
-from minirnn._gradcheck import GradcheckReport, gradcheck
+from minirnn.grad.gradcheck import GradcheckReport, gradcheck
 from minirnn.cli import main
 from minirnn.functional import gru as gru_ref
 from minirnn.functional import lstm as lstm_ref

@@ -10,9 +10,9 @@ import pytest
 
 import minirnn
 from minirnn.cli import main
-from minirnn.stepper import compile_expr, run_session, safe_eval
-from minirnn.stepper_render import render_heatmap, render_html
-from minirnn.tracing import trace
+from minirnn.debug.stepper import compile_expr, run_session, safe_eval
+from minirnn.debug.render import render_heatmap, render_html
+from minirnn.debug.tracing import trace
 
 
 def lstm_trace(T=6, B=1, H=4, seed=0, layers=1, bidirectional=False):
@@ -243,19 +243,23 @@ def test_hihell_example_session():
         ex = hihell.build_example(seed=0)
     except ImportError as e:                   # its training dependencies are still landing
         pytest.skip(f"hihell example not available: {e}")
-    from minirnn.cli.step import _head_loss
+    from minirnn.debug import explore_data as ed
     itos = ex["itos"]
-    tr = trace(ex["model"], ex["inputs"], loss=_head_loss(ex["head"], [itos.index(c) for c in "ihello"]))
-    out = run_session(tr, "n\nshow h\nbackward\nquit\n", tokens=ex["tokens"])
+    sub = ed.prepare(ex["model"], ex["inputs"], head=ex["head"], vocab=itos,
+                     targets=[itos.index(c) for c in "ihello"])         # as `minirnn step`
+    tr, note, value = ed.trace_loss(sub)
+    assert "cross-entropy" in note and value > 0
+    out = run_session(tr, "n\nshow h\nbackward\nquit\n", tokens=ex["tokens"], loss_note=note)
     assert "token 'h'" in out.split("(step) ")[0] and "token 'i'" in blocks(out)[0][1]
+    assert out.count(f"backward of {note}") == 2                      # the intro, `backward`
     assert tr.first_nonfinite() is None
 
 
 def test_cli_checkpoint_text_rebuilds_the_recurrent_layer(tmp_path, capsys):
     """--checkpoint: the model is rebuilt from the constructor arguments the checkpoint stores
     (no guessing from key names), and the traced layer is its own recurrent layer."""
-    from minirnn.models import LanguageModel
-    from minirnn.training import Engine
+    from minirnn.train.models import LanguageModel
+    from minirnn.train.engine import Engine
     model = LanguageModel(5, 4, 3, cell="lstm", num_layers=2, seed=5)
     path = tmp_path / "model.npz"
     Engine(model, backend="numpy").save(path, vocab=list("abcde"))

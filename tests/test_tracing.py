@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import minirnn
 from minirnn.registry import make_recurrent
 from minirnn.testing import assert_close
-from minirnn.tracing import trace
+from minirnn.debug.tracing import trace
 
 
 def make(cell, layers=2, bidirectional=True, I=3, H=4, proj=0, seed=0, **kw):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from minirnn import _io
-from minirnn.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint,
+from minirnn.train.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint,
                                 load_model_state, save_checkpoint)
-from minirnn.models import LanguageModel, SequenceClassifier
-from minirnn.optim import Adam
+from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.train.optim import Adam
 
 RNG = np.random.default_rng(0)
 TOKENS = RNG.integers(0, 7, size=(3, 5))
@@ -155,7 +155,7 @@ def test_unserialisable_metadata_is_refused(tmp_path):
 
 def test_checkpoint_loads_into_torch_twin_and_back(tmp_path):
     torch = pytest.importorskip("torch")
-    from minirnn.torch_backend import copy_from_torch, to_torch
+    from minirnn.interop.torch import copy_from_torch, to_torch
     lm = LanguageModel(9, 4, 5, cell="lstm", num_layers=2, seed=3)
     path = tmp_path / "lm.npz"
     save_checkpoint(path, lm)

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from minirnn.models import LanguageModel, SequenceClassifier
+from minirnn.train.models import LanguageModel, SequenceClassifier
 from minirnn.testing import assert_close
-from minirnn.training import Engine
+from minirnn.train.engine import Engine
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-from minirnn.torch_backend import to_torch  # noqa: E402  (needs torch)
+from minirnn.interop.torch import to_torch  # noqa: E402  (needs torch)
 
 V, C, B, T = 8, 4, 6, 7
 
@@ -218,7 +218,7 @@ def test_engine_errors(tmp_path):
         engine.step_lm(np.zeros((1, 2), dtype=int), np.zeros((1, 2), dtype=int))
     with pytest.raises(ValueError, match="tokens: expected ids"):
         engine.step(np.full((2, 3), V), np.array([0, 1]))
-    from minirnn.checkpoint import CheckpointError, save_checkpoint
+    from minirnn.train.checkpoint import CheckpointError, save_checkpoint
     save_checkpoint(tmp_path / "plain.npz", clf)
     with pytest.raises(CheckpointError, match="Engine.save"):
         Engine.load(tmp_path / "plain.npz", backend="numpy")

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from minirnn.nn.layers import Linear
 from minirnn.nn.module import Module
-from minirnn.optim import SGD, Adam, clip_grad_norm
+from minirnn.train.optim import SGD, Adam, clip_grad_norm
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")

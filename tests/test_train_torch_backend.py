@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.models import LanguageModel, SequenceClassifier
+from minirnn.train.models import LanguageModel, SequenceClassifier
 from minirnn.nn.layers import Embedding, Linear
-from minirnn.optim import SGD, Adam
+from minirnn.train.optim import SGD, Adam
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
-from minirnn.torch_backend import (copy_from_torch, optimizer_from_torch,  # noqa: E402
+from minirnn.interop.torch import (copy_from_torch, optimizer_from_torch,  # noqa: E402
                                    optimizer_to_torch, to_torch)
 
 FAST = settings(max_examples=8, deadline=None)
@@ -192,7 +192,7 @@ def test_optimizer_state_round_trips_mid_run(make_opt):
 
 def test_truncated_bptt_state_continues_the_sequence():
     """predict_lm over two chunks with the state carried == one pass over the whole sequence."""
-    from minirnn.training import Engine
+    from minirnn.train.engine import Engine
     rng = np.random.default_rng(2)
     tokens = rng.integers(0, 9, size=(2, 10))
     for backend in ("numpy", "torch"):
@@ -228,7 +228,7 @@ def test_errors():
 
 def test_numpy_scalars_in_checkpoint_metadata(tmp_path):
     """A config built from numpy values (len of an array, a mean loss) is stored as plain JSON."""
-    from minirnn.checkpoint import load_checkpoint, save_checkpoint
+    from minirnn.train.checkpoint import load_checkpoint, save_checkpoint
     m = SequenceClassifier(np.int64(5), np.int64(3), 4, seed=np.int64(2))
     save_checkpoint(tmp_path / "m.npz", m, config={"loss": np.float32(0.5), "w": np.arange(3)},
                     extra=dict(m.config), step=np.int64(4))
@@ -291,7 +291,7 @@ def test_dropout_models_match_finite_differences(which):
 
 def test_torch_resume_with_dropout_equals_not_stopping(tmp_path):
     """On the torch backend the dropout masks come from torch's RNG: its state is saved too."""
-    from minirnn.training import Engine
+    from minirnn.train.engine import Engine
     rng = np.random.default_rng(4)
     batches = [(rng.integers(0, 6, size=(3, 5)), rng.integers(1, 6, size=3),
                 rng.integers(0, 3, size=3)) for _ in range(6)]
@@ -316,7 +316,7 @@ def test_torch_resume_with_dropout_equals_not_stopping(tmp_path):
 @pytest.mark.parametrize("cell", ["lstm", "rnn_relu", "gru"])
 def test_numba_language_model_gives_the_numpy_numbers(cell):
     pytest.importorskip("numba")
-    from minirnn.training import Engine
+    from minirnn.train.engine import Engine
     rng = np.random.default_rng(6)
     chunks = [(rng.integers(0, 7, size=(3, 4)), rng.integers(0, 7, size=(3, 4))) for _ in range(4)]
 

@@ -165,7 +165,7 @@ def _cli(argv, capsys, stdin=None, monkeypatch=None):
 
 
 def test_hihell_converges_and_builds_the_debugger_example(capsys, tmp_path):
-    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim")
+    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim")
     from minirnn.tutorials import hihell
     ex = hihell.build_example(seed=0)
     assert set(ex) >= {"model", "head", "inputs", "tokens", "itos"}
@@ -179,7 +179,7 @@ def test_hihell_converges_and_builds_the_debugger_example(capsys, tmp_path):
 
 
 def test_sentences_completes_all_three(capsys, tmp_path):
-    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim")
+    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim")
     code, out, _ = _cli(["train", "sentences", "--backend", "numpy", "--quick", "--out",
                          str(tmp_path / "s")], capsys)
     assert code == 0
@@ -215,8 +215,8 @@ def test_tutorial_rnn_backward_matches_finite_differences():
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["lstm", "tutorial-rnn"])
 def test_names_quick_and_predict(model, tmp_path, capsys, monkeypatch):
-    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim", "minirnn.checkpoint",
-           "minirnn.models", "minirnn.training")
+    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim",
+           "minirnn.train.checkpoint", "minirnn.train.models", "minirnn.train.engine")
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"
     code, _, err = _cli(["train", "names", "--model", model, "--backend", "numpy", "--quick",
@@ -248,8 +248,8 @@ def test_names_quick_and_predict(model, tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["script", "char"])
 def test_language_model_quick_and_generate(kind, tmp_path, capsys):
-    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.optim", "minirnn.checkpoint",
-           "minirnn.models", "minirnn.training")
+    _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim",
+           "minirnn.train.checkpoint", "minirnn.train.models", "minirnn.train.engine")
     pytest.importorskip("matplotlib")
     out = tmp_path / kind
     code, _, err = _cli(["train", kind, "--backend", "numpy", "--quick", "--out", str(out)], capsys)

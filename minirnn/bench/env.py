@@ -1,6 +1,7 @@
 """What a benchmark result is worth: the environment it ran in, and the load beside it.
 
     describe_machine()         CPU model, cores, cache sizes, OS, Python, overrides set
+    fma_peak(dtype)            single-thread FMA GFLOP/s of Numba's code (a small FMA loop)
     blas_overrides(environ)    OPENBLAS_CORETYPE and friends: variables that pin a library's
                                kernels or threads (recorded with every result)
     LoadMonitor                foreign CPU load (all CPU time minus this benchmark's
@@ -35,6 +36,14 @@ NATIVE_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 KERNEL_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_DEBUG_CPU_TYPE",
                     "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY",
                     "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
+
+
+def fma_peak(dtype, seconds=0.2):
+    """GFLOP/s of one thread of Numba-compiled code at its best: a loop of independent fused
+    multiply-adds (minirnn.kernels._peak.fma_peak_gflops), the single-thread FMA peak
+    the recurrent product is measured against, beside the GEMM peak. Loads Numba."""
+    from ..kernels._peak import fma_peak_gflops
+    return fma_peak_gflops(dtype, seconds)
 
 
 def blas_overrides(environ=None):

@@ -13,8 +13,9 @@ from .env import NATIVE_UNSET
 
 @dataclass
 class EngineSpec:
-    name: str              # "numba", "numpy", "torch@1", "torch@2", "torch-cuda", "numba:native"
-    kind: str              # "numpy" | "numba" | "torch"
+    name: str              # "numba", "numpy", "torch@1", "torch@2", "torch-cuda", "numba:native",
+                           # "jax@2"
+    kind: str              # "numpy" | "numba" | "torch" | "jax"
     threads: int
     device: str = "cpu"
     native_blas: bool = False
@@ -22,12 +23,17 @@ class EngineSpec:
     def environ(self, base=None):
         """The worker's environment: thread variables for every library, set before Python
         starts; with native_blas, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (this worker
-        only). torch's worker gets OPENBLAS_NUM_THREADS=1: its NumPy only makes the data,
-        and a pool of one thread can never spin beside torch's."""
+        only). torch's and jax's workers get OPENBLAS_NUM_THREADS=1: their NumPy only makes
+        the data, and a pool of one thread can never spin beside theirs."""
         env = dict(os.environ if base is None else base)
         n = str(self.threads)
-        env.update(OPENBLAS_NUM_THREADS="1" if self.kind == "torch" else n,
+        peer = self.kind in ("torch", "jax")
+        env.update(OPENBLAS_NUM_THREADS="1" if peer else n,
                    OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, MINIRNN_NUM_THREADS=n)
+        if self.kind == "jax" and self.threads == 1:
+            # XLA's CPU client: one thread for its Eigen pool (more: the worker's affinity mask)
+            flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
         if self.native_blas:
             for k in NATIVE_UNSET:
                 env.pop(k, None)
@@ -118,6 +124,8 @@ def make_engines(backends, threads, blas="env", cuda=False):
             out.append(EngineSpec(f"torch@{threads}", "torch", threads))
         if cuda:
             out.append(EngineSpec("torch-cuda", "torch", threads, device="cuda"))
+    if "jax" in backends:                      # JAX's CPU backend at minirnn's thread count
+        out.append(EngineSpec(f"jax@{threads}", "jax", threads))
     return out
 
 

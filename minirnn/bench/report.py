@@ -2,15 +2,23 @@
 (atomic) and a PNG plot (atomic).
 
 A row flagged "order" or "peak" (numbers that cannot be right: forward slower than
-forward+backward, above 100% of the GEMM peak) shows its times but "!" in place of its
-ratios, GFLOP/s and % peak: it is not reported as a result. "split" (a derived phase <= 0)
-or a split phase above the peak does the same to the split table's row only.
+forward+backward, any phase above 100% of the GEMM peak, a split phase included) shows its
+times but "!" in place of its ratios, GFLOP/s and % peak, in the table and the plot alike: it
+is not reported as a result. "split" (a derived phase <= 0) does the same to the split
+table's row only.
 """
 from __future__ import annotations
 
 from .._io import savefig, write_json
 
 SHORT_DTYPE = {"float32": "f32", "float64": "f64"}
+
+
+def _reportable(r):
+    """A row's ratios, GFLOP/s and % peak may be printed (and plotted) as results: valid
+    ("order" and a main phase over the peak are not) and not flagged "peak" at all -- a split
+    phase above the GEMM peak means its timing cannot be trusted either, as the legend says."""
+    return r["valid"] and not any(f["code"] == "peak" for f in r.get("flags", ()))
 
 
 def _fmt(v, spec, none="-"):
@@ -70,8 +78,15 @@ def format_header(result):
         elif e["kind"] == "numba":
             extra = (f"numba {e.get('numba_threads')} threads "
                      f"({e.get('numba_threading_layer')}); ")
+        elif e["kind"] == "jax":
+            extra = (f"jax {e.get('jax')} (jaxlib {e.get('jaxlib')}), device "
+                     f"{e.get('jax_device')}, x64 {'on' if e.get('jax_x64') else 'off'}, cores "
+                     f"{e.get('jax_affinity')}; ")
         peaks = ", ".join(f"{SHORT_DTYPE.get(k, k)} {g:.0f}" for k, g in
                           (e.get("gemm_peak_gflops") or {}).items())
+        if e.get("fma_peak_gflops"):
+            peaks += "; 1-thread FMA loop " + ", ".join(
+                f"{SHORT_DTYPE.get(k, k)} {g:.0f}" for k, g in e["fma_peak_gflops"].items())
         nat = " [OPENBLAS_CORETYPE/L2_SIZE unset]" if e.get("native_blas") else ""
         out.append(f"  {e['name']:<13} {e['threads']} thr  {extra}{_threadpools(e.get('threadpools'))}"
                    f"; peak {peaks} GFLOP/s (n={e.get('gemm_peak_n')}){nat}")
@@ -105,17 +120,20 @@ def format_table(result):
     (numba's phases), the conventions, then warnings and notes."""
     meta = result["meta"]
     refs = meta.get("ratio_references", [])
-    same = next((r for r in refs if r != "torch@1"), None)
+    jx = next((r for r in refs if r.startswith("jax@")), None)
+    same = next((r for r in refs if r != "torch@1" and r != jx), None)
     one = "torch@1" if "torch@1" in refs else None
     head = ["regime", "cell", "dt", "TxBxIxH", "engine", "fwd ms", "f+b ms", "+-%"]
     if same:
         head += [f"x {same} f+b [range]", f"x {same} fwd"]
     if one and one != same:
         head += ["x torch@1 f+b"]
+    if jx:
+        head += [f"x {jx} f+b [range]"]
     head += ["GFLOP/s", "%peak", "act MB", "x floor", "rel err", "flags"]
     lines, split = [], []
     for r in result["rows"]:
-        s, ok = r["seconds"], r["valid"]
+        s, ok = r["seconds"], _reportable(r)
         lo, hi = r["spread"].get("fwd_bwd", [None, None])
         pm = f"{100 * (hi - lo) / s['fwd_bwd']:.0f}" if lo is not None and s.get("fwd_bwd") else "-"
         cols = [r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
@@ -125,6 +143,8 @@ def format_table(result):
             cols += [_ratio_text(r, same) if ok else "!", _ratio_text(r, same, "fwd", False) if ok else "!"]
         if one and one != same:
             cols += [_ratio_text(r, one, spread=False) if ok else "!"]
+        if jx:
+            cols += [_ratio_text(r, jx) if ok else "!"]
         pf = r["peak_fraction"].get("fwd_bwd")
         act = r.get("activation_bytes")
         fr = (r.get("floor_ratio") or {}).get("fwd_bwd")
@@ -140,13 +160,16 @@ def format_table(result):
                 ph.append(_fmt(ms and ms * 1e3, ".3f"))
                 ph.append(f"{g:.1f}/{100 * f:.0f}%" if sok and g is not None and f is not None
                           else ("!" if not sok else "-"))
+            fma = r.get("rec_fma_fraction")
+            ph.append(_fmt(fma if fma is None else 100 * fma, ".0f") if sok else "!")
             split.append([r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
                           r["engine"]] + ph + [",".join(f["code"] for f in r["flags"]) or "-"])
     out = format_header(result) + [""]
     out += _align(head, lines, {0, 1, 2, 3, 4, len(head) - 1})
     if split:
         sh = ["regime", "cell", "dt", "TxBxIxH", "engine", "proj ms", "GF/s/%pk", "rec fwd ms",
-              "GF/s/%pk", "bwd-data ms", "GF/s/%pk", "bwd-wts ms", "GF/s/%pk", "flags"]
+              "GF/s/%pk", "bwd-data ms", "GF/s/%pk", "bwd-wts ms", "GF/s/%pk", "rec %fma",
+              "flags"]
         out += ["", "split time (input projection, recurrent forward, backward-data, "
                     "backward-weights):"]
         out += _align(sh, split, {0, 1, 2, 3, 4, len(sh) - 1})
@@ -159,6 +182,7 @@ def format_table(result):
             f"x floor: f+b time / {d['floor']}; bandwidth: {d['bandwidth']}",
             f"act MB: {d['activation']}",
             f"split: {d['proj']}; {d['rec']}; {d['bwd_weights']}; {d['bwd_data']}",
+            f"rec %fma: {d.get('rec_fma_fraction', '-')}",
             f"rel err: {d['rel_err']}",
             "flags: peak (>100% of GEMM peak), order (fwd slower than fwd+bwd), split (a "
             "derived phase <= 0): impossible, shown as '!'; load (foreign CPU above the limit), "
@@ -185,7 +209,7 @@ def save_plot(result, path):
     if not refs:
         raise RuntimeError("plot: no ratio to torch to plot (run with the torch backend)")
     ref = refs[0]
-    rows = [r for r in result["rows"] if r["engine"] != ref and r["valid"]
+    rows = [r for r in result["rows"] if r["engine"] != ref and _reportable(r)
             and (r.get("ratio") or {}).get(ref, {}).get("fwd_bwd")]
     if not rows:
         # every row failed a sanity check (flags in the table): an honest empty picture says

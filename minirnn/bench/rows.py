@@ -47,6 +47,12 @@ DEFINITIONS = {
                   "input excluded. per_TBH = values / (T*B*H)",
     "peak_mb": "minirnn: peak traced NumPy memory of one forward+backward (tracemalloc)",
     "rel_err": "||out - out_ref|| / ||out_ref|| of the forward output, reference torch@N",
+    "rec_fma_fraction": "numba: the recurrent forward's GFLOP/s (rec: its product and the gate "
+                        "math, counted as the product's FLOPs) / (the single-thread FMA peak of "
+                        "Numba's code, a small FMA loop, x the engine's threads)",
+    "check_rel_err": "jax: ||a - b|| / ||b|| of its forward output, dL/dx and each weight "
+                     "gradient against minirnn's NumPy reference, checked in its worker before "
+                     "it was timed (float32 within 2e-4, float64 within 1e-10, or it stops)",
     "load": "foreign CPU load in cores: machine busy time (steal included) minus the CPU time "
             "of this benchmark's processes, per wall second",
 }

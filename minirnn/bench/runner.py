@@ -20,7 +20,9 @@
 
 Engines: "numpy" (the reference; only on problems up to NUMPY_MAX_FLOPS), "numba"
 (minirnn.kernels), "torch@1" and "torch@N" (torch CPU at 1 thread and at minirnn's N), and
-"torch-cuda" when a CUDA device is there (synchronised timing, TF32 off).
+"torch-cuda" when a CUDA device is there (synchronised timing, TF32 off), and "jax@N" when
+asked for (minirnn.bench.jax_engine: its outputs and gradients are checked against minirnn's
+reference in its worker before any timing).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ from .processes import EngineSpec, WorkerError, WorkerProcess, check_threads, ma
 from .rows import DEFINITIONS, LOAD_LIMIT, build_row, itemsize, load_warnings
 
 SCHEMA = "minirnn-bench/2"
-BACKENDS = ("numpy", "numba", "torch")
+BACKENDS = ("numpy", "numba", "torch", "jax")
+DEFAULT_BACKENDS = ("numpy", "numba", "torch")   # jax: an optional extra, asked for by name
 BLAS_MODES = ("env", "native", "both")
 # the NumPy reference engine runs only where it is not too slow (forward FLOPs)
 NUMPY_MAX_FLOPS = {False: 3e9, True: 1e8}         # {quick: limit}
@@ -53,14 +56,16 @@ def _check_choice(name, values, allowed):
     return values
 
 
-def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
+def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=None,
                   device="auto", quick=False, shapes=None, timing=None, rounds=None,
                   threads=None, blas="env", peak_n=None, peak_timing=None, show_progress=True,
                   load_check=True, split=True):
     """Run the grid -> dict(schema, meta, rows). Every engine in its own worker process.
 
     cells: registry names (default: all of minirnn.registry.CELL_NAMES); backends: numpy,
-    numba, torch (torch = torch@1 and torch@N); regimes: minirnn's (small, medium, large)
+    numba, torch (torch = torch@1 and torch@N), jax (jax@N: a plain JAX layer, jit over
+    lax.scan, checked against minirnn before it is timed; skipped with a note where jax is
+    not installed); regimes: minirnn's (small, medium, large)
     and the reference sets (fastrnns, deepbench); shapes: {regime: [(T, B, I, H), ...]}
     replaces the built-in sizes (tests use tiny ones); threads: N for numba/numpy and
     torch@N (default minirnn._config.num_threads()); blas: "env" (the environment as it is),
@@ -140,6 +145,11 @@ def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
                             notes.append("torch is not installed: no torch rows, no ratios")
                         engines = [s for s in engines if s.name != eng.name]
                         continue
+                    if eng.kind == "jax" and "No module named 'jax" in str(e):
+                        notes.append("jax is not installed (pip install minirnn[jax]): no jax "
+                                     "rows, no ratios to jax")
+                        engines = [s for s in engines if s.name != eng.name]
+                        continue
                     raise
             for eng, w in started:
                 if eng.name not in workers:
@@ -161,7 +171,7 @@ def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
         bar.close()
         names = [e.name for e in engines]
         ref_same = f"torch@{threads}" if f"torch@{threads}" in names else None
-        ref_names = [n for n in (ref_same, "torch@1") if n in names]
+        ref_names = [n for n in (ref_same, "torch@1", f"jax@{threads}") if n in names]
         bw_engine = next((e.name for e in engines if e.kind == "numba"),
                          next((e.name for e in engines if e.kind == "numpy"), None))
         monitor.pids = {w.pid for w in workers.values()}
@@ -214,6 +224,10 @@ def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
             info["gemm_peak_detail_end"] = end["gemm_peak_detail"]
             info["gemm_peak_gflops"] = {dt: max(g, end["gemm_peak_gflops"][dt])
                                         for dt, g in info["gemm_peak_start"].items()}
+            if end.get("fma_peak_gflops"):
+                info["fma_peak_start"] = info.get("fma_peak_gflops") or {}
+                info["fma_peak_gflops"] = {dt: max(g, info["fma_peak_start"].get(dt, 0.0))
+                                           for dt, g in end["fma_peak_gflops"].items()}
         for w in workers.values():
             w.close()
         for job, active, per, blocks, t0, t1, extras in raw:
@@ -230,6 +244,12 @@ def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
                                 {n: per[n] for n in ref_names if n in per}, extras[eng.name],
                                 bandwidth, load)
                 row["_output"] = extras[eng.name].get("output_path")
+                fma = (infos[eng.name].get("fma_peak_gflops") or {}).get(dt)
+                if fma and row["gflops"].get("rec") and row["split_valid"]:
+                    row["fma_peak_gflops"] = fma
+                    row["rec_fma_fraction"] = row["gflops"]["rec"] / (fma * eng.threads)
+                if extras[eng.name].get("check_rel_err"):  # jax: checked before it was timed
+                    row["check_rel_err"] = extras[eng.name]["check_rel_err"]
                 row["block_s"] = blocks[eng.name]          # the worker's time per round
                 rows.append(row)
         _fill_errors(rows, ref_names)      # after every worker has exited
@@ -287,11 +307,13 @@ def run_benchmark(cells=None, backends=BACKENDS, dtypes=DTYPES, regimes=None,
 
 
 def _engine_meta(info):
-    keep = ("pid", "numpy", "torch", "numba", "torch_threads", "torch_interop_threads",
+    keep = ("pid", "numpy", "torch", "numba", "jax", "jaxlib", "jax_x64", "jax_backend",
+            "jax_device", "jax_affinity", "xla_flags", "torch_threads", "torch_interop_threads",
             "torch_cpu_capability", "torch_blas", "numba_threads", "numba_threading_layer",
             "minirnn_threads", "cuda_device", "gemm_peak_gflops", "gemm_peak_n",
             "gemm_peak_start", "gemm_peak_end", "gemm_peak_detail", "gemm_peak_detail_end",
-            "numba_first_call_s", "threadpools", "environ_overrides", "import_s")
+            "numba_first_call_s", "threadpools", "environ_overrides", "import_s",
+            "fma_peak_gflops", "fma_peak_start")
     return {k: info[k] for k in keep if k in info}
 
 
@@ -299,7 +321,7 @@ def _versions(infos):
     import platform
     out = dict(python=platform.python_version())
     for info in infos.values():
-        for k in ("numpy", "numba", "torch"):
+        for k in ("numpy", "numba", "torch", "jax", "jaxlib"):
             if info.get(k):
                 out[k] = info[k]
     try:

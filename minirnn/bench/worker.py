@@ -5,6 +5,7 @@ The parent (minirnn.bench.runner) starts one worker per engine with the thread v
 environment, so every library reads them before it loads. Requests, one JSON object a line:
 
     {"op": "init", "engine": {"kind": "numba", "threads": 2, "device": "cpu"}}
+        (kind: numpy, numba, torch or jax)
         -> imports, and the environment as seen from inside (threadpoolctl: BLAS vendor,
            kernel architecture, threads; versions; override variables)
     {"op": "calibrate", "dtypes": [...], "peak_n": 1024, "first_call_cells": [...],
@@ -49,7 +50,9 @@ class Worker:
         import numpy as np
         info = dict(pid=os.getpid(), kind=self.kind, threads=self.threads, device=self.device,
                     numpy=np.__version__)
-        if self.kind == "torch":
+        if self.kind == "jax":
+            info.update(_jax_init(self.threads, self.device))
+        elif self.kind == "torch":
             import torch
             torch.set_num_threads(self.threads)
             info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
@@ -94,10 +97,18 @@ class Worker:
             if self.kind == "torch":
                 detail[dt] = torch_gemm_peak(dt, int(req["peak_n"]), peak_timing, self.device)
                 peaks[dt] = detail[dt]["best"]
+            elif self.kind == "jax":
+                from .jax_engine import jax_gemm_peak
+                peaks[dt] = jax_gemm_peak(dt, int(req["peak_n"]), peak_timing, self.device)
+                detail[dt] = dict(best=peaks[dt], jax=peaks[dt])
             else:
                 peaks[dt] = numpy_gemm_peak(dt, int(req["peak_n"]), peak_timing)
                 detail[dt] = dict(best=peaks[dt], numpy=peaks[dt])
-        return dict(gemm_peak_gflops=peaks, gemm_peak_detail=detail,
+        fma = {}
+        if self.kind == "numba":                      # the recurrent product's own yardstick
+            from .env import fma_peak
+            fma = {dt: fma_peak(dt) for dt in req["dtypes"]}
+        return dict(gemm_peak_gflops=peaks, gemm_peak_detail=detail, fma_peak_gflops=fma,
                     gemm_peak_n=int(req["peak_n"]), numba_first_call_s=first_call,
                     threadpools=_threadpools())
 
@@ -109,8 +120,13 @@ class Worker:
             self._engine = None
             p = make_problem(prob["cell"], prob["T"], prob["B"], prob["I"], prob["H"],
                              prob["dtype"], prob.get("seed", 0))
-            self._engine = (torch_engine(p, self.device) if self.kind == "torch"
-                            else minirnn_engine(self.kind, p))
+            if self.kind == "jax":                    # checked against minirnn before timing
+                from .jax_engine import jax_engine
+                self._engine = jax_engine(p, self.device)
+                self._engine.checked = self._engine.check()
+            else:
+                self._engine = (torch_engine(p, self.device) if self.kind == "torch"
+                                else minirnn_engine(self.kind, p))
             self._key = key
         return self._engine
 
@@ -121,9 +137,10 @@ class Worker:
         t0 = time.perf_counter()
         out, runs = {}, {}                            # each phase has its own warm-up
         phases = [("fwd", e.fwd), ("fwd_bwd", e.fwd_bwd)]
-        if req.get("split") and self.kind != "torch":
+        minirnn = self.kind in ("numpy", "numba")
+        if req.get("split") and minirnn:
             phases += [("bwd", e.bwd), ("proj", e.proj), ("wgrad", e.wgrad)]
-        if req.get("bandwidth") and self.kind != "torch":
+        if req.get("bandwidth") and minirnn:
             phases.append(("gemv", e.gemv))
         gc.collect()                                  # once per block (torch's heap: ~0.1 s)
         gc.disable()
@@ -143,6 +160,8 @@ class Worker:
             res["output_path"] = req["output_path"]
         if req.get("memory"):
             res.update(e.memory())
+        if getattr(e, "checked", None):
+            res["check_rel_err"] = e.checked            # jax: its agreement with minirnn
         return res
 
     def handle(self, req):
@@ -184,6 +203,27 @@ def _first_call(cells, dtypes):
                 spec.layer_backward(fns, cache, p["d_out"], (None,) * len(spec.state_names))
             out[f"{cell}/{dt}"] = time.perf_counter() - t0
     return out
+
+
+def _jax_init(threads, device):
+    """Import jax with float64 enabled, pinned to `threads` cores (XLA's CPU pool has no
+    thread-count option but the single-thread one: the affinity mask bounds its pool, and the
+    process sees only those cores) -> version, devices, x64, affinity."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+    except AttributeError:                            # not on Linux: the pool takes every core
+        cpus = None
+    import jax
+    import jaxlib
+    jax.config.update("jax_enable_x64", True)
+    devs = jax.devices(device)
+    return dict(jax=jax.__version__, jaxlib=jaxlib.__version__, jax_x64=True,
+                jax_backend=jax.default_backend(),
+                jax_device=f"{devs[0].platform}:{devs[0].device_kind}",
+                jax_affinity=sorted(os.sched_getaffinity(0)) if cpus is not None else None,
+                xla_flags=os.environ.get("XLA_FLAGS"))
 
 
 def _threadpools():

@@ -22,6 +22,14 @@ SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "
                "explore")
 
 
+def cell_kinds(last="and"):
+    """The kinds of cell in the registry, for help texts: "Elman RNN, LSTM and GRU" (the head
+    of each CellSpec.summary, once each), so that a new cell is named everywhere at once."""
+    from ..registry import CELLS
+    kinds = list(dict.fromkeys(s.summary.split(",")[0] for s in CELLS.values()))
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} {last} {kinds[-1]}"
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show an option's default, unless there is none to show or its help already says it."""
 
@@ -37,7 +45,7 @@ def build_parser():
     from .. import __version__
     parser = argparse.ArgumentParser(
         prog="minirnn",
-        description="minirnn: Elman RNN and LSTM in NumPy and Numba, checked against torch.")
+        description=f"minirnn: {cell_kinds()} in NumPy and Numba, checked against torch.")
     parser.add_argument("--version", action="version", version=f"minirnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:

@@ -21,8 +21,10 @@ def add_arguments(parser):
     parser.add_argument("--cells", default=",".join(CELL_NAMES),
                         help=f"comma-separated cells from the registry: {', '.join(CELL_NAMES)}")
     parser.add_argument("--backends", default="numpy,numba,torch",
-                        help="comma-separated engines: numpy, numba, torch (torch = torch CPU at "
-                             "1 thread and at --threads; CUDA see --device)")
+                        help="comma-separated engines: numpy, numba, torch, jax (torch = torch "
+                             "CPU at 1 thread and at --threads; CUDA see --device; jax = JAX's "
+                             "CPU backend at --threads, jit over lax.scan, needs the extra: pip "
+                             "install minirnn[jax])")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="add torch on CUDA (synchronised timing, TF32 off): auto = when "
                              "available")
@@ -55,11 +57,18 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="write a PNG of the speed-up over torch per regime (error bars: the "
                              "spread over rounds)")
+    parser.add_argument("--mkdir", action="store_true",
+                        help="create the directory of --json / --plot where it is missing "
+                             "(without it, only one under the working directory is created)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
+    from .._io import check_output_path
     from ..bench import format_table, run_benchmark, save_json, save_plot
+    for flag in ("json", "plot"):                   # before minutes of benchmarking
+        if getattr(args, flag):
+            check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir)
     if args.native_blas and args.blas not in (None, "native"):
         raise ValueError(f"--native-blas: expected no --blas or --blas native with it, got "
                          f"--blas {args.blas}")

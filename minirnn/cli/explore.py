@@ -39,8 +39,15 @@ def add_arguments(p):
     p.add_argument("--backend", choices=("numpy", "numba"), default=None,
                    help="the engine that traces (and trains --example char): default numba "
                         "when its kernels load, else numpy; the same numbers to rounding")
+    from ..debug.explore_data import LOSS_HELP, LOSSES
+    p.add_argument("--loss", choices=LOSSES, default="model",
+                   help=LOSS_HELP + "; the same loss as `minirnn step`, named on the page")
     p.add_argument("--title", default=None, help="the page's title")
     p.add_argument("-o", "--out", default="explore.html", metavar="OUT.html", help="the page")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing page")
+    p.add_argument("--mkdir", action="store_true",
+                   help="create the page's directory where it is missing (without it, only one "
+                        "under the working directory is created)")
 
 
 def char_example(steps=150, seed=0, backend="numpy", log=None):
@@ -142,16 +149,18 @@ def run(args) -> int:
     import os
     import time
 
+    from .._io import check_output_path
     from ..debug.explore import explore
     if args.top_k < 1:
         raise ValueError(f"--top-k: expected at least 1, got {args.top_k}")
+    check_output_path("-o/--out", args.out, mkdir=args.mkdir, overwrite=args.overwrite)
     from .train import default_backend
     if args.backend is None:
         args.backend = default_backend()
     t0 = time.perf_counter()
     kw = _source(args)
     path = explore(kw.pop("model"), kw.pop("x"), args.out, top_k=args.top_k, title=args.title,
-                   connect=not args.no_connectivity, **kw)
+                   connect=not args.no_connectivity, loss=args.loss, **kw)
     size = os.path.getsize(path)
     print(f"wrote {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s); open it in a "
           f"browser (works offline, from file://)")

@@ -2,9 +2,10 @@
 and exit code 1 when any tensor disagrees."""
 from __future__ import annotations
 
+from . import cell_kinds
 from ..registry import CELL_NAMES as CELLS
 
-HELP = "check a random RNN/LSTM/GRU's BPTT against finite differences (exit 1 on failure)"
+HELP = f"check a random {cell_kinds('or')}'s BPTT against finite differences (exit 1 on failure)"
 
 
 def add_arguments(p):
@@ -21,9 +22,19 @@ def add_arguments(p):
     p.add_argument("--max-entries", type=int, default=40,
                    help="check at most this many entries per tensor (0: all)")
     p.add_argument("--eps", type=float, default=1e-6, help="central-difference step")
+    p.add_argument("--mode", choices=("rev", "fwd", "fast"), default="rev",
+                   help="rev: BPTT against differences, entry by entry; fwd: forward mode (the "
+                        "JVP) against differences, column by column, plus the dot-product test; "
+                        "fast: one u^T J v per input/output pair")
+    p.add_argument("--order", type=int, choices=(1, 2), default=1,
+                   help="2: the Hessian-vector product against differences of the gradient")
+    p.add_argument("--dot", action="store_true",
+                   help="add the dot-product test <Ju, w> = <u, J^T w> (on with --mode fwd)")
     p.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--mkdir", action="store_true",
+                   help="create the directory of --json where it is missing")
     from .. import _threads
     _threads.add_argument(p)
 
@@ -39,8 +50,8 @@ def _run(args):
     import numpy as np
 
     from ..grad.gradcheck import gradcheck
-    from .._io import write_json
-    from ..registry import make_recurrent
+    from .._io import check_output_path, write_json
+    from ..registry import CELLS as CELL_SPECS, get_cell, make_recurrent
 
     for name in ("layers", "T", "B", "input_size", "hidden"):
         if getattr(args, name) < 1:
@@ -48,6 +59,12 @@ def _run(args):
                              f"got {getattr(args, name)}")
     if args.max_entries < 0:
         raise ValueError(f"--max-entries: expected >= 0 (0: all), got {args.max_entries}")
+    if args.proj_size and "weight_hr" not in get_cell(args.cell).extra_params:
+        # the registry knows which cells project (their weight_hr); never the cell's name
+        owners = " or ".join(s.module for s in CELL_SPECS.values() if "weight_hr" in s.extra_params)
+        raise ValueError(f"--proj-size: {owners} only (--cell {args.cell} has no projection)")
+    if args.json:
+        check_output_path("--json", args.json, mkdir=args.mkdir)
     extra = {"proj_size": args.proj_size} if args.proj_size else {}
     model = make_recurrent(args.cell, args.input_size, args.hidden, num_layers=args.layers,
                            bidirectional=args.bidirectional, dtype="float64", seed=args.seed,
@@ -63,7 +80,8 @@ def _run(args):
         lengths = rng.integers(1, args.T + 1, size=args.B)
         lengths[0] = args.T
     report = gradcheck(model, x, hx, lengths=lengths, eps=args.eps,
-                       max_entries=args.max_entries or None, seed=args.seed)
+                       max_entries=args.max_entries or None, seed=args.seed, mode=args.mode,
+                       order=args.order, dot=args.dot or None)
     print(f"{model!r}  T={args.T} B={args.B}"
           + ("" if lengths is None else f" lengths={lengths.tolist()}"))
     print(report.table())

@@ -20,6 +20,8 @@ def add_arguments(p):
     p.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
                    help="minirnn's backend: the NumPy reference or the Numba kernels")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the reports as JSON")
+    p.add_argument("--mkdir", action="store_true",
+                   help="create the directory of --json where it is missing")
     p.add_argument("--frozen", action="store_true",
                    help="compare with the shipped torch dumps (minirnn/parity/refs) instead of live "
                         "torch; works without torch")
@@ -55,9 +57,11 @@ def summarize(reports):
 
 
 def run(args):
-    from .._io import write_json
+    from .._io import check_output_path, write_json
     from .._progress import progress
     from ..parity import matrix, run_parity
+    if args.json:                                   # before the run, not after it
+        check_output_path("--json", args.json, mkdir=args.mkdir)
 
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
     if args.frozen and args.device != "cpu":

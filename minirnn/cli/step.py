@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 
-HELP = "step through an RNN/LSTM's forward and backward pass (interactive; --render/--heatmap)"
-
+from . import cell_kinds
+from ..registry import CELL_NAMES
 from ._random_model import add_random_model_arguments, random_model
+
+HELP = (f"step through an {cell_kinds('or')}'s forward and backward pass (interactive; "
+        f"--render/--heatmap)")
 
 
 def add_arguments(p):
@@ -20,9 +23,15 @@ def add_arguments(p):
     add_random_model_arguments(src, hidden=6, T=8, seed_help="seed of the random model and input")
     p.add_argument("--weight-scale", type=float, default=1.0,
                    help="multiply every weight by this (e.g. 1e200 to watch a model blow up)")
+    from ..debug.explore_data import LOSS_HELP, LOSSES
+    p.add_argument("--loss", choices=LOSSES, default="model",
+                   help=LOSS_HELP + "; the same loss as `minirnn explore`")
     p.add_argument("--render", default=None, metavar="OUT.html", help="write an HTML page and exit")
     p.add_argument("--heatmap", default=None, metavar="OUT.png",
                    help="write a heatmap PNG and exit (needs matplotlib: extra 'plot')")
+    p.add_argument("--mkdir", action="store_true",
+                   help="create the directory of --render / --heatmap where it is missing "
+                        "(without it, only one under the working directory is created)")
     from .. import _threads
     _threads.add_argument(p)
 
@@ -33,44 +42,23 @@ def _hihell(args):
         ex = hihell.build_example(seed=args.seed)
     except ImportError as e:
         raise RuntimeError(f"--example hihell needs minirnn.tutorials.hihell and its training "
-                           f"dependencies ({e}); use --cell rnn_tanh|rnn_relu|lstm meanwhile") from e
-    model, head, x = ex["model"], ex["head"], ex["inputs"]
+                           f"dependencies ({e}); use --cell {'|'.join(CELL_NAMES)} "
+                           f"meanwhile") from e
     itos = ex["itos"]
-    loss = "sum"
-    target = getattr(hihell, "TARGET", None)
-    if target is not None:
-        loss = _head_loss(head, [itos.index(ch) for ch in target])
-    return model, x, list(ex["tokens"]), loss, head, itos
-
-
-def _head_loss(head, targets):
-    """loss(out) -> (cross-entropy of head(out) against targets, d_out): the gradient the
-    trained model really sees, through its output layer."""
-    import numpy as np
-
-    from ..nn.losses import cross_entropy
-
-    def loss(out):                                    # out (T, B, H) or (B, T, H), B = 1
-        shape = out.shape
-        H = shape[-1]
-        logits = head(out.reshape(-1, H))             # (T*B, V)
-        B = logits.shape[0] // len(targets)
-        value, d_logits = cross_entropy(logits, np.repeat(np.asarray(targets), B),
-                                        ignore_index=-100)
-        return value, head.backward(d_logits).reshape(shape)
-    return loss
+    return dict(model=ex["model"], x=ex["inputs"], tokens=list(ex["tokens"]), head=ex["head"],
+                vocab=itos, targets=[itos.index(ch) for ch in hihell.TARGET])
 
 
 def _random(args):
     model, x = random_model(args, args.cell or "rnn_tanh", batch=(1,))
-    return model, x, None, "sum", None, None
+    return dict(model=model, x=x)
 
 
 def _checkpoint(args):
-    """The checkpoint's model, rebuilt from the constructor arguments it stores; its recurrent
-    layer is fed the embedded (or one-hot) text, the vocabulary coming from the checkpoint.
-    A language model also predicts the next token at each step through its head, and its
-    backward starts from the next-token loss; a classifier predicts the label of each prefix."""
+    """The checkpoint's model, rebuilt from the constructor arguments it stores, fed the
+    text's token ids (its embedding, or one-hot, feeds the recurrent layer), the vocabulary
+    coming from the checkpoint. A language model predicts the next token at each step, a
+    classifier the label of each prefix; the loss is explore's (minirnn.debug.explore_data)."""
     import numpy as np
 
     from ..train.engine import load_model
@@ -94,50 +82,55 @@ def _checkpoint(args):
     if unknown:
         raise ValueError(f"--text: tokens {unknown} are not in the checkpoint's vocabulary "
                          f"({len(itos)} entries)")
-    ids = np.array([[stoi[t] for t in toks]])                          # (1, T)
-    x = model.embed(ids)[0]                                            # (T, E)
     model.eval()
-    rnn = model.rnn
-    x = x[None] if rnn.batch_first else x[:, None]                     # (1, T, E) or (T, 1, E)
-    head, names, loss = model.fc, None, "sum"
+    kw = dict(model=model, x=np.array([stoi[t] for t in toks]), tokens=toks)
     if isinstance(model, LanguageModel):
-        names = itos
-        if len(toks) > 1:                                # the next token is the target
-            loss = _head_loss(head, list(ids[0, 1:]) + [-100])
-    elif rnn.num_directions == 1 and ck.labels:
-        names = list(ck.labels)                          # each prefix's label
-    return rnn, x, toks, loss, (head if names else None), names
+        kw["vocab"] = itos
+    elif ck.labels:
+        kw["labels"] = list(ck.labels)
+    return kw
+
+
+def _predicted(sub, tr, np):
+    """The model's prediction at each step (a language model's next token, a unidirectional
+    classifier's label of each prefix, a head's top output), or None."""
+    from ..debug.explore_data import outputs
+    if sub.W is None or sub.names is None or (sub.kind == "classifier" and sub.D == 2):
+        return None
+    with np.errstate(all="ignore"):
+        logits = sub.head.forward(outputs(tr))                           # (T, V)
+    return [sub.names[i] for i in np.nan_to_num(logits).argmax(axis=1)]
 
 
 def run(args) -> int:
     import numpy as np
 
     from .. import _threads
+    from .._io import check_output_path
+    for flag in ("render", "heatmap"):                       # before any work
+        if getattr(args, flag):
+            check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir)
     from ..debug.stepper import Stepper
-    from ..debug.tracing import trace
     product = _threads.step_product(1, args.hidden, args.cell) if args.cell else 0
     with _threads.limit(_threads.choose(args.threads, product)):      # tiny products: 1 thread
-        return _run(args, np, Stepper, trace)
+        return _run(args, np, Stepper)
 
 
-def _run(args, np, Stepper, trace):
+def _run(args, np, Stepper):
+    from ..debug import explore_data as ed
     if args.checkpoint:
-        model, x, tokens, loss, head, itos = _checkpoint(args)
+        src = _checkpoint(args)
     elif args.cell:
-        model, x, tokens, loss, head, itos = _random(args)
+        src = _random(args)
     else:
-        model, x, tokens, loss, head, itos = _hihell(args)
+        src = _hihell(args)
+    sub = ed.prepare(**src)
     if args.weight_scale != 1.0:
-        for p in model.params.values():
+        for p in sub.rnn.params.values():
             p *= args.weight_scale
-    tr = trace(model, x, loss=loss)
-    predicted = None
-    if head is not None and itos is not None:
-        with np.errstate(all="ignore"):
-            logits = head(tr.out.reshape(tr.T, -1))                       # (T, V)
-        predicted = [itos[i] for i in np.nan_to_num(logits).argmax(axis=1)]
-        if len(predicted) != tr.T:
-            predicted = None
+    tr, note, value = ed.trace_loss(sub, args.loss)
+    note += "" if value is None else f" = {value:.4g}"
+    tokens, predicted = sub.tokens, _predicted(sub, tr, np)
     if args.render or args.heatmap:
         from ..debug.render import render_heatmap, render_html
         if args.render:
@@ -145,5 +138,6 @@ def _run(args, np, Stepper, trace):
         if args.heatmap:                      # after the page: a missing matplotlib says so
             print(f"wrote {render_heatmap(tr, args.heatmap, tokens=tokens)}")
         return 0
-    Stepper(tr, tokens, stdin=sys.stdin, stdout=sys.stdout, predicted=predicted).cmdloop()
+    Stepper(tr, tokens, stdin=sys.stdin, stdout=sys.stdout, predicted=predicted,
+            loss_note=note).cmdloop()
     return 0

@@ -7,14 +7,16 @@ Each study lives in minirnn/cli/study_<name>.py with
     def add_arguments(parser): ...     # its argparse arguments
     def run(args) -> int: ...          # the exit code
 
-and is listed once in STUDIES below; the heavy work lives in minirnn.grad.
+and is listed once in STUDIES below; the heavy work lives in minirnn.grad. Every study
+writes into its --out DIR; the dispatcher adds --mkdir and checks DIR before any work, with
+the rule every output flag follows (minirnn._io.check_output_path).
 """
 from __future__ import annotations
 
 import importlib
 
 # the study modules under minirnn.cli, in the order `minirnn study --help` lists them
-STUDIES = ("gradflow",)
+STUDIES = ("gradflow", "truncation", "twodep", "uoro", "lyapunov", "lags", "float32")
 
 HELP = "gradient studies: " + ", ".join(STUDIES) + " (CSV, PNG and a table each)"
 
@@ -32,8 +34,13 @@ def add_arguments(p):
                            description=doc[1] if len(doc) > 1 else doc[0],
                            formatter_class=p.formatter_class)
         module.add_arguments(g)
+        g.add_argument("--mkdir", action="store_true",
+                       help="create --out DIR's parent directories where they are missing "
+                            "(without it, only ones under the working directory are created)")
         g.set_defaults(_parser=g, _study=module.run)
 
 
 def run(args):
+    from .._io import check_output_path
+    check_output_path("--out", args.out, mkdir=args.mkdir, directory=True)
     return args._study(args)

@@ -67,7 +67,8 @@ def _run(args):
 
     from .._io import write_text
     from ..registry import make_recurrent
-    from ..grad.flow import decay_rate, exploding_demo, gradient_flow, scale_recurrent
+    from ..grad import flow as gf
+    from ..grad.flow import exploding_demo, gradient_flow, scale_recurrent
 
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in CELLS]
@@ -78,6 +79,9 @@ def _run(args):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, "
                              f"got {getattr(args, name)}")
+    if args.T < 2:                  # one step: no distance to fit a rate over (it would be nan)
+        raise ValueError(f"--T: expected at least 2 time steps (the rate per step is fitted "
+                         f"over the distances 0..T-1 from the loss), got {args.T}")
     os.makedirs(args.out, exist_ok=True)
     x = np.random.default_rng(args.seed).standard_normal((args.T, args.batch, args.input_size))
     lines, csv = [], [",".join(COLUMNS)]
@@ -90,7 +94,7 @@ def _run(args):
             gc = flow.norms_by_distance(state="c") if flow.dc_norm is not None else None
             jn = np.sqrt((flow.jac_norm[0] ** 2).sum(axis=1))[::-1]      # over the batch
             js = flow.jac_sigma[0].max(axis=1)[::-1]
-            rate = decay_rate(g)
+            rate = gf.decay_rate(g)
             lines.append((cell, scale, g, rate))
             for s in range(args.T):
                 csv.append(",".join([cell, f"{scale:g}", str(s), f"{g[s]:.6e}",
@@ -102,23 +106,23 @@ def _run(args):
           f"output, W_hh x scale (after uniform init)")
     print(_table(("cell", "scale", "|dL/dh| at loss", f"at distance {args.T - 1}",
                   "rate per step", "behaviour"),
-                 [(c, f"{s:g}", f"{g[0]:.2e}", f"{g[-1]:.2e}", f"{r:.4f}",
-                   "nan" if not np.isfinite(r) else ("exploding" if r > 1 else "vanishing"))
+                 [(c, f"{s:g}", f"{g[0]:.2e}", f"{g[-1]:.2e}", f"{r:.4f}", gf.behaviour(r))
                   for c, s, g, r in lines]))
+    print(f"behaviour of the rate per step: {gf.band_text()}")
     demo = None
     if not args.no_demo:
         try:
             demo = exploding_demo(args.demo_cell, args.demo_scale, steps=args.demo_steps,
                                   max_norm=args.max_norm, seed=args.seed, backend=args.backend)
-        except ImportError as e:              # minirnn.optim missing: say so, keep the rest
+        except ImportError as e:              # minirnn.train.optim missing: say so, keep the rest
             print(f"\nexploding-gradient demonstration skipped: it needs "
-                  f"minirnn.optim.clip_grad_norm ({e})")
+                  f"minirnn.train.optim.clip_grad_norm ({e})")
     if demo is not None:
         _print_demo(demo, _table)
         rows = ["run,step,loss,grad_norm"]
         for name, r in demo["runs"].items():
-            rows += [f"{name},{i},{lo:.6e},{gn:.6e}"
-                     for i, (lo, gn) in enumerate(zip(r["loss"], r["grad_norm"]))]
+            rows += [f"{name},{i},{lo:.6e},{gn:.6e}"              # SGD steps count from 1
+                     for i, (lo, gn) in enumerate(zip(r["loss"], r["grad_norm"]), start=1)]
         write_text(os.path.join(args.out, "exploding.csv"), "\n".join(rows) + "\n")
     from .._io import MissingExtra
     written = [csv_path] + ([] if demo is None else [os.path.join(args.out, "exploding.csv")])
@@ -143,8 +147,8 @@ def _print_demo(demo, table):
         top = max((g for g in r["grad_norm"] if math.isfinite(g)), default=float("nan"))
         rows.append((label, len(r["loss"]), f"{r['grad_norm'][0]:.2e}", f"{top:.2e}",
                      f"{r['loss'][0]:.3e}", f"{r['loss'][-1]:.3e}",
-                     "finite" if r["finite"] else "DIVERGED (inf/nan)"))
-    head = ("run", "steps", "grad norm 0", "max grad norm", "loss 0", "last loss", "result")
+                     "finite" if r["finite"] else f"DIVERGED at step {len(r['loss'])} (inf/nan)"))
+    head = ("run", "steps", "grad norm 1", "max grad norm", "loss 1", "last loss", "result")
     print(table(head, rows))
 
 
@@ -152,6 +156,7 @@ def _plot(path, lines, demo, args):
     import numpy as np
 
     from .._io import pyplot, savefig
+    from ..grad.flow import band_text, behaviour
     plt = pyplot("the gradient-flow plot (gradflow.png)")
 
     fig, axes = plt.subplots(1, 2 if demo else 1, figsize=(13 if demo else 8, 5), squeeze=False)
@@ -163,12 +168,12 @@ def _plot(path, lines, demo, args):
         pos = np.where(g > 0, g, np.nan)                      # log scale: zeros are not drawn
         ax.semilogy(np.arange(len(g)), pos, color=colors.get(cell),
                     linestyle=styles[scales.index(scale) % len(styles)],
-                    label=f"{cell} x{scale:g}  ({rate:.3f}/step)")
+                    label=f"{cell} x{scale:g}  ({rate:.3f}/step, {behaviour(rate)})")
     ax.set_xlabel("distance from the loss (steps)")
     ax.set_ylabel("||dL/dh_t||")
     ax.set_title(f"gradient flow through time (T={args.T}, H={args.hidden}, W_hh x scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, title=f"rate per step: {band_text()}", title_fontsize=7)
     if demo:
         _plot_demo(axes[0, 1], demo)
     fig.tight_layout()
@@ -178,7 +183,8 @@ def _plot(path, lines, demo, args):
 
 def _plot_demo(ax, demo):
     """Both SGD runs' global gradient norm (before clipping), log scale; where the unclipped
-    run turns inf/nan a red X at the top edge marks it, with the step written next to it."""
+    run turns inf/nan a red X at the top edge marks it, with the step written next to it.
+    Steps count from 1, as in the table (step k = the k-th update's gradient)."""
     import numpy as np
     finite_all = [g for r in demo["runs"].values() for g in r["grad_norm"]
                   if np.isfinite(g) and g > 0]
@@ -189,19 +195,21 @@ def _plot_demo(ax, demo):
     for name, r in runs:
         gn = np.asarray(r["grad_norm"], dtype=float)
         ok = np.isfinite(gn) & (gn > 0)
+        step = np.arange(1, gn.size + 1)                                  # 1-based
         label = ("no clipping" if name == "no_clip" else f"clip_grad_norm({demo['max_norm']:g})")
         color = "tab:red" if name == "no_clip" else "tab:blue"
         top_run = name == "no_clip"
-        ax.semilogy(np.flatnonzero(ok), gn[ok], marker="o", color=color, label=label,
+        ax.semilogy(step[ok], gn[ok], marker="o", color=color, label=label,
                     markersize=9 if top_run else 5, zorder=3 if top_run else 2,
                     markerfacecolor="none" if top_run else color, markeredgewidth=2)
         bad = np.flatnonzero(~np.isfinite(gn))
         if bad.size:
-            k = int(bad[0])
-            good = np.flatnonzero(ok[:k])
+            i = int(bad[0])
+            k = int(step[i])
+            good = np.flatnonzero(ok[:i])
             if good.size:                       # the climb from the last finite norm to inf
-                ax.plot([good[-1], k], [gn[good[-1]], top / 2], color=color, linestyle="--",
-                        zorder=3)
+                ax.plot([step[good[-1]], k], [gn[good[-1]], top / 2], color=color,
+                        linestyle="--", zorder=3)
             ax.plot([k], [top / 2], marker="X", markersize=14, color=color, linestyle="none",
                     label=f"{label}: inf/nan at step {k} (diverged)", zorder=4)
             ax.annotate(f"diverged at step {k}", (k, top / 2), textcoords="offset points",
@@ -211,7 +219,7 @@ def _plot_demo(ax, demo):
     ax.axhline(demo["max_norm"], color="gray", linestyle="--", linewidth=1,
                label=f"clipping threshold {demo['max_norm']:g}")
     ax.set_ylim(low, top)
-    ax.set_xlim(-0.5, max(len(r["grad_norm"]) for r in demo["runs"].values()) - 0.5)
+    ax.set_xlim(0.5, max(len(r["grad_norm"]) for r in demo["runs"].values()) + 0.5)
     ax.set_xlabel("SGD step")
     ax.set_ylabel("global gradient norm (before clipping, log scale)")
     ax.set_title(f"exploding gradients: {demo['cell']}, W_hh x {demo['weight_scale']:g}")

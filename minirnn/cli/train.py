@@ -8,6 +8,11 @@ names, script and char also last.npz, saved after every epoch and on Ctrl-C, whi
 already holds files is refused unless --overwrite. Ctrl-C saves, says where and how to
 resume, and exits with code 130. The results (model.npz, metrics.json) are written before
 any plot; without matplotlib the plots are skipped with a note naming the extra to install.
+
+Under torchrun (WORLD_SIZE > 1: `torchrun --nproc_per_node=2 -m minirnn train char`) names,
+script and char train data-parallel (minirnn.train.distributed): every rank takes its share of
+each global batch (--batch-size), the gradients are averaged across ranks before each step,
+rank 0 alone logs and writes DIR; an error on one rank ends every rank with its message.
 """
 from __future__ import annotations
 
@@ -56,6 +61,9 @@ def add_arguments(parser):
                              "--resume: the run's own directory)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run in a DIR that already holds one")
+    parser.add_argument("--mkdir", action="store_true",
+                        help="create --out DIR's parent directories where they are missing "
+                             "(without it, only ones under the working directory are created)")
     parser.add_argument("--resume", default=None, metavar="PATH",
                         help="continue the run saved in PATH (a DIR or DIR/last.npz; names, "
                              "script, char), with its settings")
@@ -66,6 +74,17 @@ def add_arguments(parser):
                         help="print the running loss (and a sample) every N steps "
                              "(default: about 20 lines a run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="B",
+                        help="names, script, char: the global batch (names: 64; script/char "
+                             "streams: 32, --quick 8); under torchrun each rank takes B / "
+                             "WORLD_SIZE")
+    parser.add_argument("--dist-backend", choices=("gloo", "nccl"), default=None,
+                        help="under torchrun: the process-group backend (default: nccl with "
+                             "--device cuda, else gloo)")
+    parser.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                        help="under torchrun: how long a rank waits for the others (rendezvous "
+                             "and each collective) before the run ends with an error "
+                             "(default 300)")
     _threads.add_argument(parser)
 
 
@@ -86,9 +105,9 @@ def default_out(task, model=None, backend=None, device="cpu"):
 def run(args) -> int:
     import os
 
-    from .._io import require
+    from .._io import check_output_path, require
     from ..tutorials._run import Interrupted, resume_path
-    for flag in ("epochs", "log_every", "threads"):
+    for flag in ("epochs", "log_every", "threads", "batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {value}")
@@ -117,17 +136,27 @@ def run(args) -> int:
         out = args.out or os.path.dirname(resume) or "."
     else:
         out = args.out or default_out(args.task, args.model, backend, args.device)
+    check_output_path("--out", out, mkdir=args.mkdir, directory=True)
+    if args.batch_size is not None and args.task in ("hihell", "sentences"):
+        raise ValueError(f"--batch-size: {args.task} trains on its whole data set at once; "
+                         f"it takes no --batch-size")
+    group = _join(args, backend)
     common = dict(backend=backend, epochs=args.epochs, seed=args.seed, out=out,
                   quick=args.quick or None, overwrite=args.overwrite, threads=args.threads)
+    ok = False
     try:
         if args.task == "names":
             from ..tutorials import names
-            names.main(model=args.model, device=args.device, resume=resume,
-                       every=args.log_every, show_progress=not args.no_progress, **common)
+            with _guarded(group):
+                names.main(model=args.model, device=args.device, resume=resume,
+                           every=args.log_every, show_progress=not args.no_progress,
+                           batch_size=args.batch_size, group=group, **common)
         elif args.task in ("script", "char"):
             from ..tutorials import script
-            script.main(kind=args.task, model=args.model, device=args.device, resume=resume,
-                        every=args.log_every, show_progress=not args.no_progress, **common)
+            with _guarded(group):
+                script.main(kind=args.task, model=args.model, device=args.device, resume=resume,
+                            every=args.log_every, show_progress=not args.no_progress,
+                            batch_size=args.batch_size, group=group, **common)
         else:
             import importlib
             mod = importlib.import_module(f"minirnn.tutorials.{args.task}")
@@ -139,8 +168,42 @@ def run(args) -> int:
                                  f"(sentences) steps; it takes no --log-every")
             common.update(seed=0 if args.seed is None else args.seed, quick=args.quick)
             mod.main(model=args.model, **common)
+        ok = True
     except Interrupted as e:
         import sys
-        print(f"\nminirnn train {args.task}: {e}", file=sys.stderr, flush=True)
+        ok = True                                 # every rank stopped at the same step
+        if group is None or group.is_main:
+            print(f"\nminirnn train {args.task}: {e}", file=sys.stderr, flush=True)
         return 130
+    finally:
+        if group is not None:
+            group.close(ok=ok)
     return 0
+
+
+def _join(args, backend):
+    """Under torchrun (WORLD_SIZE > 1): check the launch, then join the process group -> Group;
+    otherwise None and nothing changes. Every check runs before any rank waits on another."""
+    import os
+
+    from ..train import distributed
+    if not distributed.launched():               # one process: --dist-* have nothing to do
+        return None
+    if args.task in ("hihell", "sentences"):
+        raise ValueError(f"torchrun: {args.task} trains in under a second and has nothing to "
+                         f"share out; data-parallel training is for names, script and char")
+    if args.model == "tutorial-rnn":
+        raise ValueError("torchrun: --model tutorial-rnn trains one name at a time (batch 1); "
+                         "data-parallel training needs a batch (--model lstm, gru, ...)")
+    pg = distributed.check_launch(backend, args.device, args.dist_backend)
+    if args.batch_size is not None:
+        distributed.per_rank_batch(args.batch_size, int(os.environ["WORLD_SIZE"]))
+    return distributed.init(pg, args.dist_timeout or distributed.DEFAULT_TIMEOUT)
+
+
+def _guarded(group):
+    """An error inside ends every rank with its message (an agreed Ctrl-C stop is no error)."""
+    import contextlib
+
+    from ..tutorials._run import Interrupted
+    return contextlib.nullcontext() if group is None else group.guard(quiet=(Interrupted,))

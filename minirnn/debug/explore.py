@@ -67,24 +67,14 @@ def _level(tokens, level):
 
 
 def build(model, x, tokens=None, head=None, vocab=None, labels=None, targets=None, hx=None,
-          top_k=5, title=None, token_level=None, connect=True, chunk=32):
+          top_k=5, title=None, token_level=None, connect=True, chunk=32, loss="model"):
     """-> (payload dict, Trace): everything the page embeds, and the trace it came from."""
-    from .tracing import trace
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
     sub = ed.prepare(model, x, tokens, head, vocab, labels, targets, hx)
     rnn, spec = sub.rnn, sub.rnn.spec
     with ed.preserved(sub), ed.one_blas_thread():
-        loss, loss_note = ed.make_loss(sub)
-        value = {}
-
-        def scored(out):                                  # keep the loss value for the page
-            v, d = loss(out)
-            value["loss"] = float(v)
-            return v, d
-        hx_torch = None if sub.hx is None else rnn.state_value(sub.hx)
-        tr = trace(rnn, ed.to_layout(rnn, sub.x_tm), hx=hx_torch,
-                   loss=scored if callable(loss) else loss)
+        tr, loss_note, loss_value = ed.trace_loss(sub, loss)
         ids, probs, final, follow = ed.predictions(sub, tr, int(top_k))
         U = ed.direction_rows(sub, tr, follow)
         C = ed.connectivity(rnn, sub.x_tm, U, sub.hx, chunk) if connect else None
@@ -132,8 +122,7 @@ def build(model, x, tokens=None, head=None, vocab=None, labels=None, targets=Non
         "input_size": rnn.input_size, "gate_names": list(spec.gate_names),
         "sigmoid_gates": list(spec.sigmoid_gates), "has_cell_state": spec.has_cell_state,
         "fvars": list(tr.variables("forward")), "bvars": list(tr.variables("backward")),
-        "has_backward": tr.has_backward, "loss_note": loss_note,
-        "loss": value["loss"] if np.isfinite(value.get("loss", np.nan)) else None,
+        "has_backward": tr.has_backward, "loss_note": loss_note, "loss": loss_value,
         "tokens": sub.tokens,
         "display": None if sub.tokens is None else display_tokens(sub.tokens, level),
         "token_level": level, "top_k": None if ids is None else ids.tolist(),
@@ -165,7 +154,8 @@ def page_html(payload):
 
 
 def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None, labels=None,
-            targets=None, hx=None, top_k=5, title=None, token_level=None, connect=True):
+            targets=None, hx=None, top_k=5, title=None, token_level=None, connect=True,
+            loss="model"):
     """Write the explorer page for one sequence and return its path.
 
     model: a minirnn RNN / LSTM / GRU (x: its input for ONE sequence, (T, I) or with a batch
@@ -181,10 +171,13 @@ def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None
     hx: the initial state, as the model's forward takes it. top_k: predictions per step.
     token_level: "char" | "word" (default: "char" when every token is one character).
     connect: compute the connectivity strip (one engine backward per step).
+    loss: what the backward mode differentiates: "model" (the cross-entropy that `targets`
+        describes where there is a head, else the sum of the outputs) or "sum" (d_out = ones);
+        the page names it.
     The model is left as found: its training mode and accumulated gradients are restored.
     """
     payload, _ = build(model, x, tokens, head, vocab, labels, targets, hx, top_k, title,
-                       token_level, connect)
+                       token_level, connect, loss=loss)
     write_text(path, page_html(payload))
     return os.fspath(path)
 

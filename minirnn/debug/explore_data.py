@@ -28,6 +28,14 @@ from types import SimpleNamespace
 import numpy as np
 
 IGNORE = -100                       # a target that adds nothing to the loss (cross_entropy's)
+# the loss whose gradient `explore` and `minirnn step` show: "model" = the model's own loss
+# where it has a head (else the sum), "sum" = the sum of every output (d_out = ones)
+LOSSES = ("model", "sum")
+LOSS_HELP = ("the loss the backward pass differentiates: model = the model's own loss where it "
+             "has an output layer (cross-entropy of its predictions: the next token of a "
+             "language model, the predicted class of a classifier, hihell's targets), else "
+             "the sum of the outputs; sum = the sum of every output (d_out = ones)")
+SUM_NOTE = "L = the sum of every output (d_out = ones)"
 LEFT, RIGHT = 0.1, 0.9              # Karpathy et al.'s saturation thresholds
 
 
@@ -153,12 +161,17 @@ def _feature(sub, o):
     return np.concatenate([o[-1, :P]] + ([o[0, P:]] if sub.D == 2 else []))
 
 
-def make_loss(sub):
-    """(callable out -> (loss, d_out) for minirnn.trace, one sentence saying what it is)."""
+def make_loss(sub, which="model"):
+    """(callable out -> (loss, d_out) for minirnn.trace, or "sum"; one sentence saying what
+    it is). which: one of LOSSES."""
+    from .._checks import check_choice
     from ..nn.losses import cross_entropy
+    check_choice("loss", which, LOSSES)
     rnn, kind, T = sub.rnn, sub.kind, sub.T
+    if which == "sum":
+        return "sum", SUM_NOTE
     if kind == "none":
-        return "sum", "L = the sum of every output (d_out = ones): no head to score them"
+        return "sum", SUM_NOTE + ": no head to score them"
     if kind == "classifier":
         tgt = sub.targets
         if isinstance(tgt, str):
@@ -205,6 +218,27 @@ def make_loss(sub):
         value, dlog = cross_entropy(logits, t, ignore_index=IGNORE)
         return value, to_layout(rnn, dlog @ sub.W)
     return loss, f"L = mean cross-entropy of each step's prediction against {what}"
+
+
+def trace_loss(sub, which="model"):
+    """-> (Trace, the sentence naming its loss, the loss value or None): the model's trace
+    with the backward of make_loss(sub, which), the one loss both tools show."""
+    from .tracing import trace
+    loss, note = make_loss(sub, which)
+    value = {}
+
+    def scored(out):                                  # keep the loss value for the screen
+        v, d = loss(out)
+        value["loss"] = float(v)
+        return v, d
+    rnn = sub.rnn
+    hx = None if sub.hx is None else rnn.state_value(sub.hx)
+    tr = trace(rnn, to_layout(rnn, sub.x_tm), hx=hx, loss=scored if callable(loss) else loss)
+    if not callable(loss):
+        with np.errstate(all="ignore"):
+            value["loss"] = float(np.sum(tr.out))
+    v = value.get("loss", np.nan)
+    return tr, note, (v if np.isfinite(v) else None)
 
 
 def outputs(tr):
@@ -325,5 +359,6 @@ def preserved(sub):
     return _Preserved(sub.model, sub.head if sub.model is sub.rnn else None)
 
 
-__all__ = ["pack", "unpack", "prepare", "make_loss", "predictions", "connectivity",
-           "saturation", "bounded_gates", "outputs", "direction_rows", "LEFT", "RIGHT"]
+__all__ = ["pack", "unpack", "prepare", "make_loss", "trace_loss", "LOSSES", "LOSS_HELP",
+           "predictions", "connectivity", "saturation", "bounded_gates", "outputs",
+           "direction_rows", "LEFT", "RIGHT"]

@@ -1,4 +1,4 @@
-"""An interactive step-through debugger over a `Trace` (minirnn.tracing): a small REPL that
+"""An interactive step-through debugger over a `Trace` (minirnn.debug.tracing): a small REPL that
 reads commands from any file-like stdin, so a pipe or a StringIO drives it as well as a person.
 
     next / n, prev / p, goto T       move in time (the backward walk goes from the last step down)
@@ -9,7 +9,7 @@ reads commands from any file-like stdin, so a pipe or a StringIO drives it as we
     continue / c                     run to the next break (or the end)
     backward / forward               walk the backward / forward pass
     layer L, dir D, batch B, where   choose what is shown; re-show the step
-    help, quit / q
+    help, quit / q (or Ctrl-D)       Ctrl-C cancels the command or the line being typed, as in pdb
 
 Expressions are evaluated safely (minirnn.debug.expr): a whitelisted syntax tree (arithmetic,
 comparisons, calls of a few numpy functions, indexing) over the step's own variables; no
@@ -39,9 +39,11 @@ def fmt(v, width=9):
 class Stepper(cmd.Cmd):
     """The REPL; `Stepper(trace, tokens).cmdloop()`, or `run_session(trace, script)`."""
 
-    def __init__(self, trace, tokens=None, stdin=None, stdout=None, batch=0, predicted=None):
+    def __init__(self, trace, tokens=None, stdin=None, stdout=None, batch=0, predicted=None,
+                 loss_note=None):
         """tokens: what was fed at each step (T strings, or one such list per batch element);
-        predicted: optionally, the model's prediction at each step (T strings)."""
+        predicted: optionally, the model's prediction at each step (T strings); loss_note:
+        what the backward differentiates ("L = ..."), shown at the start and at `backward`."""
         super().__init__(stdin=stdin or sys.stdin, stdout=stdout or sys.stdout)
         self.tr, self.tokens, self.predicted = trace, tokens, predicted
         for name, seq in (("tokens", tokens), ("predicted", predicted)):
@@ -59,6 +61,9 @@ class Stepper(cmd.Cmd):
         self.intro = (f"minirnn step: {kind}, {trace.num_layers} layer(s), {trace.num_directions} "
                       f"direction(s), T={trace.T}, batch={trace.B}"
                       f"{', backward traced' if trace.has_backward else ''}. Type help.")
+        self.loss_note = loss_note if trace.has_backward else None
+        if self.loss_note:
+            self.intro += f"\nbackward of {self.loss_note}"
         bad = trace.first_nonfinite()
         if bad is not None:
             self.intro += (f"\nfirst non-finite value: {bad.phase} layer {bad.layer} dir "
@@ -67,7 +72,18 @@ class Stepper(cmd.Cmd):
             self.batch = bad.index[0]
 
     # ---- the REPL's plumbing ---------------------------------------------------------------
+    def cmdloop(self, intro=None):
+        """cmd's loop, where Ctrl-C cancels the line or the command and stays (as pdb does);
+        quit, q or Ctrl-D (end of input) leave."""
+        while True:
+            try:
+                return super().cmdloop(intro)
+            except KeyboardInterrupt:
+                self.print("\n(cancelled; quit or Ctrl-D leaves)")
+
     def preloop(self):
+        if self.intro is None:                # back in the loop after a Ctrl-C
+            return
         self.print(self.intro)
         self.intro = None
         self.render()
@@ -315,6 +331,8 @@ class Stepper(cmd.Cmd):
             raise ValueError("backward: this trace has no backward pass (trace with d_out or loss)")
         self.phase = "backward"
         self.t = self.order()[0]
+        if self.loss_note:
+            self.print(f"backward of {self.loss_note}")
         self.render()
 
     def do_forward(self, arg):
@@ -362,15 +380,17 @@ class Stepper(cmd.Cmd):
     do_q = do_exit = do_quit
 
     def do_EOF(self, arg):
+        if self.interactive:                  # Ctrl-D: end the prompt's line
+            self.print()
         return True
 
 
-def run_session(trace, script, tokens=None, batch=0, predicted=None):
+def run_session(trace, script, tokens=None, batch=0, predicted=None, loss_note=None):
     """Drive a session from a string of commands; returns the transcript (for tests, docs)."""
     import io
     out = io.StringIO()
     Stepper(trace, tokens, stdin=io.StringIO(script), stdout=out, batch=batch,
-            predicted=predicted).cmdloop()
+            predicted=predicted, loss_note=loss_note).cmdloop()
     return out.getvalue()
 
 

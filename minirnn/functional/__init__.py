@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, check_lengths, check_shape, to_numpy, valid_mask
+from .._checks import (as_float_array, check_bool, check_lengths, check_shape, to_numpy,
+                       valid_mask)
 from . import gru, lstm, rnn
 from .backends import KERNEL_BACKENDS, Backend, get_backend
 from .gru import GRUCache, GRUGradSteps
@@ -93,10 +94,14 @@ def _upstream(cache, cache_type, forward_name, d_out, **d_states):
     return (d_out, *checked)
 
 
-def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False):
-    """BPTT for rnn_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ RNNGradSteps)."""
+def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
+                 input_grad=True):
+    """BPTT for rnn_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ RNNGradSteps).
+
+    input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, RNNCache, "rnn_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps)
+    return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps,
+                                             input_grad=check_bool("input_grad", input_grad))
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
@@ -118,10 +123,14 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
     return get_backend(backend).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
 
 
-def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False):
-    """BPTT for lstm_forward -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr (+ LSTMGradSteps)."""
+def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False,
+                  input_grad=True):
+    """BPTT for lstm_forward -> dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr (+ LSTMGradSteps).
+
+    input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT, d_cT = _upstream(cache, LSTMCache, "lstm_forward", d_out, d_hT=d_hT, d_cT=d_cT)
-    return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps)
+    return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps,
+                                              input_grad=check_bool("input_grad", input_grad))
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="numpy"):
@@ -136,10 +145,14 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="
     return get_backend(backend).gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
 
 
-def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False):
-    """BPTT for gru_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ GRUGradSteps)."""
+def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
+                 input_grad=True):
+    """BPTT for gru_forward -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh (+ GRUGradSteps).
+
+    input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, GRUCache, "gru_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps)
+    return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps,
+                                             input_grad=check_bool("input_grad", input_grad))
 
 
 __all__ = ["rnn", "lstm", "gru", "RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",

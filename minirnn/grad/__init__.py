@@ -12,6 +12,36 @@ import importlib
 _EXPORTS = {
     "GradcheckReport": "gradcheck",           # the function is minirnn.gradcheck
     "gradient_flow": "flow",
+    "jvp": "forward_mode",                    # forward mode: tangents of out and state_n
+    "JVPResult": "forward_mode",
+    "hvp": "second_order",                    # Hessian-vector product (R-operator on BPTT)
+    "gnvp": "second_order",                   # Gauss-Newton-vector product
+    "MSELoss": "output_losses",               # losses on the outputs, for hvp and gnvp
+    "LinearLoss": "output_losses",
+    "rtrl_gradient": "rtrl",                  # RTRL: the exact gradient, forward in time
+    "rtrl_online": "rtrl",                    # RTRL's online form: an update after every step
+    "RTRLOnline": "rtrl",
+    "tbptt_windows": "truncated",             # truncated BPTT (k1, k2): the schedule
+    "truncated_gradient": "truncated",        # the gradient it uses
+    "full_gradient": "truncated",
+    "gradient_agreement": "truncated",        # cosine and relative error of two gradients
+    "truncation_bias": "truncated",
+    "TruncationBias": "truncated",
+    "gradient_by_lag": "lags",                # dL/dtheta split by lag t - tau
+    "language_model_lags": "lags",
+    "LagGradient": "lags",
+    "two_dependency_data": "seqtask",         # the two-dependency task and its exact floors
+    "dependency_floors": "seqtask",
+    "monte_carlo_floors": "seqtask",
+    "train_two_dependency": "seqtask",
+    "memory_probe": "seqtask",
+    "uoro_gradients": "uoro",                 # UORO: N unbiased rank-one online estimates
+    "uoro_update": "uoro",                    # its one-step update
+    "UOROEstimates": "uoro",
+    "lyapunov_spectrum": "lyapunov",          # Benettin's QR method on the step Jacobians
+    "perturbation_growth": "lyapunov",        # λ_1 by direct simulation
+    "LyapunovReadout": "lyapunov",            # λ_1 every N training steps (Engine.add_hook)
+    "float32_error_growth": "precision",      # float32 vs float64 as T grows, per backend
 }
 
 

@@ -12,6 +12,11 @@ every parameter (from ``model.grads``) and of x, h0, c0 (returned). The numeric 
 an entry w is (L(w + eps) - L(w - eps)) / (2 eps), each L from ``model.forward``. Both sides
 go through the public methods users call, so a bug anywhere in them (layout, directions,
 layer stacking, lengths, the kernels of the chosen backend) shows up here.
+
+Other modes (minirnn/grad/gradcheck_modes.py): mode="fwd" checks forward mode (the JVP)
+column by column, mode="fast" one uᵀJv per input/output pair, dot=True the dot-product test
+between the JVP and the BPTT, order=2 the Hessian-vector product against differences of the
+gradient. Every row names its worst element; raise_on_failure=True raises on any failure.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_int, to_numpy
+from .._checks import check_bool, check_choice, check_int, to_numpy
 from .._table import text_table
 
 # Tolerance, per entry:  |analytic - numeric| <= ATOL + RTOL * |numeric|.
@@ -46,11 +51,14 @@ class GradcheckRow:
     max_rel_err: float            # max |analytic - numeric| / max(|analytic|, |numeric|)
     passed: bool
     indices: np.ndarray = field(repr=False, default=None)   # flat indices checked
+    check: str = "rev"            # "rev", "fwd", "fast", "dot" or "hvp" (gradcheck_modes.py)
+    worst: str = ""               # the worst element, e.g. "weight_hh_l0[3, 1]"
 
     def to_dict(self):
         return {"name": self.name, "shape": list(self.shape), "checked": self.checked,
                 "total": self.total, "max_abs_err": self.max_abs_err,
-                "max_rel_err": self.max_rel_err, "passed": self.passed}
+                "max_rel_err": self.max_rel_err, "passed": self.passed, "check": self.check,
+                "worst": self.worst}
 
 
 @dataclass
@@ -63,6 +71,8 @@ class GradcheckReport:
     seed: int
     loss: float
     model: str = ""
+    mode: str = "rev"
+    order: int = 1
 
     @property
     def passed(self):
@@ -74,23 +84,39 @@ class GradcheckReport:
         return [r.name for r in self.rows if not r.passed]
 
     def table(self):
-        head = ("tensor", "shape", "checked", "max abs err", "max rel err", "ok")
-        body = [(r.name, "x".join(map(str, r.shape)) or "()", f"{r.checked}/{r.total}",
-                 f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", "ok" if r.passed else "FAIL")
-                for r in self.rows]
+        head = ("check", "tensor", "shape", "checked", "max abs err", "max rel err", "ok",
+                "worst element")
+        body = [(r.check, r.name, "x".join(map(str, r.shape)) or "()", f"{r.checked}/{r.total}",
+                 f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", "ok" if r.passed else "FAIL",
+                 r.worst) for r in self.rows]
         out = [text_table(head, body)]
         verdict = "PASSED" if self.passed else f"FAILED: {', '.join(self.failed)}"
-        out.append(f"gradcheck {verdict}  (eps={self.eps:g}, |analytic - numeric| <= "
-                   f"{self.atol:g} + {self.rtol:g}*|numeric|, seed={self.seed})")
+        what = f"mode={self.mode}" if self.order == 1 else "order=2 (H v)"
+        out.append(f"gradcheck {verdict}  ({what}, "
+                   f"eps={self.eps:g}, |analytic - numeric| <= {self.atol:g} + "
+                   f"{self.rtol:g}*|numeric|, dot test rel <= {_dot_rtol():g}, seed={self.seed})")
         return "\n".join(out)
+
+    def raise_if_failed(self):
+        """AssertionError naming every failed tensor and its worst element (no-op if passed)."""
+        bad = [r for r in self.rows if not r.passed]
+        if bad:
+            raise AssertionError("gradcheck failed: " + "; ".join(
+                f"{r.check} {r.name}: max abs err {r.max_abs_err:.3e}, max rel err "
+                f"{r.max_rel_err:.3e} at {r.worst}" for r in bad) + "\n" + self.table())
 
     def __str__(self):
         return self.table()
 
     def to_dict(self):
-        return {"passed": self.passed, "model": self.model, "eps": self.eps, "rtol": self.rtol,
-                "atol": self.atol, "seed": self.seed, "loss": self.loss,
-                "rows": [r.to_dict() for r in self.rows]}
+        return {"passed": self.passed, "model": self.model, "mode": self.mode,
+                "order": self.order, "eps": self.eps, "rtol": self.rtol, "atol": self.atol,
+                "seed": self.seed, "loss": self.loss, "rows": [r.to_dict() for r in self.rows]}
+
+
+def _dot_rtol():
+    from .gradcheck_modes import DOT_RTOL
+    return DOT_RTOL
 
 
 # ----------------------------------------------------------------------------
@@ -161,8 +187,11 @@ def _sample(name, size, max_entries, seed):
     return np.sort(rng.choice(size, size=max_entries, replace=False))
 
 
+MODES = ("rev", "fwd", "fast")
+
+
 def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entries=None, seed=0,
-              rtol=RTOL, atol=ATOL):
+              rtol=RTOL, atol=ATOL, mode="rev", order=1, dot=None, raise_on_failure=False):
     """Check ``model.backward`` against central differences of ``model.forward`` -> GradcheckReport.
 
     model: minirnn.RNN, LSTM (any layers / directions / proj_size / batch_first), RNNCell or
@@ -175,6 +204,13 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
     (seed, tensor name); None checks every entry (2 forwards per entry).
     seed: seeds the loss projection and the sampling.
     Pass rule per entry: |analytic - numeric| <= atol + rtol * |numeric| (see RTOL, ATOL).
+    mode: "rev" (BPTT against differences, entry by entry), "fwd" (the JVP against
+    differences, column by column) or "fast" (one uᵀJv per input/output pair).
+    order: 1, or 2 for the Hessian-vector product against differences of the gradient
+    (parameters only; then mode is not used). dot: add the dot-product test ⟨Ju, w⟩ =
+    ⟨u, Jᵀw⟩ per tensor (None: with mode="fwd"). fwd, dot and order=2 need a sequence
+    model (RNN, LSTM, GRU). raise_on_failure: raise AssertionError instead of returning a
+    failed report.
 
     During the check dropout is off (eval mode); the model's training flag, its gradients and
     its record of the last forward are restored afterwards, whatever happens.
@@ -193,6 +229,13 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
         raise ValueError(f"eps: expected a step in (0, 1), got {eps!r}")
     if max_entries is not None:
         check_int("max_entries", max_entries)
+    check_choice("mode", mode, MODES)
+    check_choice("order", order, (1, 2))
+    dot = mode == "fwd" if dot is None else check_bool("dot", dot)
+    if (mode == "fwd" or dot or order == 2) and not isinstance(model, RNNBase):
+        raise TypeError(f"model: mode={mode!r}, dot={dot}, order={order} need forward mode, "
+                        f"which the sequence modules have (RNN, LSTM, GRU; a cell is one "
+                        f"step of them: use T=1), got {type(model).__name__}")
     own = {name: p for name, p, _ in model.named_parameters()}
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
     was_training = model.training
@@ -200,14 +243,19 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
     # the record of the last forward (sequence models) or cache (cells) is restored at the end
     with model.preserve_record():
         try:
-            return _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, own)
+            report = _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol,
+                            own, mode, order, dot)
         finally:
             for name, _, g in model.named_parameters():
                 g[...] = grads_before[name]
             model.train(was_training)
+    if raise_on_failure:
+        report.raise_if_failed()
+    return report
 
 
-def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, own):
+def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, own, mode="rev",
+           order=1, dot=False):
     """The check itself; gradcheck() above restores the model whatever happens here."""
     run = _Runner(model, x, hx, lengths)
     available = list(own) + list(run.inputs)
@@ -227,6 +275,25 @@ def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, ow
     def loss(inputs):
         return float(sum(np.vdot(ui, oi) for ui, oi in zip(u, run.forward(inputs))))
 
+    if order == 1 and mode == "rev":
+        rows = _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol, atol)
+    if mode != "rev" or order != 1 or dot:
+        from . import gradcheck_modes as modes
+        probe = modes.Probe(model, run, own, seed)
+        if order == 2:
+            rows = modes.second_order_rows(probe, names, eps, seed, rtol, atol)
+        elif mode == "fwd":
+            rows = modes.forward_rows(probe, names, eps, max_entries, seed, rtol, atol)
+        elif mode == "fast":
+            rows = modes.fast_rows(probe, names, eps, seed, rtol, atol)
+        if dot:
+            rows += modes.dot_rows(probe, names, seed)
+    return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
+                           loss(run.inputs), repr(model), mode, order)
+
+
+def _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol, atol):
+    """mode="rev": the BPTT gradient of every sampled entry against its central difference."""
     # analytic: one backward from fresh zero gradients
     model.zero_grad()
     run.forward(run.inputs)
@@ -256,11 +323,15 @@ def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, ow
         scale = np.maximum(np.abs(ana), np.abs(num))
         rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
         ok = bool(np.all(err <= atol + rtol * np.abs(num)))   # NaN fails
+        worst = ""
+        if err.size:
+            at = np.unravel_index(int(idx[int(np.argmax(np.where(np.isnan(err), np.inf, err)))]),
+                                  target.shape)
+            worst = f"{name}[{', '.join(map(str, at))}]"
         rows.append(GradcheckRow(name, tuple(target.shape), int(idx.size), int(flat.size),
                                  float(err.max()) if err.size else 0.0,
-                                 float(rel.max()) if rel.size else 0.0, ok, idx))
-    return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
-                           loss(run.inputs), repr(model))
+                                 float(rel.max()) if rel.size else 0.0, ok, idx, "rev", worst))
+    return rows
 
 
-__all__ = ["gradcheck", "GradcheckReport", "GradcheckRow", "RTOL", "ATOL"]
+__all__ = ["gradcheck", "GradcheckReport", "GradcheckRow", "RTOL", "ATOL", "MODES"]

@@ -252,9 +252,11 @@ class TorchTrainer:
     KernelTrainer): the twin, a torch optimiser with the minirnn optimiser's hyperparameters
     and state, autograd steps, and the way back (sync)."""
 
-    def __init__(self, model, optimizer, device, seed, loss_kwargs, clip, rng_state=None):
+    def __init__(self, model, optimizer, device, seed, loss_kwargs, clip, rng_state=None,
+                 group=None):
         self.model, self.minirnn_optimizer = model, optimizer
-        self.device, self.clip = device, clip
+        self.device, self.clip, self.group = device, clip, group
+        self.ddp = None                              # the DDP wrapper, once join() made it
         self.class_weight = loss_kwargs.get("weight")
         self.ignore_index = loss_kwargs.get("ignore_index", -100)
         torch.manual_seed(seed)                      # dropout masks come from torch's RNG
@@ -270,9 +272,35 @@ class TorchTrainer:
             self.class_weight, dtype=logits.dtype, device=logits.device)
         return torch.nn.functional.cross_entropy(logits, t, weight=w, ignore_index=self.ignore_index)
 
-    def _update(self, loss):
-        """backward, optional global-norm clip, optimiser step -> the loss as a float."""
+    def join(self):
+        """Data-parallel: wrap the twin in DistributedDataParallel (which starts every rank from
+        rank 0's weights and averages the gradients in backward); same optimiser state."""
+        from torch.nn.parallel import DistributedDataParallel
+        from ..train.engine import _optimizer_arrays
+        self.group.check_same(_optimizer_arrays(self.minirnn_optimizer), "optimizer state")
+        dev = torch.device(self.device)
+        self.ddp = DistributedDataParallel(
+            self.twin, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self._stale = True                           # rank 0's weights may differ from ours
+
+    def _net(self):
+        """The module a training step runs: the DDP wrapper when data-parallel."""
+        return self.twin if self.ddp is None else self.ddp
+
+    def _update(self, loss, logits=None, targets=None):
+        """backward, optional global-norm clip, optimiser step -> the loss as a float.
+        Data-parallel, the loss is first scaled by this shard's share of the global mean."""
         self.optimizer.zero_grad()
+        if self.group is not None:
+            from ..train.distributed import loss_weight
+            w_r = loss_weight(targets, self.class_weight, self.ignore_index)
+            value, scale = self.group.loss_share(loss.item() if w_r else 0.0, w_r)
+            (loss * scale if w_r else logits.sum() * 0.0).backward()   # 0: contributes nothing
+            if self.clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip)
+            self.optimizer.step()
+            self._stale = True
+            return value
         loss.backward()
         if self.clip is not None:
             torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip)
@@ -290,16 +318,45 @@ class TorchTrainer:
 
     def classify_step(self, tokens, targets, lengths):
         self.twin.train()
-        return self._update(self._loss(self.twin(tokens, lengths), targets))
+        logits = self._net()(tokens, lengths)
+        return self._update(self._loss(logits, targets), logits, targets)
 
     def classify(self, tokens, lengths):
         return self.to_numpy(self._predict(tokens, lengths))
 
     def lm_step(self, tokens, targets, state):
         self.twin.train()
-        logits, new_state = self.twin(tokens, self.state_to_torch(state))
-        loss = self._update(self._loss(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
+        logits, new_state = self._net()(tokens, self.state_to_torch(state))
+        flat = logits.reshape(-1, logits.shape[-1])
+        loss = self._update(self._loss(flat, targets.reshape(-1)), flat, targets)
         return loss, self.to_numpy(new_state)
+
+    def lm_truncated(self, tokens, targets, state, windows):
+        """Engine.step_truncated on the twin: per window (w, s, e) a forward from the detached
+        state entering step w, split where the next window starts (its entering state is
+        taken there, detached), the loss of steps s..e, one update."""
+        if self.group is not None:
+            raise ValueError("distributed: step_truncated on backend 'torch' runs one window "
+                             "in several forward calls, which DistributedDataParallel does not "
+                             "allow; use backend 'numpy' or 'numba', or step_lm")
+        self.twin.train()
+        detach = lambda st: tuple(t.detach() for t in st) if isinstance(st, tuple) \
+            else st.detach()                                                 # noqa: E731
+        losses, entering = [], self.state_to_torch(state)
+        for n, (w, s, e) in enumerate(windows):
+            nxt = windows[n + 1][0] if n + 1 < len(windows) else e + 1
+            bounds = [w] + ([nxt] if w < nxt <= e else []) + [e + 1]
+            pieces, st, following = [], entering, entering
+            for a, b in zip(bounds, bounds[1:]):
+                logits, st = self.twin(tokens[:, a:b], st)
+                pieces.append(logits)
+                if b == nxt:
+                    following = detach(st)
+            flat = torch.cat(pieces, dim=1)[:, s - w:].reshape(-1, pieces[0].shape[-1])
+            losses.append(self._update(self._loss(flat, targets[:, s:e + 1].reshape(-1)), flat,
+                                       targets[:, s:e + 1]))
+            entering = following
+        return losses, self.to_numpy(entering)
 
     def lm_predict(self, tokens, state):
         logits, new_state = self._predict(tokens, self.state_to_torch(state))

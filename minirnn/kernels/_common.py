@@ -18,7 +18,7 @@ apply_threads()
 # helpers from _common.py (matvec_add) and _vmath.py: an edit there would leave the cached
 # kernels stale. So for files in this folder the cache stamp also covers those two files.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py")]
+_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py", "_barrier.py")]
 
 
 class _InlinedStamp:
@@ -82,7 +82,8 @@ def loop_path(B, G, H, P, path=None):
             return G * H * P <= LOOP_MAX_STEP_WORK
         return B * G * H * P <= LOOP_MAX_WORK
     if path not in ("loop", "blas"):
-        raise ValueError(f"path: expected None, 'loop' or 'blas', got {path!r}")
+        raise ValueError(f"path: expected None, 'loop', 'blas' or (LSTM) 'persistent', got "
+                         f"{path!r}")
     return path == "loop"
 
 

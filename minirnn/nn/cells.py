@@ -21,8 +21,9 @@ class _CellBase(Module):
         self.spec = get_cell(cell)
         # torch's bounds: a cell may have no inputs (input_size=0), a sequence module may not
         self.input_size = check_int("input_size", input_size, low=0)
-        # torch builds a cell with no units; here it would carry an empty state through
-        # kernels compiled for real ones, so it is refused
+        # DELIBERATE (differs from torch): torch builds a cell with no units; here it would
+        # carry an empty state through kernels compiled for real ones, so it is refused.
+        # An empty batch (B = 0) is accepted, as in torch.
         self.hidden_size = check_int("hidden_size", hidden_size,
                                      why=" (a cell with no hidden units has no state to carry)")
         self.bias = check_bool("bias", bias)

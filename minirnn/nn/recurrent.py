@@ -110,6 +110,22 @@ class RNNBase(Module):
         """Feature size of each state: h is P wide, c is H wide."""
         return self._sizes
 
+    # ---- what tools may ask (the derivative and study tools in minirnn.grad) --------------------
+    @property
+    def state_sizes(self):
+        """Feature size of each state in spec.state_names order: h is P wide, c is H wide."""
+        return self._sizes
+
+    def param_keys(self, layer=0, direction=0):
+        """((functional name, this model's parameter name), ...) of one layer-direction, in
+        spec.param_names order: ("weight_ih", "weight_ih_l0"), ... (absent ones included)."""
+        return self._param_keys[layer, direction]
+
+    def initial_state(self, state, batch):
+        """None (zeros) or a tuple per spec.state_names -> that tuple checked, each
+        (num_layers * num_directions, batch, size) in this model's dtype."""
+        return self._states("state", state, batch, False)
+
     # ---- layout (public: tools convert the user's layout to time-major and back) ----------------
     def to_time_major(self, arr, unbatched=False):
         """An array in this module's user layout -> (T, B, features) (a view where possible)."""
@@ -174,10 +190,9 @@ class RNNBase(Module):
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
                              f"(x has shape {given}, features last)")
-        if T == 0:
+        if T == 0:             # as torch: "Expected sequence length to be larger than 0"
             raise ValueError("x: expected at least one time step, got T=0")
-        if B == 0:
-            raise ValueError("x: expected at least one sequence in the batch, got B=0")
+        # B = 0 is valid, as in torch: out (T, 0, D*P), h_n (L*D, 0, P), zero gradients
         state0 = self._states("state", state, B, unbatched)
         lengths = None if lengths is None else check_lengths(lengths, B, T)
         valid = None if lengths is None else valid_mask(lengths, T)
@@ -290,6 +305,13 @@ class RNNBase(Module):
         res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps,
                                   input_grad)
         return (res[0], self.state_value(res[1])) + res[2:]
+
+    def jvp(self, x, state=None, tangents=None, lengths=None):
+        """Forward mode: out, state_n and their tangents along `tangents` ({"x", "h0"[, "c0"],
+        parameter names: array}, missing = zero) -> minirnn.grad.JVPResult. The record the
+        next backward() uses is left as it was."""
+        from ..grad.forward_mode import jvp
+        return jvp(self, x, state, tangents, lengths)
 
     # ---- the record of the last forward ----------------------------------------------------------
     @property

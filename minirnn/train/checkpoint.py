@@ -128,6 +128,15 @@ def load_checkpoint(path) -> Checkpoint:
     state = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
     if not state:
         raise CheckpointError(f"checkpoint {path!r}: no model weights (no 'model/...' entries)")
+    for key, value in state.items():        # a diverged run's weights would predict nan%
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = ~np.isfinite(value)
+            where = [int(i) for i in np.argwhere(bad)[0]]
+            raise CheckpointError(
+                f"checkpoint {path!r}: tensor {key!r} holds {int(bad.sum())} non-finite "
+                f"value(s) of {value.size} (first {value[tuple(where)]} at {where}); the run "
+                f"that wrote it diverged: train again from an earlier checkpoint, with a lower "
+                f"learning rate or gradient clipping")
     optim = None
     if "optim/meta" in data:
         try:
@@ -145,7 +154,7 @@ def load_checkpoint(path) -> Checkpoint:
 
 def load_model_state(model, ckpt):
     """Copy a checkpoint's weights (a Checkpoint or a path) into `model`: a minirnn Module, or a
-    torch module with the same keys (see minirnn.torch_backend). Any mismatch of keys or shapes
+    torch module with the same keys (see minirnn.interop.torch). Any mismatch of keys or shapes
     raises CheckpointError naming the file, the model and the difference; nothing is changed."""
     if not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(ckpt)

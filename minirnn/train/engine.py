@@ -6,9 +6,9 @@
                     same hyperparameters, on device "cpu" or "cuda"
                     (minirnn.interop.torch.TorchTrainer)
 
-Both trainers have one interface -- classify_step, classify, lm_step, lm_predict, sync --
-and the Engine validates every input once, before it dispatches, so each backend gives the
-same clear error for the same mistake.
+Both trainers have one interface -- classify_step, classify, lm_step, lm_truncated,
+lm_predict, sync -- and the Engine validates every input once, before it dispatches, so each
+backend gives the same clear error for the same mistake.
 
 Token layout: tokens are (B, T) integer ids, batch first, as the tutorials' data loaders and
 torch's embedding-based models produce them; the models hand (B, T, E) to their recurrent
@@ -19,6 +19,11 @@ layer with batch_first=True. (The recurrent modules themselves default to time-m
 synced back before saving or predicting, so checkpoints are one format for every backend and
 a run can continue on another backend. The model's own ``backend`` is never changed: the
 engine runs it on the engine's backend inside each call (Module.using_backend).
+
+Data-parallel (``distributed=``, a minirnn.train.distributed.Group): each rank steps on its
+shard of the batch; the loss is the global one, the gradients are averaged over the ranks
+before clipping and the optimiser step (numpy/numba: in place on model.grads; torch:
+DistributedDataParallel), so every rank takes the same step (see distributed.py).
 """
 from __future__ import annotations
 
@@ -31,7 +36,6 @@ from .models import MODELS, LanguageModel, SequenceClassifier
 from .optim import SGD, Adam, clip_grad_norm
 
 TRAIN_BACKENDS = ("numba", "numpy", "torch")
-BACKENDS = TRAIN_BACKENDS                    # the name older code imports
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -39,14 +43,26 @@ class KernelTrainer:
     """The Engine's steps on a kernel backend ("numpy" | "numba"): the model's own forward,
     cross-entropy, BPTT, global-norm clipping and the minirnn optimiser."""
 
-    def __init__(self, model, optimizer, backend, loss_kwargs, clip):
+    def __init__(self, model, optimizer, backend, loss_kwargs, clip, group=None):
         self.model, self.optimizer, self.backend = model, optimizer, backend
-        self.loss_kwargs, self.clip = loss_kwargs, clip
+        self.loss_kwargs, self.clip, self.group = loss_kwargs, clip, group
+
+    def join(self):
+        """Data-parallel: every rank starts from rank 0's weights and the same optimiser state."""
+        self.group.broadcast_((n, p) for n, p, _ in self.model.named_parameters())
+        self.group.check_same(_optimizer_arrays(self.optimizer), "optimizer state")
 
     def _update(self, logits, targets, backward):
         loss, d_logits = cross_entropy(logits, targets, **self.loss_kwargs)
+        if self.group is not None:               # this shard's share of the global mean loss
+            from .distributed import loss_weight
+            loss, scale = self.group.loss_share(loss, loss_weight(targets, **_weights(self)))
+            if scale != 1.0:
+                d_logits *= scale
         self.model.zero_grad()
         backward(d_logits)
+        if self.group is not None:               # averaged in place, before clip and step
+            self.group.all_reduce_grads((n, g) for n, _, g in self.model.named_parameters())
         if self.clip is not None:
             clip_grad_norm(self.model, self.clip)
         self.optimizer.step()
@@ -80,6 +96,31 @@ class KernelTrainer:
                 self.model.backward(d.reshape(B, T, V))
             return self._update(logits.reshape(B * T, V), targets.reshape(-1), backward), new_state
 
+    def lm_truncated(self, tokens, targets, state, windows):
+        """Truncated BPTT over windows [(w, s, e)] (minirnn.grad.truncated.tbptt_windows): per
+        window a forward from the state entering step w, the loss of steps s..e, BPTT back to
+        w (the entering state is cut), an update. The next window's entering state is read
+        from this window's record: values computed before the update, as step_lm carries."""
+        from ..grad._common import states_in_record
+        losses, entering, rnn = [], state, self.model.rnn
+        with self.model.using_backend(self.backend):
+            self.model.train()
+            for n, (w, s, e) in enumerate(windows):
+                logits, state_n = self.model.forward(tokens[:, w:e + 1], entering)  # (B, n, V)
+                nxt = windows[n + 1][0] if n + 1 < len(windows) else e + 1
+                if nxt > w:                      # else the next window starts where this did
+                    entering = state_n if nxt == e + 1 else \
+                        rnn.state_value(states_in_record(rnn, nxt - 1 - w))
+                B, _, V = logits.shape
+
+                def backward(d, shape=logits.shape, off=s - w):
+                    full = np.zeros(shape, dtype=d.dtype)       # no loss before step s
+                    full[:, off:] = d.reshape(B, -1, V)
+                    self.model.backward(full)
+                losses.append(self._update(logits[:, s - w:].reshape(-1, V),
+                                           targets[:, s:e + 1].reshape(-1), backward))
+        return losses, entering
+
     def lm_predict(self, tokens, state):
         return self._inference(tokens, state)
 
@@ -88,6 +129,17 @@ class KernelTrainer:
 
     def rng_state(self):
         return None
+
+
+def _weights(trainer):
+    return dict(weight=trainer.loss_kwargs.get("weight"),
+                ignore_index=trainer.loss_kwargs.get("ignore_index", -100))
+
+
+def _optimizer_arrays(opt):
+    """(name, array) of an optimiser's state, in a fixed order (for check_same)."""
+    return [(f"{n}/{k}", np.asarray(v)) for n, slots in sorted(opt.state.items())
+            for k, v in sorted(slots.items())]
 
 
 def _engine_config(ck):
@@ -113,9 +165,9 @@ def load_model(path, backend="numpy"):
 class Engine:
     def __init__(self, model, optimizer="adam", lr=1e-3, momentum=0.0, clip=None,
                  class_weight=None, ignore_index=-100, backend="numba", device="cpu", seed=0,
-                 weight_decay=0.0, nesterov=False):
+                 weight_decay=0.0, nesterov=False, distributed=None):
         if not isinstance(model, (SequenceClassifier, LanguageModel)):
-            raise TypeError(f"model: expected a minirnn.models SequenceClassifier or "
+            raise TypeError(f"model: expected a minirnn.train.models SequenceClassifier or "
                             f"LanguageModel, got {type(model).__name__}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
@@ -129,6 +181,13 @@ class Engine:
         if backend == "torch":
             from ..interop.torch import check_device
             check_device(device)
+        if distributed is not None:              # a minirnn.train.distributed.Group
+            if getattr(distributed, "backend", None) == "nccl" and backend != "torch":
+                raise ValueError(f"distributed: an NCCL group all-reduces CUDA tensors; backend "
+                                 f"{backend!r} keeps its gradients in NumPy arrays (use gloo)")
+            if device == "cuda":                 # one GPU per local rank
+                device = f"cuda:{distributed.local_rank}"
+        self.distributed, self._joined = distributed, False
         self.model, self.backend, self.device, self.seed = model, backend, device, seed
         self.clip, self.ignore_index = (None if clip is None else float(clip)), ignore_index
         self.optimizer_name = optimizer
@@ -147,6 +206,7 @@ class Engine:
         self.steps = 0
         self._trainer = None                         # built on first use (torch: a twin)
         self._torch_rng = None                       # torch RNG state from a checkpoint
+        self.hooks = []                              # [(every, fn)]: see add_hook
 
     @property
     def trainer(self):
@@ -156,11 +216,20 @@ class Engine:
             if self.backend == "torch":
                 from ..interop.torch import TorchTrainer
                 self._trainer = TorchTrainer(self.model, self.optimizer, self.device, self.seed,
-                                             loss_kwargs, self.clip, self._torch_rng)
+                                             loss_kwargs, self.clip, self._torch_rng,
+                                             group=self.distributed)
             else:
                 self._trainer = KernelTrainer(self.model, self.optimizer, self.backend,
-                                              loss_kwargs, self.clip)
+                                              loss_kwargs, self.clip, group=self.distributed)
         return self._trainer
+
+    def _training(self):
+        """The trainer for a step; data-parallel, the ranks join up at the first one (together:
+        a prediction on rank 0 alone before it must not start a collective)."""
+        if self.distributed is not None and not self._joined:
+            self.trainer.join()
+            self._joined = True
+        return self.trainer
 
     def sync(self):
         """Bring the trainer's weights and optimiser state back into engine.model (torch)."""
@@ -168,6 +237,23 @@ class Engine:
             self._trainer.sync()
             self.optimizer.steps = self.steps
         return self.model
+
+    def add_hook(self, fn, every=1):
+        """Call fn(engine) after every `every`-th optimiser step: a training-time readout, e.g.
+        minirnn.grad.LyapunovReadout (the largest Lyapunov exponent every N steps) -> fn."""
+        from .._checks import check_int
+        if not callable(fn):
+            raise TypeError(f"fn: expected a callable fn(engine), got {type(fn).__name__}")
+        self.hooks.append((check_int("every", every), fn))
+        return fn
+
+    def _count_steps(self, n):
+        """n more optimiser steps; then each hook whose period was crossed runs once (a
+        truncated stretch takes several steps in one call: its hooks run after it)."""
+        before, self.steps = self.steps, self.steps + n
+        for every, fn in self.hooks:
+            if self.steps // every > before // every:
+                fn(self)
 
     def _check(self, cls, what):
         if not isinstance(self.model, cls):
@@ -207,8 +293,8 @@ class Engine:
         self._check(SequenceClassifier, "step")
         tokens = self._tokens(inputs)
         targets = self._classes(targets, tokens.shape[0])
-        loss = self.trainer.classify_step(tokens, targets, self._lengths(lengths, tokens))
-        self.steps += 1
+        loss = self._training().classify_step(tokens, targets, self._lengths(lengths, tokens))
+        self._count_steps(1)
         return loss
 
     def predict(self, inputs, lengths=None):
@@ -225,9 +311,24 @@ class Engine:
         self._check(LanguageModel, "step_lm")
         tokens = self._tokens(inputs)
         targets = self._lm_targets(targets, tokens.shape)
-        loss, new_state = self.trainer.lm_step(tokens, targets, state)
-        self.steps += 1
+        loss, new_state = self._training().lm_step(tokens, targets, state)
+        self._count_steps(1)
         return loss, new_state
+
+    def step_truncated(self, inputs, targets, k1, k2=None, state=None):
+        """Truncated BPTT (k1, k2) along a stretch of a stream: tokens (B, T), targets (B, T),
+        the state entering it (None: zeros) -> (losses, one per update; the state after it).
+        Every k1 steps one update on the losses of those steps, backpropagated through the last
+        k2 steps (k2 >= k1, default k1; the schedule: minirnn.grad.truncated). k1 = k2 = T is
+        one step_lm; windows do not reach back before the call (the entering state is cut)."""
+        from ..grad.truncated import tbptt_windows
+        self._check(LanguageModel, "step_truncated")
+        tokens = self._tokens(inputs)
+        targets = self._lm_targets(targets, tokens.shape)
+        windows = tbptt_windows(tokens.shape[1], k1, k2)          # refuses bad k1, k2
+        losses, new_state = self._training().lm_truncated(tokens, targets, state, windows)
+        self._count_steps(len(losses))
+        return losses, new_state
 
     def predict_lm(self, inputs, state=None):
         """tokens (B, T), state -> (logits (B, T, V) numpy, new state), eval mode."""
@@ -260,12 +361,14 @@ class Engine:
             "ignore_index": self.ignore_index, "seed": self.seed, "steps": self.steps,
             "rng_states": {p: m.rng.bit_generator.state for p, m in self.model.modules()},
             "torch_rng_state": self._torch_rng_state(),
+            "world_size": 1 if self.distributed is None else self.distributed.world_size,
+            "dist_backend": None if self.distributed is None else self.distributed.backend,
         }
         return save_checkpoint(path, self.model, opt, config=config, vocab=vocab, labels=labels,
                                step=self.steps if step is None else step, extra=extra)
 
     @classmethod
-    def load(cls, path, backend="numba", device="cpu"):
+    def load(cls, path, backend="numba", device="cpu", distributed=None):
         """Rebuild model and optimiser from a checkpoint written by Engine.save; training goes on
         exactly where it stopped (same weights, optimiser moments, step count, dropout RNGs)."""
         model, ck = load_model(path, backend="numpy" if backend == "torch" else backend)
@@ -276,7 +379,8 @@ class Engine:
         engine = cls(model, optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
                      clip=cfg["clip"], class_weight=cfg["class_weight"],
                      ignore_index=cfg["ignore_index"], backend=backend, device=device,
-                     seed=cfg["seed"], weight_decay=cfg["weight_decay"], nesterov=cfg["nesterov"])
+                     seed=cfg["seed"], weight_decay=cfg["weight_decay"], nesterov=cfg["nesterov"],
+                     distributed=distributed)
         if ck.optimizer_state is not None:
             engine.optimizer.load_state_dict(ck.optimizer_state)
         engine.steps = int(cfg.get("steps", ck.step))
@@ -285,4 +389,4 @@ class Engine:
         return engine
 
 
-__all__ = ["Engine", "KernelTrainer", "load_model", "TRAIN_BACKENDS", "BACKENDS", "OPTIMIZERS"]
+__all__ = ["Engine", "KernelTrainer", "load_model", "TRAIN_BACKENDS", "OPTIMIZERS"]

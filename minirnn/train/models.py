@@ -1,5 +1,5 @@
 """Two composed models, each a Module whose keys are torch's: a sequence classifier and a
-language model. Forward and backward run through the engine's own RNN/LSTM and its BPTT.
+language model. Forward and backward run through the engine's own RNN/LSTM/GRU and its BPTT.
 
 Shapes: B = batch, T = time, V = vocabulary, E = embedding, H = hidden, D = directions,
 L = layers, C = classes.
@@ -66,7 +66,7 @@ class _Composed(Module):
 
 
 class SequenceClassifier(_Composed):
-    """tokens -> [embedding | one-hot] -> RNN/LSTM -> h_n of the last layer (directions
+    """tokens -> [embedding | one-hot] -> RNN/LSTM/GRU -> h_n of the last layer (directions
     concatenated) -> dropout -> linear -> logits (B, C)."""
 
     def __init__(self, vocab_size, num_classes, hidden_size, cell="lstm", num_layers=1,
@@ -106,7 +106,7 @@ class SequenceClassifier(_Composed):
         return self.fc.forward(self.drop.forward(feat))              # (B, C)
 
     def backward(self, d_logits):
-        """d_logits (B, C): accumulate every gradient (fc, RNN/LSTM by BPTT, embedding)."""
+        """d_logits (B, C): accumulate every gradient (fc, RNN/LSTM/GRU by BPTT, embedding)."""
         if self._shape is None:
             raise RuntimeError("backward() called before forward()")
         out_shape, hn_shape = self._shape
@@ -125,7 +125,7 @@ class SequenceClassifier(_Composed):
 
 
 class LanguageModel(_Composed):
-    """tokens -> embedding -> RNN/LSTM (dropout between layers) -> dropout -> linear -> logits.
+    """tokens -> embedding -> RNN/LSTM/GRU (dropout between layers) -> dropout -> linear -> logits.
 
     Truncated BPTT: forward(tokens, state) continues from `state` (h_n or (h_n, c_n) of the
     previous chunk); backward sends no gradient into it, which is the cut.

@@ -72,25 +72,33 @@ def prepare_out(out, overwrite=False, resume=None, resumable=True):
 
 
 class Interrupt:
-    """`with Interrupt() as stop:` ... `if stop.requested: save; raise Interrupted(...)`."""
+    """`with Interrupt() as stop:` ... `if stop.requested: save; raise Interrupted(...)`.
 
-    def __init__(self):
-        self.requested = False
-        self._old = None
+    distributed=True (under torchrun): SIGTERM asks to stop too, and the signals of the first
+    two seconds count as one Ctrl-C -- the terminal signals every rank and torchrun passes the
+    same Ctrl-C on again, then gives the ranks 30 s to save before it kills them."""
+
+    def __init__(self, distributed=False):
+        self.requested, self.distributed = False, distributed
+        self._old, self._first = {}, None
 
     def _handler(self, signum, frame):
-        if self.requested:                        # the second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.requested and not (self.distributed and (
+                signum != signal.SIGINT or time.monotonic() - self._first < 2.0)):
+            raise KeyboardInterrupt               # the second Ctrl-C: stop now
+        if not self.requested:
+            self.requested, self._first = True, time.monotonic()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            for sig in (signal.SIGINT, signal.SIGTERM) if self.distributed else (signal.SIGINT,):
+                self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
         return False
 
 
@@ -126,13 +134,15 @@ class Meter:
         self.total, self.every, self.curve_every = int(total), int(every), int(curve_every)
         self.step, self.log_sum, self.log_n, self.curve_sum, self.curve_n = 0, 0.0, 0, 0.0, 0
         self.curve = []                          # [[step, mean loss of the window], ...]
+        self.last = None                         # the mean of the last logged window
         if state:
             for k in ("step", "log_sum", "log_n", "curve_sum", "curve_n", "curve"):
                 setattr(self, k, state[k])
+            self.last = state.get("last")        # absent from older checkpoints
 
     def state(self):
         return {k: getattr(self, k) for k in ("step", "log_sum", "log_n", "curve_sum",
-                                                "curve_n", "curve")}
+                                                "curve_n", "curve", "last")}
 
     def add(self, loss):
         """Count one step's loss; True when this step is a log step."""
@@ -149,10 +159,18 @@ class Meter:
         """The mean loss since the last log line (and starts a new window)."""
         value = self.log_sum / max(self.log_n, 1)
         self.log_sum, self.log_n = 0.0, 0
+        self.last = value
         return value
 
     def peek(self):
-        return self.log_sum / self.log_n if self.log_n else float("nan")
+        """The running loss for the progress bar, without starting a new window. Right after
+        a log line the window is empty: the logged mean stands in, since a bare nan there
+        reads as divergence; the last curve point after a resume from an older checkpoint."""
+        if self.log_n:
+            return self.log_sum / self.log_n
+        if self.last is not None:
+            return self.last
+        return self.curve[-1][1] if self.curve else float("nan")
 
     def line(self, seconds, extra=""):
         pct = 100.0 * self.step / max(self.total, 1)

@@ -73,23 +73,33 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
                      batch_size=64, lr=2e-3, patience=4, weight_power=0.25, bidirectional=False,
                      embedding_dim=None, dropout=0.0, seed=0, backend="numpy", device="cpu",
                      ckpt=None, log=None, last=None, config=None, resume=None, every=None,
-                     show_progress=True, stop=None):
+                     show_progress=True, stop=None, group=None):
     """Minibatches of `batch_size` names (a fresh permutation each epoch), Adam, early stopping
     on the validation accuracy. Writes `ckpt` at each better epoch and `last` after every epoch
     and on Ctrl-C (`stop`: an _run.Interrupt), both with the loop state, so that `resume` (a
     path to one of them) continues exactly. Every `every` steps a line
     `step pct (time) running-loss name / guess ✓` for the first name of the batch.
-    Returns (engine of the best epoch, history, seconds spent training)."""
+    group: a minirnn.train.distributed.Group (under torchrun): each rank steps on its shard of
+    every batch, rank 0 scores the validation split and writes the checkpoints.
+    Returns (engine of the best epoch -- on the other ranks the last one --, history, seconds
+    spent training)."""
     from ..train.checkpoint import load_checkpoint
     from ..train.engine import Engine
+    from ..train.distributed import on_main
     from ._run import Interrupted, Meter, check_mark, epoch_bar, nice_every
     config = config or classifier_config(cats, cell, hidden_size, bidirectional, embedding_dim,
                                          dropout, seed)
     rng = np.random.default_rng(seed)
     n_batches = -(-len(split["train"]) // batch_size)
     every = every or nice_every(epochs * n_batches)
+    tail = len(split["train"]) % batch_size
+    if group is not None and 0 < tail < group.world_size:
+        raise ValueError(f"--batch-size: the last batch of an epoch holds {tail} names, too few "
+                         f"for {group.world_size} ranks; use another --batch-size or fewer "
+                         f"processes")
+    main_rank = group is None or group.is_main
     if resume is not None:
-        engine = Engine.load(resume, backend=backend, device=device)
+        engine = Engine.load(resume, backend=backend, device=device, distributed=group)
         loop = (load_checkpoint(resume).extra or {}).get("loop")
         if not loop:
             raise ValueError(f"--resume: {resume} holds no training-loop state (not written by "
@@ -98,7 +108,7 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
         model = build_classifier(dict(config, backend="numpy" if backend == "torch" else backend))
         w = class_weights(labels[split["train"]], len(cats), weight_power) if weight_power else None
         engine = Engine(model, optimizer="adam", lr=lr, class_weight=w, backend=backend,
-                        device=device, seed=seed)
+                        device=device, seed=seed, distributed=group)
         loop = {"epoch": 1, "batch": 0, "rng_epoch": rng.bit_generator.state, "total": 0.0,
                 "best": -1.0, "best_epoch": 0, "bad": 0, "stopped": False, "seconds": 0.0,
                 "train_loss": [], "val_accuracy": [], "meter": None}
@@ -107,6 +117,10 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
     cfg = dict(config, epochs=epochs, backend=backend, device=device)
 
     def save(path):
+        if group is not None:                    # every rank's model is the one saved
+            group.check_same(engine.sync().state_dict().items(), f"the model saved to {path}")
+        if not main_rank:
+            return
         loop["meter"] = meter.state()
         engine.save(path, config=cfg, vocab=list(_alphabet()), labels=list(cats),
                     step=engine.steps, extra={"loop": loop})
@@ -120,11 +134,13 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
         t0 = time.perf_counter()
         for b in bar:
             idx = order[b * batch_size:(b + 1) * batch_size]
+            if group is not None:                                   # this rank's shard
+                idx = idx[group.shard(len(idx))]
             tokens, lengths = pad_batch([encoded[i] for i in idx])  # (B, T), (B,)
             loss = float(engine.step(tokens, labels[idx], lengths=lengths))
             loop["total"] += loss
             loop["batch"] = b + 1
-            if meter.add(loss):
+            if meter.add(loss) and log:
                 n = int(lengths[0])
                 guess = int(np.argmax(engine.predict(tokens[:1, :n], lengths=lengths[:1])))
                 y = int(labels[idx[0]])
@@ -133,7 +149,8 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
                                f"{names[idx[0]]} / {cats[guess]} {mark}"))
             if b % 10 == 0:
                 bar.set_postfix(loss=f"{meter.peek():.3f}", refresh=False)
-            if stop is not None and stop.requested and last:
+            requested = stop is not None and stop.requested
+            if last and (requested if group is None else group.agree(requested)):
                 bar.close()
                 loop["seconds"] += time.perf_counter() - t0
                 save(last)
@@ -141,7 +158,8 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
                                         f"(step {engine.steps})", None)
         bar.close()
         loop["seconds"] += time.perf_counter() - t0                 # training time only
-        val = accuracy(labels[split["val"]], predict_classes(engine, split["val"], encoded, labels))
+        val = on_main(group, lambda: accuracy(labels[split["val"]], predict_classes(
+            engine, split["val"], encoded, labels)))
         loop["train_loss"].append(loop["total"] / n_batches)
         loop["val_accuracy"].append(val)
         if log:
@@ -166,6 +184,8 @@ def train_classifier(names, labels, split, cats, cell="lstm", hidden_size=128, e
     history = {"loss_per_step": meter.curve, "steps_per_epoch": n_batches,
                "train_loss_per_epoch": loop["train_loss"],
                "val_accuracy_per_epoch": loop["val_accuracy"], "best_epoch": loop["best_epoch"]}
+    if not main_rank:                      # rank 0 alone has the files and scores the test split
+        return engine, history, loop["seconds"]
     return Engine.load(ckpt, backend=backend, device=device), history, loop["seconds"]
 
 
@@ -196,9 +216,12 @@ def _settings(resume, model, seed, quick, epochs):
 
 def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out="runs/names",
          quick=None, log=print, resume=None, overwrite=False, every=None, show_progress=True,
-         threads=None):
+         threads=None, batch_size=None, group=None):
     """Train, evaluate on the test split; write model.npz, last.npz, metrics.json, then the
     plots confusion.png and loss.png (skipped with a note when matplotlib is missing).
+    batch_size: the global batch (default 64); group: data-parallel under torchrun (a
+    minirnn.train.distributed.Group): rank 0 logs, writes and returns the metrics, the other
+    ranks train and return None.
 
     model: "tutorial-rnn", or a registry cell ("lstm", "gru", "rnn_tanh", "rnn_relu"; "rnn" =
     rnn_tanh). resume: a checkpoint written by a run (DIR or DIR/last.npz) to continue from;
@@ -207,10 +230,22 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
     from .. import _threads
     from .._io import write_json
     from ..registry import CELL_NAMES, cell_name
+    from ..train.distributed import cap_threads, per_rank_batch, record
     from ._run import Interrupt, Interrupted, prepare_out, resume_path, try_plots
     from .metrics import plot_confusion, plot_names_curves
     resume = resume_path(resume)
     model, seed, quick, epochs, ck = _settings(resume, model, seed, quick, epochs)
+    saved_batch = (ck.config or {}).get("batch_size", 64) if ck is not None else None
+    if batch_size is not None and saved_batch not in (None, batch_size):
+        raise ValueError(f"--batch-size: the run in {resume} was trained with --batch-size "
+                         f"{saved_batch}; a resumed run keeps its settings (got {batch_size})")
+    batch = batch_size if batch_size is not None else saved_batch or 64
+    if model == "tutorial-rnn" and (batch_size is not None or group is not None):
+        raise ValueError("--model tutorial-rnn: trains one name at a time (the tutorial's "
+                         "SGD), so it takes no --batch-size and no data-parallel launch")
+    per_rank_batch(batch, 1 if group is None else group.world_size)
+    main_rank = group is None or group.is_main
+    log = log if main_rank else None            # one log: rank 0's
     choices = MODELS + tuple(c for c in CELL_NAMES if c not in MODELS)
     if model not in choices:
         raise ValueError(f"model: expected one of {choices}, got {model!r}")
@@ -221,7 +256,8 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
         raise ValueError(f"epochs: expected an integer >= 1, got {epochs}")
     names, labels, cats = load_names()
     split = split_names(labels, seed=seed)
-    prepare_out(out, overwrite, resume)
+    if main_rank:
+        prepare_out(out, overwrite, resume)
     ckpt, last = os.path.join(out, "model.npz"), os.path.join(out, "last.npz")
     encoded = [encode_name(n) for n in names]
     cell = None if model == "tutorial-rnn" else cell_name(model)
@@ -230,13 +266,18 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
         product = 1 * (N_LETTERS + 128) * 128           # i2h: (1, 57 + 128) x (185, 128)
     else:
         product = _threads.step_product(64, hidden, cell)
-    choice = _threads.choose(threads, product)
+    choice = cap_threads(_threads.choose(threads, product), group)
     resume_cmd = f"minirnn train names --resume {out}"
+    ran = record(group, 1 if model == "tutorial-rnn" else batch)
     try:
-        with _threads.limit(choice, torch=backend == "torch") as actual, Interrupt() as stop:
+        with _threads.limit(choice, torch=backend == "torch") as actual, \
+                Interrupt(distributed=group is not None) as stop:
             if log:
                 log(f"names: --model {model}, --backend {backend}, {_threads.describe(choice, actual)}"
-                    + (f"; resuming {resume}" if resume else ""))
+                    + (f"; resuming {resume}" if resume else "")
+                    + (f"\ndata-parallel: {ran['world_size']} ranks ({ran['dist_backend']}), "
+                       f"{ran['per_rank_batch']} of every batch of {batch} per rank"
+                       if group is not None else ""))
             if model == "tutorial-rnn":
                 steps = 3000 if quick else (epochs or 1) * 100_000
                 config = {"task": "names", "model": "tutorial-rnn", "num_classes": len(cats),
@@ -254,12 +295,15 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
                 if quick:     # a taste: a small model on every 8th training name, two epochs
                     split = dict(split, train=split["train"][::8])
                 config = dict(classifier_config(cats, cell, hidden, seed=seed, model=model),
-                              quick=quick)
+                              quick=quick, **ran)
                 engine, history, seconds = train_classifier(
                     names, labels, split, cats, cell=cell, hidden_size=hidden,
-                    epochs=epochs or (2 if quick else 20), seed=seed, backend=backend,
-                    device=device, ckpt=ckpt, log=log, last=last, config=config, resume=resume,
-                    every=every, show_progress=show_progress, stop=stop)
+                    epochs=epochs or (2 if quick else 20), batch_size=batch, seed=seed,
+                    backend=backend, device=device, ckpt=ckpt, log=log, last=last, config=config,
+                    resume=resume, every=every, show_progress=show_progress, stop=stop,
+                    group=group)
+                if not main_rank:
+                    return None
                 preds = predict_classes(engine, split["test"], encoded, labels)
     except Interrupted as e:
         raise Interrupted(e.checkpoint, e.where, resume_cmd) from None
@@ -270,7 +314,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
                "per_class_recall": dict(zip(cats, map(float, per_class_recall(cm)))),
                "train_seconds": seconds, "n_train": int(len(split["train"])),
                "n_val": int(len(split["val"])), "n_test": int(len(split["test"])), "seed": seed,
-               "blas_threads": actual, **history}
+               "blas_threads": actual, **ran, **history}
     write_json(os.path.join(out, "metrics.json"), metrics)           # the results first,
     try_plots(log,                                                    # then the pictures
               lambda: plot_confusion(cm, cats, os.path.join(out, "confusion.png")),
@@ -284,7 +328,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
 # ---- prediction --------------------------------------------------------------------------
 def load_predictor(path, backend="numpy"):
     """A checkpoint written by main() -> predict(names) -> (probs (N, C), labels)."""
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint, load_model_state
     from ..nn.losses import log_softmax
     ck = load_checkpoint(path)
     config = ck.config or {}
@@ -294,11 +338,11 @@ def load_predictor(path, backend="numpy"):
     labels = list(ck.labels)
     if config["model"] == "tutorial-rnn":
         net = TutorialRNN(config["num_classes"], config["hidden_size"])
-        net.net.load_state_dict(ck.state_dict)
+        load_model_state(net.net, ck)          # a mismatch names the file
         logits = lambda seqs: np.stack([net.logits(s) for s in seqs])       # noqa: E731
     else:
         model = build_classifier(dict(config, backend=backend))
-        model.load_state_dict(ck.state_dict)
+        load_model_state(model, ck)
         model.eval()
 
         def logits(seqs):

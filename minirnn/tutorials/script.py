@@ -102,6 +102,22 @@ def _state_from_json(obj, dtype):
     return arrays if obj["tuple"] else arrays[0]
 
 
+def _state_rows(state, rows):
+    """The batch rows `rows` (axis 1 of each (L*D, B, H) array) of a carried state."""
+    if state is None:
+        return None
+    return tuple(a[:, rows] for a in state) if isinstance(state, tuple) else state[:, rows]
+
+
+def _state_gather(state, group):
+    """Every rank's rows of the carried state, in rank order (a collective)."""
+    if state is None or group is None:
+        return state
+    if isinstance(state, tuple):
+        return tuple(group.gather_rows(a) for a in state)
+    return group.gather_rows(state)
+
+
 def _sample(engine, itos, stoi, kind, prime, length, seed):
     """A short sample from the model being trained, through the engine (eval mode, its own
     rng: the training's numbers do not change)."""
@@ -138,14 +154,18 @@ def _settings(resume, kind, model, seed, quick, epochs):
 
 def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, out="runs/script",
          quick=None, log=print, resume=None, overwrite=False, every=None, show_progress=True,
-         threads=None, model=None):
+         threads=None, model=None, batch_size=None, group=None):
     """Train; every `every` steps print the running loss (and every other time a sample), each
     epoch the validation perplexity; write model.npz (the best epoch), last.npz (every epoch
     and on Ctrl-C), metrics.json, then loss.png and perplexity.png; print a sample.
-    model: the registry cell (default "lstm"); resume: DIR or DIR/last.npz of a run."""
+    model: the registry cell (default "lstm"); resume: DIR or DIR/last.npz of a run.
+    batch_size: the global number of streams (default 32, quick 8). group: data-parallel under
+    torchrun (a minirnn.train.distributed.Group): each rank reads its share of the streams,
+    rank 0 scores the validation text, logs, writes and returns the metrics; the others None."""
     from .. import _threads
     from .._io import write_json
     from ..registry import CELL_NAMES, cell_name
+    from ..train.distributed import cap_threads, on_main, per_rank_batch, record
     from ..train.engine import Engine
     from ._run import (Interrupt, Interrupted, Meter, elapsed, epoch_bar, nice_every, prepare_out,
                        resume_path, try_plots)
@@ -175,49 +195,71 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
     full = dict(embedding_dim=128 if kind == "script" else 32, hidden_size=256, num_layers=2,
                 dropout=0.3, batch=32, seq=32 if kind == "script" else 64)
     size = small if quick else full
+    saved_batch = (ck.config or {}).get("batch_size", size["batch"]) if ck is not None else None
+    if batch_size is not None and saved_batch not in (None, batch_size):
+        raise ValueError(f"--batch-size: the run in {resume} was trained with --batch-size "
+                         f"{saved_batch}; a resumed run keeps its settings (got {batch_size})")
+    size = dict(size, batch=batch_size if batch_size is not None else
+                saved_batch or size["batch"])
+    world = 1 if group is None else group.world_size
+    per_rank_batch(size["batch"], world)
+    main_rank = group is None or group.is_main
+    log = log if main_rank else None            # one log: rank 0's
     epochs = epochs or (1 if quick else 10)
+    ran = record(group, size["batch"])
     config = {"task": kind, "vocab_size": len(itos), "seed": seed, "cell": cell, "quick": quick,
-              "epochs": epochs, "backend": backend, "device": device,
+              "epochs": epochs, "backend": backend, "device": device, **ran,
               **{k: size[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}}
-    prepare_out(out, overwrite, resume)
+    if main_rank:
+        prepare_out(out, overwrite, resume)
     ckpt, last = os.path.join(out, "model.npz"), os.path.join(out, "last.npz")
     train_b = lm_batches(train_ids, size["batch"], size["seq"])
     val_b = lm_batches(val_ids, min(size["batch"], (len(val_ids) - 1) // 2), size["seq"])
     n_chunks = len(train_b)
     every = every or nice_every(epochs * n_chunks)
     prime = "first citizen" if kind == "script" else "First Citizen"
+    rows = slice(None) if group is None else group.shard(size["batch"])   # this rank's streams
     if ck is not None:
-        engine = Engine.load(resume, backend=backend, device=device)
+        engine = Engine.load(resume, backend=backend, device=device, distributed=group)
         loop = ck.extra["loop"]
     else:
         model_ = build_model(dict(config, backend="numpy" if backend == "torch" else backend))
         engine = Engine(model_, optimizer="adam", lr=2e-3 if kind == "char" else 1e-3, clip=5.0,
-                        backend=backend, device=device, seed=seed)
+                        backend=backend, device=device, seed=seed, distributed=group)
         loop = {"epoch": 1, "chunk": 0, "state": None, "total": 0.0, "best": math.inf,
                 "best_epoch": 0, "seconds": 0.0, "train_loss": [], "val_loss": [], "meter": None}
     meter = Meter(epochs * n_chunks, every, max(1, n_chunks // 20), state=loop["meter"])
     dtype = engine.model.dtype
 
     def save(path):
+        if group is not None:                    # every rank's model is the one saved
+            group.check_same(engine.sync().state_dict().items(), f"the model saved to {path}")
+        if not main_rank:
+            return
         loop["meter"] = meter.state()
         engine.save(path, config=config, vocab=list(itos), step=engine.steps, extra={"loop": loop})
 
-    choice = _threads.choose(threads, _threads.step_product(size["batch"], size["hidden_size"], cell))
-    with _threads.limit(choice, torch=backend == "torch") as actual, Interrupt() as stop:
+    choice = cap_threads(_threads.choose(
+        threads, _threads.step_product(size["batch"] // world, size["hidden_size"], cell)), group)
+    with _threads.limit(choice, torch=backend == "torch") as actual, \
+            Interrupt(distributed=group is not None) as stop:
         if log:
             log(f"{kind}: --model {cell}, --backend {backend}, {_threads.describe(choice, actual)}"
-                + (f"; resuming {resume}" if resume else ""))
+                + (f"; resuming {resume}" if resume else "")
+                + (f"\ndata-parallel: {world} ranks ({ran['dist_backend']}), "
+                   f"{ran['per_rank_batch']} of the {size['batch']} streams per rank"
+                   if group is not None else ""))
         for epoch in range(loop["epoch"], epochs + 1):
-            state = _state_from_json(loop["state"], dtype)
+            state = _state_rows(_state_from_json(loop["state"], dtype), rows)
             bar, say = epoch_bar(loop["chunk"], n_chunks, epoch, epochs, log, show_progress)
             t0 = time.perf_counter()
             for c in bar:
                 x, y = train_b[c]
-                loss, state = engine.step_lm(x, y, state=state)
+                loss, state = engine.step_lm(x[rows], y[rows], state=state)
                 loss = float(loss)
                 loop["total"] += loss
                 loop["chunk"] = c + 1
-                if meter.add(loss):
+                if meter.add(loss) and log:
                     seconds = loop["seconds"] + time.perf_counter() - t0
                     say(meter.line(seconds))
                     if (meter.step // every) % 2 == 0:
@@ -229,17 +271,17 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
                             pass
                 if c % 5 == 0:
                     bar.set_postfix(loss=f"{meter.peek():.3f}", refresh=False)
-                if stop.requested:
+                if stop.requested if group is None else group.agree(stop.requested):
                     bar.close()
                     loop["seconds"] += time.perf_counter() - t0
-                    loop["state"] = _state_to_json(state)
+                    loop["state"] = _state_to_json(_state_gather(state, group))
                     save(last)
                     raise Interrupted(last, f"in epoch {epoch}, after chunk {c + 1} of "
                                             f"{n_chunks} (step {engine.steps})",
                                       f"minirnn train {kind} --resume {out}")
             bar.close()
             loop["seconds"] += time.perf_counter() - t0
-            val = evaluate(engine, val_b)
+            val = on_main(group, lambda: evaluate(engine, val_b))
             loop["train_loss"].append(loop["total"] / n_chunks)
             loop["val_loss"].append(val)
             if log:
@@ -253,6 +295,8 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
             if better:                                   # keep the best epoch
                 save(ckpt)
             save(last)
+    if not main_rank:                            # rank 0 writes the results
+        return None
     ppl = [perplexity(v) for v in loop["val_loss"]]
     seconds = loop["seconds"]
     n_ep = len(ppl)
@@ -260,7 +304,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
                "val_perplexity_per_epoch": ppl, "best_epoch": loop["best_epoch"],
                "train_seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
                "vocab_size": len(itos), "train_tokens": int(len(train_ids)),
-               "val_tokens": int(len(val_ids)), "blas_threads": actual,
+               "val_tokens": int(len(val_ids)), "blas_threads": actual, **ran,
                "steps_per_epoch": n_chunks, "loss_per_step": meter.curve,
                "train_loss_per_epoch": loop["train_loss"], "val_loss_per_epoch": loop["val_loss"]}
     sample = generate(ckpt, prime=prime, length=40 if kind == "script" else 200, seed=seed)
@@ -280,7 +324,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
 def generate(checkpoint, prime, length=100, temperature=1.0, top_k=None, seed=0, backend="numpy"):
     """Text: the prime, then `length` sampled tokens (words or characters). A prime with tokens
     outside the model's vocabulary is refused, words and characters alike, naming them."""
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint, load_model_state
     if not isinstance(length, (int, np.integer)) or length < 1:
         raise ValueError(f"length: expected an integer >= 1, got {length!r}")
     ck = load_checkpoint(checkpoint)
@@ -291,7 +335,7 @@ def generate(checkpoint, prime, length=100, temperature=1.0, top_k=None, seed=0,
     itos = list(ck.vocab)
     stoi = {t: i for i, t in enumerate(itos)}
     model = build_model(dict(ck.config, backend=backend))
-    model.load_state_dict(ck.state_dict)
+    load_model_state(model, ck)                 # a mismatch names the file
     model.eval()
     if not prime:
         raise ValueError("prime: expected some text to start from, got ''")

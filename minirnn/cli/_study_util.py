@@ -1,0 +1,62 @@
+"""Small pieces the `minirnn study` modules share: list flags, the command line a plot is
+stamped with, the stamp itself."""
+from __future__ import annotations
+
+from ..registry import CELL_NAMES
+
+
+def cells(text, flag="--cells"):
+    """'rnn_tanh,lstm' -> ['rnn_tanh', 'lstm'] (registry names), else ValueError naming flag."""
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    bad = [c for c in names if c not in CELL_NAMES]
+    if bad or not names:
+        raise ValueError(f"{flag}: expected some of {','.join(CELL_NAMES)}, got {text!r}")
+    return names
+
+
+def numbers(flag, text, kind=int, low=None):
+    """'1,2,4' -> [1, 2, 4] of `kind`, each >= low (when given), else ValueError naming flag."""
+    try:
+        vals = [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated {kind.__name__}s, got {text!r}") \
+            from None
+    if not vals or (low is not None and any(v < low for v in vals)):
+        bound = "" if low is None else f" >= {low}"
+        raise ValueError(f"{flag}: expected comma-separated {kind.__name__}s{bound}, got {text!r}")
+    return vals
+
+
+def at_least(args, low=1, **flags):
+    """Each args.<attr> (flags: attr -> its flag) must be >= low."""
+    for attr, flag in flags.items():
+        v = getattr(args, attr)
+        if v < low:
+            raise ValueError(f"{flag}: expected >= {low}, got {v}")
+
+
+def command(study, args, flags):
+    """The command that reproduces a run: `minirnn study NAME --flag value ...` with every
+    flag of `flags` ({attr: flag}) at its parsed value (store_true flags when set)."""
+    parts = ["minirnn", "study", study]
+    for attr, flag in flags.items():
+        v = getattr(args, attr)
+        if v is True:
+            parts.append(flag)
+        elif v is not False and v is not None:
+            parts += [flag, str(v)]
+    return " ".join(parts)
+
+
+def stamp(fig, cmd, fontsize=7):
+    """Lay the figure out (tight_layout) leaving room at the bottom for the command that made
+    it, and write the command there, wrapped to the figure's width."""
+    import textwrap
+    w, h = fig.get_size_inches()
+    per_line = max(40, int(0.97 * w * 72 / (0.66 * fontsize)))   # monospace: ~0.6 em a char
+    text = textwrap.fill(cmd, per_line, break_on_hyphens=False, subsequent_indent="  ")
+    lines = text.count("\n") + 1
+    bottom = (lines * 1.3 * fontsize + 6) / 72 / h
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.text(0.01, 0.004, text, ha="left", va="bottom", fontsize=fontsize, family="monospace",
+             color="0.3")
