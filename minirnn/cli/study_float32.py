@@ -31,18 +31,15 @@ def add_arguments(g):
                    help="factor on W_hh after torch's init (> 1: towards chaos)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     g.add_argument("--out", required=True, metavar="DIR", help="where float32.csv/.png go")
+
+
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
     from .. import _threads
-    _threads.add_argument(g)
+    return _threads.step_product(args.batch, args.hidden)
 
 
 def run(args):
-    from .. import _threads
-    with _threads.limit(_threads.choose(args.threads,
-                                        _threads.step_product(args.batch, args.hidden))):
-        return _run(args)
-
-
-def _run(args):
     import os
 
     from .._io import MissingExtra, write_text

@@ -33,8 +33,6 @@ def add_arguments(g):
     g.add_argument("--demo-steps", type=int, default=20, help="its SGD steps")
     g.add_argument("--max-norm", type=float, default=1.0, help="its clipping threshold")
     g.add_argument("--no-demo", action="store_true", help="skip the demonstration")
-    from .. import _threads
-    _threads.add_argument(g)
 
 
 def _floats(name, text):
@@ -53,14 +51,13 @@ def _table(head, rows):
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def run(args):
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
     from .. import _threads
-    with _threads.limit(_threads.choose(args.threads,
-                                        _threads.step_product(args.batch, args.hidden))):
-        return _run(args)
+    return _threads.step_product(args.batch, args.hidden)
 
 
-def _run(args):
+def run(args):
     import os
 
     import numpy as np

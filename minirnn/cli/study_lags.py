@@ -31,18 +31,15 @@ def add_arguments(g):
     g.add_argument("--seed", type=int, default=0, help="seed of the models and data")
     g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
     g.add_argument("--out", required=True, metavar="DIR", help="where lags.csv/.png go")
+
+
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
     from .. import _threads
-    _threads.add_argument(g)
+    return _threads.step_product(args.batch * args.T, args.hidden)
 
 
 def run(args):
-    from .. import _threads
-    with _threads.limit(_threads.choose(args.threads,
-                                        _threads.step_product(args.batch * args.T, args.hidden))):
-        return _run(args)
-
-
-def _run(args):
     import os
 
     import numpy as np

@@ -38,17 +38,14 @@ def add_arguments(g):
     g.add_argument("--readout-every", type=int, default=25, help="log λ_1 every N steps")
     g.add_argument("--seed", type=int, default=0, help="seed of models and inputs")
     g.add_argument("--out", required=True, metavar="DIR", help="where lyapunov.csv/.png go")
-    from .. import _threads
-    _threads.add_argument(g)
+
+
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
+    return 1                                                    # small products: 1 thread
 
 
 def run(args):
-    from .. import _threads
-    with _threads.limit(_threads.choose(args.threads, 1)):        # small products: 1 thread
-        return _run(args)
-
-
-def _run(args):
     import os
 
     import numpy as np

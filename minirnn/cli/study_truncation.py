@@ -32,8 +32,6 @@ def add_arguments(g):
     g.add_argument("--seed", type=int, default=0, help="seed of the models and data")
     g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
     g.add_argument("--out", required=True, metavar="DIR", help="where truncation.csv/.png go")
-    from .. import _threads
-    _threads.add_argument(g)
 
 
 def default_lengths(T):
@@ -45,14 +43,13 @@ def default_lengths(T):
     return ks + [T]
 
 
-def run(args):
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
     from .. import _threads
-    with _threads.limit(_threads.choose(args.threads,
-                                        _threads.step_product(args.batch, args.hidden))):
-        return _run(args)
+    return _threads.step_product(args.batch, args.hidden)
 
 
-def _run(args):
+def run(args):
     import os
 
     import numpy as np

@@ -41,14 +41,12 @@ def add_arguments(g):
                    help=f"the larger study: hidden {FULL['hidden']}, windows {FULL['windows']}, "
                         f"{FULL['steps']} steps, seeds {FULL['seeds']} (flags given still win)")
     g.add_argument("--out", required=True, metavar="DIR", help="where twodep.csv/.png go")
-    from .. import _threads
-    _threads.add_argument(g)
 
 
-def run(args):
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
     from .. import _threads
-    with _threads.limit(_threads.choose(args.threads, _threads.step_product(args.batch, 32))):
-        return _run(args)
+    return _threads.step_product(args.batch, 32)
 
 
 def _settings(args):
@@ -72,7 +70,7 @@ def verdict(ce, floors):
     return "t-3 and t-8"
 
 
-def _run(args):
+def run(args):
     import os
     import time
 

@@ -37,14 +37,11 @@ def add_arguments(g):
                    help="comma-separated truncation lengths k of the truncated-BPTT comparison")
     g.add_argument("--seed", type=int, default=0, help="seed of models, data and signs")
     g.add_argument("--out", required=True, metavar="DIR", help="where uoro.csv/.png go")
-    from .. import _threads
-    _threads.add_argument(g)
 
 
-def run(args):
-    from .. import _threads
-    with _threads.limit(_threads.choose(args.threads, 1)):         # tiny products: 1 thread
-        return _run(args)
+def step_product(args):
+    """Multiply-adds of the study's per-step recurrent product (the thread rule's input)."""
+    return 1                                                    # tiny products: 1 thread
 
 
 def _problem(cell, T, args):
@@ -69,7 +66,7 @@ def _truncated(model, x, d_out, k, layout):
     return np.concatenate([np.ravel(g[f"{n}_l0"]) for n, _ in layout])
 
 
-def _run(args):
+def run(args):
     import os
 
     import numpy as np

@@ -77,6 +77,8 @@ def yield_cpu(typingctx):
 @ijit
 def barrier(flags, me, n, step):
     """Thread `me` of n has finished `step`: publish it, then wait for the others."""
+    if n == 1:                                        # alone: nothing to wait for
+        return
     store_release(flags, me, step)
     for k in range(n):
         spins = 0

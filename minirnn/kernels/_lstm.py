@@ -16,8 +16,8 @@ sigmoid/tanh (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, .) with h0/c0 in row 0;
 W_hh^T (and W_hr^T) kept between calls by _wcache. "persistent" path (batched, no
-projection; _persistent.py): the whole time loop in one parallel njit kernel, W_hh packed
-into per-thread panels once per call. The input projection and the weight gradients are
+projection; _persistent.py, opt-in): the whole time loop in one njit kernel shared by the
+threads, W_hh packed into per-thread panels once per call. The input projection and the weight gradients are
 _common's, shared with every cell.
 """
 from __future__ import annotations

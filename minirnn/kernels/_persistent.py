@@ -50,20 +50,20 @@ PANEL_BYTES = 32768          # 8 rows of a panel's W_hh slice: within L1 (48 KiB
 _LOCK = threading.Lock()
 _POOL = None                     # the n-1 helper threads (ThreadPoolExecutor), made on demand
 # path=None picks the persistent kernel from this many multiply-adds a step (B*G*H*H) up:
-# never, for now. Measured (Intel Xeon host, 2 cores shared with other jobs, 2026-12-02;
-# benchmarks/persistent_ab.py, docs/persistent-ab-2.json and -1.json: one process, whole LSTM
-# forward+backward against the blas path, B = 32-64, rounds alternating): slower at 2 threads
-# and at 1 (README, "The persistent kernel"). What was measured on the way (/tmp scripts, not
-# kept): (1) LLVM vectorises Numba's code 256 bits wide on this host ("prefer-256-bit"
-# tuning): the FMA peak of Numba's code is 109 GFLOP/s float32 a thread, and the product
-# reaches ~50-70 (float64 ~25), against ~95 for OpenBLAS's AVX-512 kernel on the same
-# (32 x 1024) x (1024 x 256) step product; with the tuning off (NUMBA_CPU_FEATURES=...,
-# -prefer-256-bit) the peak doubled but the whole call still ran at 0.61-0.80x; (2) a second
-# thread did not pay: a prange launch a step (Numba's workqueue layer) cost ~150 us (forward
-# loop at B=32, H=256 float32: 23 ms serial, 38-45 ms through prange), and the spinning
-# barrier without sched_yield slowed the 2-thread loops 1.5-7x when another job held a core
-# (with it, 2 threads ran level with 1: the second core was busy). path="persistent" forces
-# it.
+# never, for now. Measured (Intel Xeon host, 2 cores, a quiet moment, 2026-12-02;
+# benchmarks/persistent_ab.py -> docs/persistent-ab-1.json, -2.json: one process, whole LSTM
+# forward+backward against the blas path, B = 32-64, rounds alternating): 0.68-1.02x at 1
+# thread, 0.50-0.66x at 2. What was measured on the way (/tmp scripts, not kept): (1) LLVM
+# vectorises Numba's code 256 bits wide on this host ("prefer-256-bit" tuning): the FMA peak
+# of Numba's code is 109 GFLOP/s float32 a thread, and the step product reaches ~50-70
+# (float64 ~25), against ~95 for OpenBLAS's AVX-512 kernel on the same (32 x 1024) x
+# (1024 x 256) product; with the tuning off (NUMBA_CPU_FEATURES=...,-prefer-256-bit) the peak
+# doubled but the whole call still ran at 0.61-0.80x. (2) The second thread does not pay
+# yet: through prange (Numba's workqueue layer) a launch a step cost ~150 us (forward loop,
+# B=32, H=256 float32: 23 ms serial, 38-45 ms through prange); with the spinning barrier it
+# took 29 ms at 1 thread and 43 ms at 2 (OpenBLAS at 1 thread, quiet machine; cause not
+# found), and without sched_yield the 2-thread loops ran 1.5-7x slower whenever another job
+# held a core. path="persistent" forces it.
 PERSISTENT_MIN_WORK = float("inf")
 
 
@@ -339,6 +339,8 @@ def _run_parts(kernel, args, n):
 
 
 def _threads(threads):
+    if numba.config.DISABLE_JIT:                      # plain Python holds the GIL: one thread
+        return 1
     return max(1, numba.get_num_threads() if threads is None else int(threads))
 
 
