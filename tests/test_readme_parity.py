@@ -1,0 +1,47 @@
+"""README's parity table is the two runs it cites (docs/parity-numpy.json, parity-numba.json).
+
+The numbers are read back from the files the command wrote, so prose and measurement cannot
+drift apart; and each file's worst errors are checked against the documented CPU tolerances
+(float64 1e-12, float32 1e-5) and the README's "read float64 as <= 1e-15".
+"""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minirnn.registry import CELL_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+RUNS = {"numpy": ROOT / "docs" / "parity-numpy.json", "numba": ROOT / "docs" / "parity-numba.json"}
+
+
+def _worst(run, cell, dtype):
+    doc = json.loads(RUNS[run].read_text())
+    return next(r["worst_rel"] for r in doc["summary"] if r["cell"] == cell and r["dtype"] == dtype)
+
+
+def _row(cell):
+    """README's parity-table row for `cell` -> its four numbers as printed."""
+    section = README[README.index("## Parity with torch"):README.index("## Benchmarks")]
+    m = re.search(rf"^\| {cell} \| (\S+) \| (\S+) \| (\S+) / (\S+) \|$", section, re.M)
+    assert m, f"README's parity table has no row for {cell}"
+    return m.groups()
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_readme_parity_row_is_the_cited_runs(cell):
+    want = (_worst("numpy", cell, "float64"), _worst("numpy", cell, "float32"),
+            _worst("numba", cell, "float64"), _worst("numba", cell, "float32"))
+    assert _row(cell) == tuple(f"{w:.2e}" for w in want)
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_cited_runs_passed_within_the_documented_tolerances(run):
+    doc = json.loads(RUNS[run].read_text())
+    assert doc["passed"] and doc["backend"] == run and not doc["frozen"]
+    assert len(doc["cases"]) == 108 and "108/108 pass each" in README
+    for r in doc["summary"]:
+        bound = 1e-15 if r["dtype"] == "float64" else 1e-5
+        assert 0 < r["worst_rel"] <= bound, r
