@@ -16,7 +16,7 @@ Environment variables, read once when the kernels are first imported:
                               OpenBLAS workers made names training 3.4x slower when another
                               process held one of 2 cores); num_threads() is the usable cores.
 
-The kernels themselves are single-threaded (but the opt-in persistent LSTM kernel,
+The kernels themselves are single-threaded (but the opt-in persistent kernel,
 path="persistent", which shares its time loop between numba.get_num_threads() Python threads);
 the large products go through NumPy's BLAS.
 OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS / OMP_NUM_THREADS), read before Python starts, still

@@ -1,4 +1,4 @@
-"""The persistent LSTM kernel (minirnn/kernels/_persistent.py) against the NumPy reference:
+"""The persistent LSTM kernel (minirnn/kernels/_persistent*.py) against the NumPy reference:
 every output, cache field, gradient and per-step record; ragged lengths; both dtypes; 1 and
 2 Numba threads (panels split between them); both directions through the module; the
 packing, the path choice, and the FMA-peak probe."""
@@ -19,6 +19,7 @@ numba = pytest.importorskip("numba")
 K = pytest.importorskip("minirnn.kernels")
 from minirnn.kernels import _lstm as KL  # noqa: E402
 from minirnn.kernels import _persistent as PS  # noqa: E402
+from minirnn.kernels import _persistent_cells as PC  # noqa: E402
 
 RTOL = {"float64": 1e-13, "float32": 2e-5}
 ATOL = {"float64": 1e-15, "float32": 1e-7}
@@ -144,9 +145,10 @@ def test_path_choice():
                                                      >= PS.PERSISTENT_MIN_WORK)
     with pytest.raises(ValueError, match="path: 'persistent' has no LSTM projection"):
         PS.persistent_path(32, 4, 8, True, "persistent")
-    with pytest.raises(ValueError, match="path: expected None"):
+    assert PS.persistent_path(32, 3, 8, False, "persistent")      # GRU, Elman: no projection
+    with pytest.raises(ValueError, match="path: expected None, 'loop', 'blas' or 'persistent'"):
         K.gru_forward(*[np.zeros(s) for s in [(2, 1, 3), (1, 4), (12, 3), (12, 4)]],
-                      path="persistent")
+                      path="bogus")
 
 
 def test_packing_is_the_documented_layout():
@@ -179,18 +181,18 @@ def test_direct_calls_with_and_without_threads():
     h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
     w_hh = 0.3 * rng.standard_normal((4 * H, H))
     v = np.ones((T, B), dtype=np.bool_)
-    a = PS.lstm_forward(gates.copy(), h0, c0, w_hh, v)
-    b = PS.lstm_forward(gates.copy(), h0, c0, w_hh, v, threads=3)
+    a = PC.lstm_forward(gates.copy(), h0, c0, w_hh, v)
+    b = PC.lstm_forward(gates.copy(), h0, c0, w_hh, v, threads=3)
     for x, y in zip(a, b):
         assert_close(x, y, rtol=1e-15, name="threads=3 against the default")
     d_out = rng.standard_normal((T, B, H))
     g_act = gates.copy()
-    hx, cx, _ = PS.lstm_forward(g_act, h0, c0, w_hh, v)
+    hx, cx, _ = PC.lstm_forward(g_act, h0, c0, w_hh, v)
     outs = []
     for n in (None, 2):
         dh, dc, dz = np.empty((T, B, H)), np.empty((T, B, H)), np.empty((T, B, 4 * H))
         dhn, dcn = np.zeros((B, H)), np.zeros((B, H))
-        outs.append(PS.lstm_backward(d_out, dhn, dcn, c0[None], g_act, cx[1:], w_hh, v, dh, dc,
+        outs.append(PC.lstm_backward(d_out, dhn, dcn, c0[None], g_act, cx[1:], w_hh, v, dh, dc,
                                      dz, threads=n) + (dz,))
     for x, y in zip(*outs):
         assert_close(x, y, rtol=1e-15, name="backward threads=2 against the default")

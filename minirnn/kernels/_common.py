@@ -15,10 +15,12 @@ from .._config import NUMBA_FLAGS, apply_threads
 apply_threads()
 
 # Numba's cache checks only the source file of the cached function, but the kernels inline
-# helpers from _common.py (matvec_add) and _vmath.py: an edit there would leave the cached
-# kernels stale. So for files in this folder the cache stamp also covers those two files.
+# helpers from _common.py (matvec_add), _vmath.py, _barrier.py and _persistent.py (called by
+# _persistent_cells.py): an edit there would leave the cached kernels stale. So for files in
+# this folder the cache stamp also covers those files.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py", "_barrier.py")]
+_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py", "_barrier.py",
+                                              "_persistent.py")]
 
 
 class _InlinedStamp:
@@ -82,7 +84,7 @@ def loop_path(B, G, H, P, path=None):
             return G * H * P <= LOOP_MAX_STEP_WORK
         return B * G * H * P <= LOOP_MAX_WORK
     if path not in ("loop", "blas"):
-        raise ValueError(f"path: expected None, 'loop', 'blas' or (LSTM) 'persistent', got "
+        raise ValueError(f"path: expected None, 'loop', 'blas' or 'persistent', got "
                          f"{path!r}")
     return path == "loop"
 

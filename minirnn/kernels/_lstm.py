@@ -16,7 +16,7 @@ sigmoid/tanh (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, .) with h0/c0 in row 0;
 W_hh^T (and W_hr^T) kept between calls by _wcache. "persistent" path (batched, no
-projection; _persistent.py, opt-in): the whole time loop in one njit kernel shared by the
+projection; _persistent.py, _persistent_cells.py, opt-in): the whole time loop in one njit kernel shared by the
 threads, W_hh packed into per-thread panels once per call. The input projection and the weight gradients are
 _common's, shared with every cell.
 """
@@ -30,8 +30,8 @@ from ._common import (c, carry, carry_back, finish_row, input_projection, jit, l
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads, zero_rows)
 from ._persistent import persistent_path
-from ._persistent import lstm_backward as _persistent_backward
-from ._persistent import lstm_forward as _persistent_forward
+from ._persistent_cells import lstm_backward as _persistent_backward
+from ._persistent_cells import lstm_forward as _persistent_forward
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 

@@ -1,24 +1,26 @@
-"""Persistent recurrent weights on the CPU: the batched LSTM time loop in one Numba kernel.
+"""Persistent recurrent weights on the CPU: the shared machinery of the batched time loops
+that run in one Numba kernel (the cells' gate math: _persistent_cells.py).
 
 Persistent RNNs (Diamos et al., ICML 2016) keep W_hh in a GPU's registers for the whole
 sequence. The CPU analogue here: W_hh is packed once per forward (and once per backward) into
-panels, one panel per block of U hidden units, holding the i, f, g, o columns of those units
-side by side (forward) or their W_hh columns (backward). The panels are dealt out to n
-threads (numba.get_num_threads(); this thread and n-1 pool threads, each running the nogil
-kernel on its own panels for every step): each computes its units' recurrent product, then
-their gate math and state update, so a panel's slice of W_hh is read by one core only, step
-after step, and stays in its cache. A spinning barrier (_barrier.py) ends each step (the
-next step needs all of h_t); with one thread there is none.
+panels, one panel per block of U hidden units, holding the G gate blocks' columns of those
+units side by side (forward: G = 4 LSTM i, f, g, o; 3 GRU r, z, n; 1 Elman) or their W_hh
+columns (backward). The panels are dealt out to n threads (numba.get_num_threads(); this
+thread and n-1 pool threads, each running the nogil kernel on its own panels for every step):
+each computes its units' recurrent product, then their gate math and state update, so a
+panel's slice of W_hh is read by one core only, step after step, and stays in its cache. A
+spinning barrier (_barrier.py) ends each step (the next step needs all of h_t); with one
+thread there is none.
 
-Forward, step t, panel p (units j in p's block, the reference's equations, lstm.py):
-    z_t[:, gate j] += h_{t-1} W_hh^T[:, gate j]      for gate in i, f, g, o   (_gate_product)
-    i, f, g, o = sigmoid, sigmoid, tanh, sigmoid;  c_t[j] = f c_{t-1}[j] + i g
-    h_t[j] = o tanh c_t[j]
+Forward, step t, panel p (units j in p's block; the cell's equations, functional/<cell>.py):
+    z_t[:, gate j] += h_{t-1} W_hh^T[:, gate j]   for each gate block   (gate_product)
+    then the cell's gate math and state update of units j, finish_units (ragged lengths)
 Backward, step t, panel p (one barrier a step, as forward):
-    dL/dh_t[j] = dz_{t+1} W_hh[:, j] (+ carried where the sequence had ended)  (_unit_product)
-    then the gate derivatives of units j: dz_t's i, f, g, o columns of j, dc_t[j], dc_{t-1}[j]
+    dL/dh_t[j] = dz_{t+1} W_hh[:, j] (+ the cell's direct path) (unit_product, carry_units)
+    then the cell's gate derivatives dz_t of units j (upstream_units: dL/dh_t entering)
 after the loop dL/dh_0 = dz_0 W_hh. The large products stay outside, one GEMM each (_common:
 the input projection, the weight gradients). Caches and results are those of the loop path.
+Cells: LSTM (no projection), GRU, Elman RNN (tanh, relu).
 
 The product helpers are compiled with NUMBA_PRODUCT_FLAGS (a*b + c may become one FMA), the
 rest with NUMBA_FLAGS (fastmath as configured, off by default). The rows of the product are
@@ -29,7 +31,7 @@ inner loop, and that loop then stays scalar (measured: 6 against 52 GFLOP/s).
 
 Calls are serialised by a lock (the helper pool is this module's alone: every part of a call
 must run at once, or the barrier would wait forever). path=None does not pick this kernel
-yet: see PERSISTENT_MIN_WORK for what was measured.
+yet: see PERSISTENT_MIN_WORK for what was measured (the LSTM).
 """
 from __future__ import annotations
 
@@ -40,9 +42,7 @@ import numba
 import numpy as np
 
 from .._config import NUMBA_PRODUCT_FLAGS
-from ._barrier import barrier
-from ._common import LOOP_MAX_BATCH, jit
-from ._vmath import vsigmoid, vtanh
+from ._common import LOOP_MAX_BATCH, ijit
 
 mjit = numba.njit(**NUMBA_PRODUCT_FLAGS)
 
@@ -71,9 +71,9 @@ PERSISTENT_MIN_WORK = float("inf")
 # the products, one panel each
 
 @mjit
-def _gate_product(z, t, hx, wp, p, U, H):
-    """z[t, b, g*H + p*U + u] += sum_k hx[t, b, k] wp[p, k, g*U + u] for every gate block g and
-    the panel's units u. wp (P, K, NG*U): the packed W_hh^T. Eight rows of wp and two rows
+def gate_product(z, tz, hx, t, wp, p, U, H):
+    """z[tz, b, g*H + p*U + u] += sum_k hx[t, b, k] wp[p, k, g*U + u] for every gate block g
+    and the panel's units u. wp (P, K, NG*U): the packed W_hh^T. Eight rows of wp and two rows
     of z at a time: each loaded w serves two multiply-adds, z's rows are loaded and stored
     once per eight; the inner loop runs over contiguous memory (LLVM vectorises it)."""
     B = z.shape[1]
@@ -98,12 +98,12 @@ def _gate_product(z, t, hx, wp, p, U, H):
                     w2, w3 = wp[p, k + 2, wo + u], wp[p, k + 3, wo + u]
                     w4, w5 = wp[p, k + 4, wo + u], wp[p, k + 5, wo + u]
                     w6, w7 = wp[p, k + 6, wo + u], wp[p, k + 7, wo + u]
-                    y0 = (((((((z[t, b, zo + u] + w0 * a0) + w1 * a1) + w2 * a2) + w3 * a3)
+                    y0 = (((((((z[tz, b, zo + u] + w0 * a0) + w1 * a1) + w2 * a2) + w3 * a3)
                              + w4 * a4) + w5 * a5) + w6 * a6) + w7 * a7
-                    y1 = (((((((z[t, b1, zo + u] + w0 * c0) + w1 * c1) + w2 * c2) + w3 * c3)
+                    y1 = (((((((z[tz, b1, zo + u] + w0 * c0) + w1 * c1) + w2 * c2) + w3 * c3)
                              + w4 * c4) + w5 * c5) + w6 * c6) + w7 * c7
-                    z[t, b, zo + u] = y0
-                    z[t, b1, zo + u] = y1
+                    z[tz, b, zo + u] = y0
+                    z[tz, b1, zo + u] = y1
             b += 2
         k += 8
     while k < K:
@@ -113,12 +113,12 @@ def _gate_product(z, t, hx, wp, p, U, H):
                 zo = max(0, g * H + j0)
                 wo = max(0, g * U)
                 for u in range(Up):
-                    z[t, b, zo + u] += wp[p, k, wo + u] * a0
+                    z[tz, b, zo + u] += wp[p, k, wo + u] * a0
         k += 1
 
 
 @mjit
-def _unit_product(y, x, tx, wb, p, U):
+def unit_product(y, x, tx, wb, p, U):
     """y[b, p*U + u] = sum_c x[tx, b, c] wb[p, c, u] for the panel's units u; y (B, H),
     x (., B, C), wb (P, C, U): the packed W_hh's columns. Eight rows of wb at a time."""
     B, H = y.shape
@@ -195,132 +195,55 @@ def pack_backward(w_hh, U):
 
 
 # ----------------------------------------------------------------------------
-# the LSTM time loops
+# the per-unit pieces every cell shares (inlined into the cells' kernels)
 
-@jit
-def _forward_units(gates, t, hx, cx, valid, out, j0, Up):
-    """The gate math and state update of units j0 .. j0+Up-1 at step t (gates holds z_t)."""
-    B, G = gates.shape[1], gates.shape[2]
-    H = max(0, G // 4)
-    j0 = max(0, j0)
-    for b in range(B):                    # one short loop per stage: LLVM vectorises each
+@ijit
+def finish_units(hx, t, b, valid, out, j0, Up):
+    """Row b of units j0 .. j0+Up-1 after step t (hx (T+1, B, H): h_t in row t+1): out_t = h_t
+    while the sequence runs; past its end h_t = h_{t-1} (carried) and out_t = 0."""
+    k0 = max(0, j0)
+    if valid[t, b]:
         for u in range(Up):
-            gates[t, b, j0 + u] = vsigmoid(gates[t, b, j0 + u])                    # i
+            out[t, b, k0 + u] = hx[t + 1, b, k0 + u]
+    else:
+        zero = out.dtype.type(0.0)
         for u in range(Up):
-            gates[t, b, H + j0 + u] = vsigmoid(gates[t, b, H + j0 + u])            # f
-        for u in range(Up):
-            gates[t, b, 2 * H + j0 + u] = vtanh(gates[t, b, 2 * H + j0 + u])      # g
-        for u in range(Up):
-            gates[t, b, 3 * H + j0 + u] = vsigmoid(gates[t, b, 3 * H + j0 + u])   # o
-        for u in range(Up):
-            cx[t + 1, b, j0 + u] = (gates[t, b, H + j0 + u] * cx[t, b, j0 + u]
-                                    + gates[t, b, j0 + u] * gates[t, b, 2 * H + j0 + u])
-        for u in range(Up):
-            hx[t + 1, b, j0 + u] = gates[t, b, 3 * H + j0 + u] * vtanh(cx[t + 1, b, j0 + u])
-        if valid[t, b]:
-            for u in range(Up):
-                out[t, b, j0 + u] = hx[t + 1, b, j0 + u]
-        else:                                             # finished: carry h and c
-            zero = out.dtype.type(0.0)
-            for u in range(Up):
-                cx[t + 1, b, j0 + u] = cx[t, b, j0 + u]
-                hx[t + 1, b, j0 + u] = hx[t, b, j0 + u]
-                out[t, b, j0 + u] = zero
+            hx[t + 1, b, k0 + u] = hx[t, b, k0 + u]
+            out[t, b, k0 + u] = zero
 
 
-@jit
-def _backward_units(d_out, dhn, dcn, c0, gates, cs, valid, dh, dc, dz, t, j0, Up):
-    """dL/dh_t, the gate derivatives dz_t and dc_t, dc_{t-1} of units j0 .. j0+Up-1."""
-    B, G = gates.shape[1], gates.shape[2]
-    H = max(0, G // 4)
-    j0 = max(0, j0)
-    zero, one = gates.dtype.type(0.0), gates.dtype.type(1.0)
-    cp, tp = (c0, 0) if t == 0 else (cs, t - 1)           # c_{t-1}
-    for b in range(B):
-        if valid[t, b]:
-            for u in range(Up):
-                dh[t, b, j0 + u] = dhn[b, j0 + u] + d_out[t, b, j0 + u]
-        else:
-            for u in range(Up):
-                dh[t, b, j0 + u] = zero
+@ijit
+def upstream_units(dh, dhn, d_out, valid, t, b, j0, Up):
+    """dh[t, b] = dL/dh_t for units j0 .. j0+Up-1: dhn (from step t+1) + d_out_t while the
+    sequence runs, 0 past its end (padded outputs are constants)."""
+    k0 = max(0, j0)
+    if valid[t, b]:
         for u in range(Up):
-            tanh_c = vtanh(cs[t, b, j0 + u])
-            o = gates[t, b, 3 * H + j0 + u]
-            d = dh[t, b, j0 + u]
-            dc[t, b, j0 + u] = dcn[b, j0 + u] + d * o * (one - tanh_c * tanh_c)
-            dz[t, b, 3 * H + j0 + u] = d * tanh_c * o * (one - o)
-        if not valid[t, b]:                               # dL/dc_t from step t+1 is cut here
-            for u in range(Up):
-                tanh_c = vtanh(cs[t, b, j0 + u])
-                o = gates[t, b, 3 * H + j0 + u]
-                dc[t, b, j0 + u] = zero + dh[t, b, j0 + u] * o * (one - tanh_c * tanh_c)
+            dh[t, b, k0 + u] = dhn[b, k0 + u] + d_out[t, b, k0 + u]
+    else:
+        zero = dh.dtype.type(0.0)
         for u in range(Up):
-            i, f = gates[t, b, j0 + u], gates[t, b, H + j0 + u]
-            g = gates[t, b, 2 * H + j0 + u]
-            dcj = dc[t, b, j0 + u]
-            dz[t, b, j0 + u] = dcj * g * i * (one - i)
-            dz[t, b, H + j0 + u] = dcj * cp[tp, b, j0 + u] * f * (one - f)
-            dz[t, b, 2 * H + j0 + u] = dcj * i * (one - g * g)
-        if valid[t, b]:
-            for u in range(Up):
-                dcn[b, j0 + u] = dc[t, b, j0 + u] * gates[t, b, H + j0 + u]
-        else:                                             # carried state: its gradient passes
-            for u in range(Up):
-                dcn[b, j0 + u] = dc[t, b, j0 + u] * gates[t, b, H + j0 + u] + dcn[b, j0 + u]
+            dh[t, b, k0 + u] = zero
 
 
-@jit
-def _carry_units(dhn, dhp, valid, t, j0, Up):
+@ijit
+def carry_units(dhn, dhp, valid, t, j0, Up):
     """dhn <- dL/dh_{t-1} for units j0 .. j0+Up-1: dhp (through step t), plus dhn itself where
     the sequence had ended (a carried state passes its gradient straight back)."""
-    j0 = max(0, j0)
+    k0 = max(0, j0)
     for b in range(dhn.shape[0]):
         if valid[t, b]:
             for u in range(Up):
-                dhn[b, j0 + u] = dhp[b, j0 + u]
+                dhn[b, k0 + u] = dhp[b, k0 + u]
         else:
             for u in range(Up):
-                dhn[b, j0 + u] = dhp[b, j0 + u] + dhn[b, j0 + u]
+                dhn[b, k0 + u] = dhp[b, k0 + u] + dhn[b, k0 + u]
 
 
-@jit
-def _lstm_forward_part(gates, hx, cx, wp, U, valid, out, me, n, flags):
-    """Thread me of n: panels me, me+n, ... of every step, a barrier after each step.
-    gates (T, B, 4H): x W_ih^T + b on entry, the activated i, f, g, o on exit. hx, cx
-    (T+1, B, H): h0, c0 in row 0 on entry, h_t, c_t in row t+1 after. out (T, B, H)."""
-    T, B, G = gates.shape
-    H = G // 4
-    P = wp.shape[0]
-    for t in range(T):
-        for p in range(me, P, n):
-            _gate_product(gates, t, hx, wp, p, U, H)
-            _forward_units(gates, t, hx, cx, valid, out, p * U, min(U, H - p * U))
-        barrier(flags, me, n, t + 1)                  # step t+1 reads all of h_t
+# ----------------------------------------------------------------------------
+# running a kernel on the threads
 
-
-@jit
-def _lstm_backward_part(d_out, dhn, dcn, c0, gates, cs, wb, U, valid, dh, dc, dz, dhp, me, n,
-                        flags):
-    """BPTT, thread me of n (panels as the forward). d_out (T, B, H); dhn, dcn (B, H): dL/dh_T,
-    dL/dc_T on entry, dL/dh_0, dL/dc_0 on exit; c0 (1, B, H); gates, cs from the forward; dh,
-    dc (T, B, H), dz (T, B, 4H) filled; dhp (B, H) scratch (dz_{t+1} W_hh)."""
-    T, B, G = gates.shape
-    H = G // 4
-    P = wb.shape[0]
-    for t in range(T - 1, -1, -1):
-        for p in range(me, P, n):
-            if t < T - 1:                                 # dL/dh_t through step t+1
-                _unit_product(dhp, dz, t + 1, wb, p, U)
-                _carry_units(dhn, dhp, valid, t + 1, p * U, min(U, H - p * U))
-            _backward_units(d_out, dhn, dcn, c0, gates, cs, valid, dh, dc, dz, t, p * U,
-                            min(U, H - p * U))
-        barrier(flags, me, n, T - t)                      # step t-1 reads all of dz_t
-    for p in range(me, P, n):                             # dL/dh_0 = dz_0 W_hh
-        _unit_product(dhp, dz, 0, wb, p, U)
-        _carry_units(dhn, dhp, valid, 0, p * U, min(U, H - p * U))
-
-
-def _run_parts(kernel, args, n):
+def run_parts(kernel, args, n):
     """kernel(*args, me, n, flags) on n threads at once: this one and n-1 pool threads (nogil
     kernels; every part must run concurrently, or the barrier would wait forever: the pool is
     ours alone, and calls are serialised)."""
@@ -338,42 +261,28 @@ def _run_parts(kernel, args, n):
             f.result()
 
 
-def _threads(threads):
-    if numba.config.DISABLE_JIT:                      # plain Python holds the GIL: one thread
+def thread_count(threads=None):
+    """How many threads share the panels: threads, or Numba's count (numba.get_num_threads());
+    1 without the JIT (plain Python holds the GIL)."""
+    if numba.config.DISABLE_JIT:
         return 1
     return max(1, numba.get_num_threads() if threads is None else int(threads))
 
 
-def lstm_forward(gates, h0, c0, w_hh, valid, threads=None):
-    """The persistent forward: gates (T, B, 4H) (x W_ih^T + b, activated in place), h0, c0
-    (B, H), w_hh (4H, H), valid (T, B) bool -> hx, cx (T+1, B, H) (row 0 the initial
-    states), out (T, B, H). threads: how many threads share the panels (default Numba's
-    count, numba.get_num_threads())."""
-    T, B, G = gates.shape
-    H, dt = G // 4, gates.dtype
-    n = _threads(threads)
-    U = panel_units(H, 4, dt.itemsize, n)
-    wp = pack_forward(np.ascontiguousarray(w_hh), 4, U)
-    hx = np.empty((T + 1, B, H), dtype=dt)
-    cx = np.empty((T + 1, B, H), dtype=dt)
-    hx[0], cx[0] = h0, c0
-    out = np.empty((T, B, H), dtype=dt)
-    _run_parts(_lstm_forward_part, (gates, hx, cx, wp, U, valid, out), n)
-    return hx, cx, out
+def forward_panels(w_hh, G, threads=None):
+    """-> n threads, U units a panel, wp = pack_forward(W_hh): a forward's panels."""
+    n = thread_count(threads)
+    U = panel_units(w_hh.shape[0] // G, G, w_hh.dtype.itemsize, n)
+    return n, U, pack_forward(np.ascontiguousarray(w_hh), G, U)
 
 
-def lstm_backward(d_out, dh_next, dc_next, c0, gates, cs, w_hh, valid, dh, dc, dz, threads=None):
-    """The persistent BPTT (arguments as _lstm_backward_part's; dh_next, dc_next (B, H) updated
-    in place to dL/dh_0, dL/dc_0)."""
-    T, B, G = gates.shape
-    H, dt = G // 4, gates.dtype
-    n = _threads(threads)
-    U = panel_units(H, 1, dt.itemsize, n)
-    wb = pack_backward(np.ascontiguousarray(w_hh), U)
-    _run_parts(_lstm_backward_part, (d_out, dh_next, dc_next, c0, gates, cs, wb, U, valid, dh,
-                                     dc, dz, np.empty((B, H), dtype=dt)), n)
-    return dh_next, dc_next
+def backward_panels(w_hh, threads=None):
+    """-> n threads, U units a panel, wb = pack_backward(W_hh): a backward's panels."""
+    n = thread_count(threads)
+    U = panel_units(w_hh.shape[1], 1, w_hh.dtype.itemsize, n)
+    return n, U, pack_backward(np.ascontiguousarray(w_hh), U)
 
 
-__all__ = ["lstm_forward", "lstm_backward", "pack_forward", "pack_backward", "panel_units",
-           "persistent_path"]
+__all__ = ["gate_product", "unit_product", "finish_units", "upstream_units", "carry_units",
+           "run_parts", "thread_count", "forward_panels", "backward_panels", "pack_forward",
+           "pack_backward", "panel_units", "persistent_path"]
