@@ -1,7 +1,8 @@
 """`minirnn bench`: every engine on the benchmark grid, each in its own process."""
 from __future__ import annotations
 
-HELP = ("benchmark numpy / numba / torch (1 thread and N threads; CUDA when available) on every "
+HELP = ("benchmark numpy / numba / torch (1 thread and N threads; CUDA when available) / jax "
+        "(with the jax extra) on every "
         "registry cell: each engine in its own worker process, rounds alternating, medians and "
         "spread, the environment recorded; split time, GFLOP/s, share of GEMM peak, bandwidth "
         "floor, activation memory")
