@@ -1,5 +1,5 @@
 """Small pieces the `minirnn study` modules share: list flags, the command line a plot is
-stamped with, the stamp itself."""
+stamped with, the stamp itself, and the picture drawn after the numbers are written."""
 from __future__ import annotations
 
 from ..registry import CELL_NAMES
@@ -60,3 +60,19 @@ def stamp(fig, cmd, fontsize=7):
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.text(0.01, 0.004, text, ha="left", va="bottom", fontsize=fontsize, family="monospace",
              color="0.3")
+
+
+def plot_and_list(out, name, written, plot):
+    """The numbers are written (the paths in `written`); now the picture: plot(path) draws
+    DIR/<name>.png. Without the plot extra that is said and the study still succeeds; then
+    one line lists every file written."""
+    import os
+
+    from .._io import MissingExtra
+    png = os.path.join(out, f"{name}.png")
+    try:
+        plot(png)
+        written = list(written) + [png]
+    except MissingExtra as e:
+        print(f"plot skipped: {e}")
+    print(f"wrote {', '.join(written)}")

@@ -42,7 +42,7 @@ def step_product(args):
 def run(args):
     import os
 
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._table import text_table
     from ..grad.precision import BACKENDS, QUANTITIES, float32_error_growth, torch_available
     from . import _study_util as u
@@ -81,14 +81,9 @@ def run(args):
                      [(c, b) + tuple(f"{err[c, b, lo, q]:.1e} -> {err[c, b, hi, q]:.1e}"
                                      for q in QUANTITIES)
                       for c in cells for b in backends]))
-    written = [csv_path]
-    png = os.path.join(args.out, "float32.png")
-    try:
-        _plot(png, cells, backends, steps, err, u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    cmd = u.command(NAME, args, FLAGS)
+    u.plot_and_list(args.out, "float32", [csv_path],
+                    lambda png: _plot(png, cells, backends, steps, err, cmd, args))
     return 0
 
 

@@ -121,15 +121,9 @@ def run(args):
             rows += [f"{name},{i},{lo:.6e},{gn:.6e}"              # SGD steps count from 1
                      for i, (lo, gn) in enumerate(zip(r["loss"], r["grad_norm"]), start=1)]
         write_text(os.path.join(args.out, "exploding.csv"), "\n".join(rows) + "\n")
-    from .._io import MissingExtra
+    from ._study_util import plot_and_list
     written = [csv_path] + ([] if demo is None else [os.path.join(args.out, "exploding.csv")])
-    png = os.path.join(args.out, "gradflow.png")
-    try:                                      # the numbers are written; now the picture
-        _plot(png, lines, demo, args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    plot_and_list(args.out, "gradflow", written, lambda png: _plot(png, lines, demo, args))
     return 0
 
 

@@ -42,9 +42,7 @@ def step_product(args):
 def run(args):
     import os
 
-    import numpy as np
-
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._progress import progress
     from .._table import text_table
     from ..grad.lags import language_model_lags
@@ -92,14 +90,8 @@ def run(args):
             rows.append((cell, phase, f"{ces[cell]:.4f}" if phase == "trained" else "",
                          *(f"{n[k] / n[0]:.2e}" for k in show)))
     print(text_table(("cell", "phase", "test CE") + tuple(f"k={k}" for k in show), rows))
-    written = [csv_path]
-    png = os.path.join(args.out, "lags.png")
-    try:
-        _plot(png, cells, results, ces, u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    u.plot_and_list(args.out, "lags", [csv_path],
+                    lambda png: _plot(png, cells, results, ces, u.command(NAME, args, FLAGS), args))
     return 0 if worst <= 1e-10 else 1
 
 

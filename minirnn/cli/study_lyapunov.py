@@ -50,7 +50,7 @@ def run(args):
 
     import numpy as np
 
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._progress import progress
     from .._table import text_table
     from ..grad.flow import scale_recurrent
@@ -93,14 +93,9 @@ def run(args):
     csv_path = os.path.join(args.out, "lyapunov.csv")
     write_text(csv_path, "\n".join(csv) + "\n")
     _print(args, cells, scales, runs, fixed, readouts, text_table)
-    written = [csv_path]
-    png = os.path.join(args.out, "lyapunov.png")
-    try:
-        _plot(png, cells, scales, runs, fixed, readouts, u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    cmd = u.command(NAME, args, FLAGS)
+    u.plot_and_list(args.out, "lyapunov", [csv_path],
+                    lambda png: _plot(png, cells, scales, runs, fixed, readouts, cmd, args))
     return 0
 
 

@@ -54,7 +54,7 @@ def run(args):
 
     import numpy as np
 
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._progress import progress
     from .._table import text_table
     from ..grad.flow import scale_recurrent
@@ -102,14 +102,9 @@ def run(args):
                      [(c, f"{s:g}", st) + tuple(f"{b.cosine[at[k]]:.3f} / {b.rel_error[at[k]]:.1e}"
                                                 for k in show)
                       for (c, s, st), b in results.items()]))
-    written = [csv_path]
-    png = os.path.join(args.out, "truncation.png")
-    try:
-        _plot(png, cells, scales, results, u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    cmd = u.command(NAME, args, FLAGS)
+    u.plot_and_list(args.out, "truncation", [csv_path],
+                    lambda png: _plot(png, cells, scales, results, cmd, args))
     return 0
 
 

@@ -76,7 +76,7 @@ def run(args):
 
     import numpy as np
 
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._progress import progress
     from .._table import text_table
     from ..grad.seqtask import dependency_floors, memory_probe, task_model, train_two_dependency
@@ -139,15 +139,10 @@ def run(args):
                              *(f"{a:.2f} -> {b:.2f}" for a, b in mem.values())))
     print(text_table(("cell", "H", "k", "test CE", "per seed", "- t-3 floor", "- both floor",
                       "learned", "X(t-3) in h", "X(t-8) in h"), rows))
-    written = [csv_path]
-    png = os.path.join(args.out, "twodep.png")
-    try:
-        _plot(png, cells, hidden, windows, seeds, results, init, floors,
-              u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    cmd = u.command(NAME, args, FLAGS)
+    u.plot_and_list(args.out, "twodep", [csv_path],
+                    lambda png: _plot(png, cells, hidden, windows, seeds, results, init, floors,
+                                      cmd, args))
     return 0
 
 

@@ -71,7 +71,7 @@ def run(args):
 
     import numpy as np
 
-    from .._io import MissingExtra, write_text
+    from .._io import write_text
     from .._progress import progress
     from .._table import text_table
     from ..grad.uoro import chi2_quantile, cosine, normal_quantile, uoro_gradients
@@ -122,14 +122,9 @@ def run(args):
     csv_path = os.path.join(args.out, "uoro.csv")
     write_text(csv_path, "\n".join(csv) + "\n")
     _print(args, cells, unbiased, curves, ks, text_table)
-    written = [csv_path]
-    png = os.path.join(args.out, "uoro.png")
-    try:
-        _plot(png, cells, unbiased, curves, ks, u.command(NAME, args, FLAGS), args)
-        written.append(png)
-    except MissingExtra as e:
-        print(f"plot skipped: {e}")
-    print(f"wrote {', '.join(written)}")
+    cmd = u.command(NAME, args, FLAGS)
+    u.plot_and_list(args.out, "uoro", [csv_path],
+                    lambda png: _plot(png, cells, unbiased, curves, ks, cmd, args))
     bad = [c for c in cells if unbiased[c]["t2"] > unbiased[c]["t2_limit"]]
     if bad:
         print(f"UORO's mean is NOT consistent with the exact gradient for {', '.join(bad)}")
