@@ -60,17 +60,8 @@ def measure(cfg, fm, so):
     rhs = sum(np.vdot(tangents[k], grads[k]) for k in tangents)
     err["dot"] = abs(lhs - rhs) / sum(np.abs(a * b).sum() for a, b in zip(got, w))
     # JVP against central differences
-    eps, saved = 1e-6, model.state_dict()
-
-    def shifted(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * tangents[k] for k in saved})
-        out, st_n = model.forward_state(x + sign * eps * tangents["x"], tuple(
-            s + sign * eps * tangents[f"{n}0"] for n, s in zip(model.spec.state_names, state)),
-            lengths)
-        return [out, *st_n]
-    plus, minus = shifted(1.0), shifted(-1.0)
-    model.load_state_dict(saved)
-    err["jvp/fd"] = max(fm._rel(a, (p - m) / (2 * eps)) for a, p, m in zip(got, plus, minus))
+    err["jvp/fd"] = max(fm._rel(a, fd) for a, fd in
+                        zip(got, fm.central_jvp(model, x, state, lengths, tangents, eps=1e-6)))
     # second order
     target = rng.standard_normal(res.out.shape)
     v = {k: rng.standard_normal(p.shape) for k, p in model.params.items()}
@@ -79,17 +70,8 @@ def measure(cfg, fm, so):
     want_hv, want_gv = so._torch_products(model, x, state, lengths, target, v, "mse")
     err["hvp/torch"] = max(fm._rel(hv[k], want_hv[k]) for k in hv)
     err["gn/torch"] = max(fm._rel(gv[k], want_gv[k]) for k in gv)
-    eps = 1e-5
-
-    def gradient(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
-        model.zero_grad()
-        out, _ = model.forward_state(x, state, lengths)
-        model.backward_state(loss.grad(out))
-        return model.grad_dict()
-    gp, gm = gradient(1.0), gradient(-1.0)
-    model.load_state_dict(saved)
-    err["hvp/fd"] = max(fm._rel(hv[k], (gp[k] - gm[k]) / (2 * eps)) for k in hv)
+    fd = so.central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
+    err["hvp/fd"] = max(fm._rel(hv[k], fd[k]) for k in hv)
     return err
 
 

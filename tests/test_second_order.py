@@ -72,6 +72,22 @@ def test_hvp_and_gnvp_match_torch_double_backward(kind, **cfg):
             assert fm._rel(gv[k], want_gv[k]) <= 1e-10, k
 
 
+def central_hvp(model, x, state, lengths, loss, v, eps):
+    """(∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ∇L from the model's own backward, keyed like
+    model.grads; the parameters are restored afterwards."""
+    saved = model.state_dict()
+
+    def gradient(sign):
+        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
+        model.zero_grad()
+        out, _ = model.forward_state(x, state, lengths)
+        model.backward_state(loss.grad(out))
+        return model.grad_dict()
+    plus, minus = gradient(1.0), gradient(-1.0)
+    model.load_state_dict(saved)
+    return {k: (plus[k] - minus[k]) / (2 * eps) for k in plus}
+
+
 @pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
 def test_hvp_against_central_differences_of_the_gradient(cell):
     """H v against (∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ≤ 1e-6 relative; ∇L from the
@@ -84,18 +100,9 @@ def test_hvp_against_central_differences_of_the_gradient(cell):
     loss = MSELoss(rng.standard_normal(out.shape))
     v = {k: rng.standard_normal(p.shape) for k, p in model.params.items()}
     hv = hvp(model, x, loss, v, state=state, lengths=lengths)
-    saved, eps = model.state_dict(), 1e-5
-
-    def gradient(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
-        model.zero_grad()
-        out, _ = model.forward_state(x, state, lengths)
-        model.backward_state(loss.grad(out))
-        return model.grad_dict()
-    plus, minus = gradient(1.0), gradient(-1.0)
-    model.load_state_dict(saved)
+    fd = central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
     for k in model.params:
-        assert fm._rel(hv[k], (plus[k] - minus[k]) / (2 * eps)) <= 1e-6, k
+        assert fm._rel(hv[k], fd[k]) <= 1e-6, k
 
 
 @settings(max_examples=12, **fm.SETTINGS)
