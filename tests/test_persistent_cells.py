@@ -4,7 +4,8 @@ records; ragged lengths; both dtypes; 1 and 2 Numba threads; several panels a th
 directions through the modules (tests/test_persistent.py: the LSTM's own cases, packing)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import minirnn
 from minirnn.functional import gru, lstm, rnn
+from minirnn.registry import get_cell
 from minirnn.testing import assert_close
 
 numba = pytest.importorskip("numba")
@@ -27,17 +29,11 @@ RTOL = {"float64": 1e-13, "float32": 2e-5}
 ATOL = {"float64": 1e-15, "float32": 1e-7}
 THREADS = [n for n in (1, 2) if n <= numba.config.NUMBA_NUM_THREADS]
 CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
-
-
-@contextmanager
-def numba_threads(n):
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+_spec = importlib.util.spec_from_file_location(
+    "_persistent_lstm_tests", Path(__file__).with_name("test_persistent.py"))
+_lstm_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_lstm_tests)
+numba_threads = _lstm_tests.numba_threads     # the thread-count context, written once
 
 
 def _random(rng, dtype, *shape, scale=0.5):
@@ -66,7 +62,7 @@ def _run(cell, ref_or_kernel, x, h0, c0, w, valid, d_out, d_hT, d_cT, **kw):
 
 def _check(cell, T, B, I, H, dtype, ragged, bias, seed, d_state):
     rng = np.random.default_rng(seed)
-    G = GATES[cell]
+    G = get_cell(cell).gates
     x, h0, c0 = _random(rng, dtype, T, B, I), _random(rng, dtype, B, H), _random(rng, dtype, B, H)
     w = [_random(rng, dtype, G * H, I), _random(rng, dtype, G * H, H)]
     w += [_random(rng, dtype, G * H), _random(rng, dtype, G * H)] if bias else [None, None]
@@ -114,7 +110,7 @@ def test_persistent_cells_match_reference(cell, shape, dtype, ragged, bias, d_st
 def test_several_panels_and_odd_batch(cell, n):
     """H past one panel (PANEL_BYTES): several panels a thread, a short last one, an odd B."""
     for dtype in ("float64", "float32"):
-        H = PS.panel_units(10 ** 6, GATES[cell], np.dtype(dtype).itemsize, 1) + 5
+        H = PS.panel_units(10 ** 6, get_cell(cell).gates, np.dtype(dtype).itemsize, 1) + 5
         with numba_threads(n):
             _check(cell, 3, 5, 4, H, dtype, ragged=True, bias=True, seed=4, d_state=True)
 

@@ -2,6 +2,9 @@
 torch autograd's, found with a separate copy of the parameters for every time step (the
 gradient of L_t alone with respect to step tau's copy is the (t, tau) term); the cumulative
 sums are truncated BPTT with k1 = 1."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,15 +15,15 @@ from minirnn.registry import CELL_NAMES, make_recurrent
 from minirnn.testing import assert_close
 
 
-def _problem(cell, T=7, B=2, I=3, H=4, seed=0, **kw):
-    m = make_recurrent(cell, I, H, seed=seed, **kw)
-    rng = np.random.default_rng(seed + 50)
-    shape = (B, T) if m.batch_first else (T, B)
-    x = rng.standard_normal(shape + (I,))
-    d_out = rng.standard_normal(shape + (m.out_size,))
-    state = tuple(rng.standard_normal((m.num_layers, B, m.out_size if n == "h" else H))
-                  for n in m.spec.state_names)
-    return m, x, d_out, state
+_spec = importlib.util.spec_from_file_location(
+    "_truncated_tests", Path(__file__).with_name("test_study_truncated.py"))
+_truncated_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_truncated_tests)
+
+
+def _problem(cell, T=7, **kw):
+    """A model, x, d_out and a random initial state: the truncation tests' problem, T=7."""
+    return _truncated_tests._problem(cell, T=T, **kw)
 
 
 def _bptt(m, x, d, state):
@@ -129,10 +132,10 @@ def test_language_model_lags():
     rng = np.random.default_rng(2)
     tok, tgt = rng.integers(0, 6, (3, 7)), rng.integers(0, 6, (3, 7))
     state = (rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4)))
-    for st, max_lag in ((None, None), (state, 3)):
-        lag = language_model_lags(lm, tok, tgt, state=st, max_lag=max_lag)
+    for given_state, max_lag in ((None, None), (state, 3)):
+        lag = language_model_lags(lm, tok, tgt, state=given_state, max_lag=max_lag)
         lm.zero_grad()
-        logits, _ = lm.forward(tok, st)                          # the model's own backward
+        logits, _ = lm.forward(tok, given_state)                         # the model's own backward
         _, d = cross_entropy(logits.reshape(-1, 6), tgt.reshape(-1))
         lm.backward(d.reshape(logits.shape))
         if max_lag is None:
