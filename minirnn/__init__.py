@@ -7,6 +7,7 @@ The cells are listed in one place, minirnn.registry.
 import importlib
 
 from . import functional
+from ._threads import get_num_threads, set_num_threads
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNCell
 from .testing import assert_close
 
@@ -38,5 +39,5 @@ def __getattr__(name):
 
 
 __all__ = ["functional", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Module",
-           "assert_close",
+           "assert_close", "set_num_threads", "get_num_threads",
            "__version__", *_LAZY]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_lengths, check_shape, to_numpy,
                        valid_mask)
+from .._threads import policy as thread_policy
 from . import gru, lstm, rnn
 from .backends import KERNEL_BACKENDS, Backend, get_backend
 from .gru import GRUCache, GRUGradSteps
@@ -72,7 +73,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
+    with thread_policy(x, w_hh):                                   # minirnn/_threads.py's rule
+        return get_backend(backend).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
 
 
 def _upstream(cache, cache_type, forward_name, d_out, **d_states):
@@ -100,8 +102,9 @@ def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, RNNCache, "rnn_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps,
-                                             input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps,
+                                                 input_grad=check_bool("input_grad", input_grad))
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
@@ -120,7 +123,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
     c0 = as_float_array("c0", c0, x.dtype)
     check_shape("c0", c0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
+    with thread_policy(x, w_hh):
+        return get_backend(backend).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
 
 
 def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False,
@@ -129,8 +133,9 @@ def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_st
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT, d_cT = _upstream(cache, LSTMCache, "lstm_forward", d_out, d_hT=d_hT, d_cT=d_cT)
-    return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps,
-                                              input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps,
+                                                  input_grad=check_bool("input_grad", input_grad))
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="numpy"):
@@ -142,7 +147,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
+    with thread_policy(x, w_hh):
+        return get_backend(backend).gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
 
 
 def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
@@ -151,8 +157,9 @@ def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, GRUCache, "gru_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps,
-                                             input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps,
+                                                 input_grad=check_bool("input_grad", input_grad))
 
 
 __all__ = ["rnn", "lstm", "gru", "RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",

@@ -14,6 +14,7 @@ which add torch, are a different set: minirnn.train.engine.TRAIN_BACKENDS.)
 from __future__ import annotations
 
 from .._checks import lookup
+from .._threads import policy as thread_policy
 from ..registry import CELLS, get_cell
 
 
@@ -32,12 +33,14 @@ class Backend:
 
     def forward(self, cell, x, state, params, valid=None):
         spec = get_cell(cell)
-        return spec.layer_forward(self.module(spec), x, state, params, valid)
+        with thread_policy(x, params.get("weight_hh")):        # minirnn/_threads.py's rule
+            return spec.layer_forward(self.module(spec), x, state, params, valid)
 
     def backward(self, cell, cache, d_out, d_state, return_steps=False, input_grad=True):
         spec = get_cell(cell)
-        return spec.layer_backward(self.module(spec), cache, d_out, d_state, return_steps,
-                                   input_grad)
+        with thread_policy(getattr(cache, "x", None), getattr(cache, "w_hh", None)):
+            return spec.layer_backward(self.module(spec), cache, d_out, d_state, return_steps,
+                                       input_grad)
 
     def __getattr__(self, attr):
         # the family-level names, e.g. get_backend("numba").lstm_forward(..., path="loop")
