@@ -11,7 +11,8 @@ ratios, GFLOP/s and % peak, in the tables and the plot alike: it is not reported
 from __future__ import annotations
 
 from .._io import savefig, write_json
-from .summary import SHORT_DTYPE, align, count_codes, flag_codes, judged, ratio_of
+from .summary import (SHORT_DTYPE, UNJUDGED, align, count_codes, flag_codes, judged,
+                      ratio_of)
 
 
 def _fmt(v, spec, none="-"):
@@ -188,7 +189,8 @@ def plot_warning(result):
     bad = [r for r in rows if not judged(r)]
     if not bad:
         return None
-    counts = count_codes([dict.fromkeys(flag_codes(r)) for r in bad])
+    counts = count_codes([[c for c in UNJUDGED if c in flag_codes(r)] or ["invalid"]
+                          for r in bad])
     d = result["meta"]["load"]["during"]
     load = ("" if d.get("mean") is None else
             f"; foreign CPU load during the run: mean {d['mean']:.2f}, max {d['max']:.2f} cores "

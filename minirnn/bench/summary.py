@@ -114,8 +114,8 @@ def summary_lines(result):
         left = x["rows"] - x["judged"]
         tail = f"; {left} of {x['rows']} not judged: {x['not_judged']}" if left else ""
         if not x["judged"]:
-            lines += wrap(head + f"no row judged ({x['rows']} of {x['rows']} flagged: "
-                          f"{x['not_judged']})", " " * 6)
+            lines += wrap(head + f"no row judged; {x['rows']} of {x['rows']} not judged: "
+                          f"{x['not_judged']}", " " * 6)
             continue
         lines += wrap(head + f"faster in {x['faster']} of {x['judged']} rows, median "
                       f"{x['median']:.2f}x, range {x['min']:.2f}-{x['max']:.2f}x" + tail, " " * 6)
