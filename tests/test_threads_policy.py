@@ -218,3 +218,34 @@ def test_the_environment_variable_holds_in_a_fresh_process():
     assert res.returncode == 0, res.stderr
     counts = ast.literal_eval(res.stdout.splitlines()[0])
     assert counts and set(counts) == {1}
+
+
+# ---- benchmarks/thread_policy.py's verdicts (the measurement itself is not a test) ----------
+def _policy_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "thread_policy_bench", os.path.join(ROOT, "benchmarks", "thread_policy.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _mode(median, p90, calls=200):
+    return dict(median=median, p90=p90, calls=calls)
+
+
+def test_thread_targets_count_what_they_judged_and_judge_nothing_without_a_busy_core():
+    tp = _policy_script()
+    good = dict(default=_mode(1.0, 1.5), pinned=_mode(0.9, 1.0))
+    lines, judged, missed = tp.verdicts(good, busy_cores=0.97)
+    assert (judged, missed) == (2, 0) and "2 of 2 targets judged" in lines[-1]
+    lines, judged, missed = tp.verdicts(dict(default=_mode(1.0, 9.0), pinned=_mode(0.5, 0.6)),
+                                        busy_cores=0.97)
+    assert (judged, missed) == (2, 2) and lines[0].endswith("MISSED")
+    for busy in (None, 0.2):                  # the foreign core was not busy: nothing judged
+        lines, judged, missed = tp.verdicts(good, busy_cores=busy)
+        assert judged == 0 and lines == [lines[0]] and lines[0].startswith("0 of 2 targets")
+        assert "met" not in lines[0]
+    lines, judged, _ = tp.verdicts(dict(default=_mode(1.0, 1.5, 5), pinned=_mode(1.0, 1.0, 5)),
+                                   busy_cores=1.0)
+    assert judged == 0
