@@ -25,6 +25,7 @@ The setting is process-wide, as torch's set_num_threads is.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import sys
 from typing import NamedTuple
@@ -226,7 +227,6 @@ def policy(x, w_hh):
 
 def _count_arg(name, value):
     """A thread count argument: a positive int (numpy integers too), else TypeError/ValueError."""
-    import numbers
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected a positive integer (a thread count) or None, got "
                         f"{type(value).__name__} {value!r}")
@@ -240,12 +240,13 @@ def set_num_threads(n):
     """Use n BLAS threads in every minirnn call from now on, as torch.set_num_threads does for
     torch: model(x), model.backward, the cells and the functional API (and Numba's thread count,
     which the opt-in persistent kernel shares its time loop with). n=None goes back to the
-    default: MINIRNN_NUM_THREADS, else 1 thread for per-step products below SMALL_PRODUCT
-    multiply-adds and BLAS's own count above. Process-wide; inside a command, --threads wins."""
+    default: MINIRNN_NUM_THREADS (read again now; otherwise it is read once, at the first call
+    that computes), else 1 thread for per-step products below SMALL_PRODUCT multiply-adds and
+    BLAS's own count above. Process-wide; inside a command, --threads wins."""
     global _explicit, _explicit_why
     n = None if n is None else _count_arg("n", n)
+    env = _read_env() if n is None else None         # a bad MINIRNN_NUM_THREADS: refused now
     _explicit, _explicit_why = n, "minirnn.set_num_threads"
-    env = _read_env()
     if "minirnn.kernels._common" in sys.modules:        # else the kernels apply it on import
         import numba
         _config.apply_threads(n or env or numba.config.NUMBA_NUM_THREADS)

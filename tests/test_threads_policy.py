@@ -151,6 +151,12 @@ def test_the_environment_variable_is_the_library_count(inside, monkeypatch):
     minirnn.set_num_threads(2)                     # set on purpose: wins over the variable
     m(x)
     assert inside[-1] == [2] * len(blas_counts())
+    monkeypatch.setenv(T.ENV, "0")
+    minirnn.set_num_threads(1)                     # a count set needs no variable
+    with pytest.raises(ValueError, match="MINIRNN_NUM_THREADS: expected a positive integer"):
+        minirnn.set_num_threads(None)              # back to the variable: a bad one refused
+    assert minirnn.get_num_threads() == 1          # the refused call changed nothing
+    monkeypatch.delenv(T.ENV)
 
 
 def test_a_commands_count_is_the_library_count_inside_it(inside):
