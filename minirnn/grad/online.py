@@ -193,7 +193,7 @@ class OnlineState:
 
 # ---- choosing a method ----------------------------------------------------------------------------
 
-def _parse_method(method):
+def parse_method(method):
     """-> (family, n): ("snap", n) for "snap-n", else (method, None)."""
     if isinstance(method, str):
         m = re.fullmatch(r"snap-(\d+)", method)
@@ -205,7 +205,7 @@ def _parse_method(method):
                      f"got {method!r}")
 
 
-def _check_options(family, options):
+def check_options(family, options):
     allowed = ("mask",) + OPTIONS[family]
     bad = sorted(set(options) - set(allowed))
     if bad:
@@ -228,8 +228,8 @@ def make_tracker(method, st, options=None, memory_limit=None):
     `numbers` (the floats it holds), allocated after the memory check."""
     from . import _online_kf as kf
     from . import _online_trackers as tr
-    family, n = _parse_method(method)
-    opts = _check_options(family, options or {})
+    family, n = parse_method(method)
+    opts = check_options(family, options or {})
     opts.pop("mask", None)
     cls = {"rtrl": tr.DenseRTRL, "snap": tr.SnAp, "uoro": tr.UOROTracker,
            "kf-rtrl": kf.KFRTRL, "rflo": tr.RFLO, "e-prop": tr.EProp}[family]
