@@ -179,28 +179,28 @@ def _csv_rows(results, streams, args):
 
 
 def _print(results, streams, tasks, cells, labels, args):
+    import textwrap
+
     from .._table import text_table
-    print(f"online learning: H={args.hidden}, batch {args.batch}, Adam lr {args.lr}, "
-          f"W_hh sparsity {args.sparsity}, seed {args.seed}; cos = the mean cosine of the "
-          f"method's step gradient with exact RTRL's (first fifth -> last fifth of the run); "
-          f"loss = the mean over the last quarter")
-    print("   " + "; ".join(f"{t}: {len(streams[t].x)} steps, loss of learning nothing "
-                            f"{streams[t].nothing:.4f}, best {streams[t].floor:.4f}"
-                            for t in tasks))
-    head = ["cell", "method"]
+    say = lambda text: print(textwrap.fill(text, 118, subsequent_indent="  "))  # noqa: E731
+    say(f"online learning: H={args.hidden}, batch {args.batch}, Adam lr {args.lr}, W_hh "
+        f"sparsity {args.sparsity}, seed {args.seed}. cos: the mean cosine of the method's "
+        f"gradient for a step's loss with exact RTRL's (over the whole run; over its first and "
+        f"last fifth); loss: the mean over the last quarter of the run")
     for t in tasks:
-        head += [f"{t} cos", f"{t} first->last", f"{t} loss"]
-    rows = []
-    for c in cells:
-        for m in labels:
-            row = [c, m]
-            for t in tasks:
+        s = streams[t]
+        print()
+        say(f"{t}: {len(s.x)} steps, {int(s.has_target.sum())} with a loss; learning nothing "
+            f"scores {s.nothing:.4f}, the best possible {s.floor:.4f}")
+        rows = []
+        for c in cells:
+            for m in labels:
                 r = results[t, c, m]
                 first, last = _fifths(r)
-                row += [f"{r.alignment():.3f}", f"{first:.2f}->{last:.2f}",
-                        f"{r.final_loss():.4f}"]
-            rows.append(row)
-    print(text_table(head, rows, align="right"))
+                rows.append((c, m, f"{r.alignment():.3f}", f"{first:.2f} -> {last:.2f}",
+                             f"{r.final_loss():.4f}", f"{r.numbers:,}", f"{r.wall:.1f}"))
+        print(text_table(("cell", "method", "cos", "first -> last fifth", "loss reached",
+                          "influence floats", "seconds"), rows, align="right"))
 
 
 def _plot(path, results, streams, tasks, cells, labels, cmd, np):
