@@ -82,9 +82,16 @@ def test_alignment_is_one_for_a_method_that_is_rtrl_and_below_for_one_that_is_no
     rtrl = train_online(s, cell, "rtrl", hidden=4, lr=0.01, seed=2)
     assert np.all(np.abs(snap2.cosines - 1) < 1e-12) and np.all(rtrl.cosines == 1)
     np.testing.assert_allclose(snap2.losses, rtrl.losses, rtol=1e-10)
-    snap1 = train_online(s, cell, "snap-1", hidden=4, lr=0.01, seed=2)
+    snap1 = train_online(s, cell, "snap-1", hidden=4, lr=0.01, seed=2,
+                         watch={"exact": ("rtrl", {}), "s2": ("snap-2", {})})
     assert snap1.alignment() < 0.999 and np.all(np.abs(snap1.cosines) <= 1 + 1e-12)
     assert snap1.numbers < rtrl.numbers
+    for label in ("exact", "s2"):                     # watched beside: not steering, measured
+        assert np.all(np.abs(snap1.watched[label] - 1) < 1e-12)
+    on_rtrl = train_online(s, cell, "rtrl", hidden=4, lr=0.01, seed=2,
+                           watch={"s1": ("snap-1", {})})
+    np.testing.assert_array_equal(on_rtrl.losses, rtrl.losses)     # watching changes nothing
+    assert on_rtrl.watched["s1"].shape == rtrl.losses.shape and on_rtrl.watched["s1"].mean() < 1
 
 
 def test_train_online_options_mask_progress_and_no_shadow():
@@ -110,7 +117,7 @@ def test_cli_writes_csv_curves_png_and_a_table(tmp_path, capsys):
     rc = main(["study", "online", "--cells", "gru,rnn_relu", "--methods", "rtrl,snap-1,rflo:0.5",
                "--tasks", "twodep,add", "--steps", "200", "--add-steps", "160", "--add-length",
                "8", "--hidden", "4", "--batch", "2", "--lr", "0.02", "--sparsity", "0.5",
-               "--seed", "1", "--out", str(out)])
+               "--seed", "1", "--common", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "rflo(decay 0.5)" in text and "twodep: 200 steps" in text and "add: 160" in text
@@ -121,6 +128,10 @@ def test_cli_writes_csv_curves_png_and_a_table(tmp_path, capsys):
     curves = (out / "online_curves.csv").read_text().splitlines()
     assert len(curves) == 1 + 12 * 10
     assert (out / "online.png").stat().st_size > 10_000
+    common = (out / "online_common.csv").read_text().splitlines()
+    assert len(common) == 1 + 2 * 2 * 2 and "on exact RTRL's own run" in text
+    by = {tuple(r.split(",")[:3]): float(r.split(",")[3]) for r in common[1:]}
+    assert by["add", "gru", "snap-1"] < 1.0
     assert max(len(line) for line in text.splitlines() if not line.startswith("wrote")) <= 120
 
 
@@ -134,7 +145,8 @@ def test_cli_anchor_settings_and_refusals(tmp_path, capsys):
     bad = [(["--methods", "bptt"], "--methods: method"), (["--methods", "rflo:2"], "decay"),
            (["--tasks", "copy"], "--tasks: expected"), (["--sparsity", "1"], "--sparsity"),
            (["--lr", "0"], "--lr"), (["--cells", "elman"], "--cells"),
-           (["--add-length", "1"], "--add-length")]
+           (["--add-length", "1"], "--add-length"),
+           (["--methods", "snap-1", "--common"], "--common: measures the methods")]
     for flags, msg in bad:
         assert main(["study", "online", "--steps", "5", *flags,
                      "--out", str(tmp_path / "b")]) == 2

@@ -22,7 +22,7 @@ ANCHOR = dict(cells="rnn_tanh", methods="snap-1,kf-rtrl,rflo:0.9,uoro,e-prop",
 FLAGS = {"cells": "--cells", "methods": "--methods", "tasks": "--tasks", "hidden": "--hidden",
          "batch": "--batch", "steps": "--steps", "add_steps": "--add-steps",
          "add_length": "--add-length", "lr": "--lr", "sparsity": "--sparsity", "seed": "--seed",
-         "anchor": "--anchor", "out": "--out"}
+         "anchor": "--anchor", "common": "--common", "out": "--out"}
 
 
 def add_arguments(g):
@@ -51,6 +51,10 @@ def add_arguments(g):
                         "three chaotic series, RFLO with its fixed decay 0.9 (RFLO with the "
                         "cell's own leak is e-prop on this cell); flags given still win; about "
                         "ten minutes here")
+    g.add_argument("--common", action="store_true",
+                   help="also run every method beside exact RTRL's own run, on its states and "
+                        "parameters (not steering them): each method's alignment on one common "
+                        "trajectory (DIR/online_common.csv and a table)")
     g.add_argument("--out", required=True, metavar="DIR", help="where online.csv/.png go")
 
 
@@ -126,6 +130,10 @@ def run(args):
         raise ValueError(f"--lr: expected a positive learning rate, got {args.lr}")
     if not 0 <= args.sparsity < 1:
         raise ValueError(f"--sparsity: expected a number in [0, 1), got {args.sparsity}")
+    watch = {label: (m, o) for label, m, o in methods if m != "rtrl"}
+    if args.common and len(watch) == len(methods):
+        raise ValueError(f"--common: measures the methods on exact RTRL's run, so --methods "
+                         f"needs rtrl, got {args.methods!r}")
     streams = _streams(args, tasks)
     os.makedirs(args.out, exist_ok=True)
     runs = [(t, c, m) for t in tasks for c in cells for m in methods]
@@ -140,15 +148,19 @@ def run(args):
             mask = recurrent_mask(probe, args.sparsity, seed=args.seed)
         results[task, cell, label] = train_online(
             streams[task], cell, method, hidden=args.hidden, lr=args.lr, seed=args.seed,
-            options=opts, mask=mask, progress=bar.update)
+            options=opts, mask=mask, progress=bar.update,
+            watch=watch if args.common and method == "rtrl" else None)
     bar.close()
     rows = _csv_rows(results, streams, args)
     csv_path = os.path.join(args.out, "online.csv")
     write_text(csv_path, "\n".join(rows[0]) + "\n")
     write_text(os.path.join(args.out, "online_curves.csv"), "\n".join(rows[1]) + "\n")
     _print(results, streams, tasks, cells, [m[0] for m in methods], args)
+    written = [csv_path, os.path.join(args.out, "online_curves.csv")]
+    if args.common:
+        written.append(_common(results, tasks, cells, list(watch), args))
     cmd = u.command(NAME, args, FLAGS)
-    u.plot_and_list(args.out, "online", [csv_path, os.path.join(args.out, "online_curves.csv")],
+    u.plot_and_list(args.out, "online", written,
                     lambda png: _plot(png, results, streams, tasks, cells,
                                       [m[0] for m in methods], cmd, np))
     return 0
@@ -176,6 +188,32 @@ def _csv_rows(results, streams, args):
         curves += [f"{task},{cell},{label},{step},{c:.6f},{loss:.6f}"
                    for step, c, loss in r.binned()]
     return rows, curves
+
+
+def _common(results, tasks, cells, labels, args):
+    """Each method's alignment on exact RTRL's run: a table per task, and the CSV's path."""
+    import os
+
+    from .._io import write_text
+    from .._table import text_table
+    csv = ["task,cell,method,alignment,alignment_first,alignment_last"]
+    for t in tasks:
+        print(f"\n{t}: each method's alignment on exact RTRL's own run, the same states and "
+              f"parameters for all (mean, first>last fifth)")
+        rows = []
+        for c in cells:
+            run = results[t, c, "rtrl"]
+            row = [c]
+            for m in labels:
+                r = run._replace(cosines=run.watched[m])
+                first, last = _fifths(r)
+                row.append(f"{r.alignment():.2f} {first:.2f}>{last:.2f}")
+                csv.append(f"{t},{c},{m},{r.alignment():.6f},{first:.6f},{last:.6f}")
+            rows.append(row)
+        print(text_table(["cell"] + labels, rows, align="right"))
+    path = os.path.join(args.out, "online_common.csv")
+    write_text(path, "\n".join(csv) + "\n")
+    return path
 
 
 def _print(results, streams, tasks, cells, labels, args):
@@ -223,9 +261,10 @@ def _plot(path, results, streams, tasks, cells, labels, cmd, np):
                                marker=markers.get(c, "o"), s=40,
                                label=c if k == 0 else None)
         cosine_bars_axis(top, cells)
+        top.set_ylim(top.get_ylim()[0], 1.32)                      # room for the legend
         top.set_ylabel("mean cosine with the exact (RTRL) step gradient")
         top.set_title(f"{t}: alignment while learning ({len(streams[t].x)} steps)")
-        top.legend(fontsize=7, ncol=2, loc="lower left")
+        top.legend(fontsize=7, ncol=4, loc="upper center")
         s = streams[t]
         bottom.axhline(s.nothing, color="tab:red", linestyle="--", linewidth=1,
                        label=f"learning nothing ({s.nothing:.3f})")

@@ -32,6 +32,7 @@ class OnlineRun(NamedTuple):
     cosines: np.ndarray           # (n,) cos(method's dL_t/dθ, RTRL's); nan without a shadow
     numbers: int                  # floats the method's influence holds (the whole batch)
     wall: float                   # seconds
+    watched: dict = None          # label -> (n,) cosines of a method run beside, not learning
 
     def final_loss(self, fraction=0.25):
         """The mean loss over the last `fraction` of the losses: where the run ended up."""
@@ -51,6 +52,7 @@ class OnlineRun(NamedTuple):
 
 
 def _nanmean(a):
+    """The mean of the finite entries (nan if there are none)."""
     ok = np.isfinite(a)
     return float(a[ok].mean()) if ok.any() else float("nan")
 
@@ -84,12 +86,14 @@ def _head_loss(stream, head, h, y_t):
 
 
 def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, options=None,
-                 mask=None, progress=None):
+                 mask=None, watch=None, progress=None):
     """Train `cell` (hidden units) and a read-out online on `stream` with `method` (and its
     options, as minirnn.grad.online_gradient's) -> OnlineRun. mask: W_hh's fixed sparsity
-    (recurrent_mask), for the method and the shadow; the weights outside it start and stay 0.
-    shadow: run exact RTRL beside it for the cosines (RTRL's own are 1 by definition and not
-    measured). progress(n): called with the steps done, every 100 steps."""
+    (recurrent_mask), for every tracker; the weights outside it start and stay 0. shadow: run
+    exact RTRL beside it for the cosines (RTRL's own are 1 by definition and not measured).
+    watch: {label: (method, options)} run beside on the same states and parameters without
+    steering them -- their alignment on this method's trajectory (OnlineRun.watched).
+    progress(n): called with the steps done, every 100 steps."""
     from ..grad.online import OnlineState, make_tracker
     from ..train.optim import Adam
     T, B = stream.x.shape[:2]
@@ -99,20 +103,23 @@ def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, o
     zeros = tuple(np.zeros((B, n)) for n in rnn.state_sizes)
     st = OnlineState(rnn, B, zeros, mask)
     tracker = make_tracker(method, st, options)
-    exact = make_tracker("rtrl", st) if shadow and method != "rtrl" else None
+    watchers = {label: make_tracker(m, st, opts) for label, (m, opts) in (watch or {}).items()}
+    exact = tracker if method == "rtrl" else \
+        make_tracker("rtrl", st) if shadow or watchers else None
+    everyone = [tracker] + [tr for tr in [exact, *watchers.values()]
+                            if tr is not None and tr is not tracker]
     opt = Adam(model, lr=lr)
     steps, losses, cosines = [], [], []
+    watched = {label: [] for label in watchers}
     t0 = time.perf_counter()
     for t in range(T):
         if stream.reset[t]:
             st.state = zeros
-            for tr in (tracker, exact):
-                if tr is not None:
-                    tr.allocate()                                   # M back to 0
+            for tr in everyone:
+                tr.allocate()                                       # M back to 0
         jac = st.advance(stream.x[t])
-        tracker.update(jac, None)
-        if exact is not None:
-            exact.update(jac, None)
+        for tr in everyone:
+            tr.update(jac, None)
         if progress is not None and (t + 1) % 100 == 0:
             progress(100)
         if not stream.has_target[t]:
@@ -122,8 +129,11 @@ def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, o
         g_s = np.zeros((B, st.S))
         g_s[:, :st.P] = dh
         g = tracker.grad(g_s)
+        g_exact = None if exact is None else g if exact is tracker else exact.grad(g_s)
         cosines.append(1.0 if method == "rtrl" else
-                       _cosine(g, exact.grad(g_s)) if exact is not None else float("nan"))
+                       _cosine(g, g_exact) if shadow else float("nan"))
+        for label, tr in watchers.items():
+            watched[label].append(_cosine(tr.grad(g_s), g_exact))
         for key, v in st.unflatten(g).items():
             rnn.grads[key][...] = v
         opt.step()
@@ -132,7 +142,8 @@ def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, o
     if progress is not None:
         progress(T % 100)
     return OnlineRun(stream.name, cell, method, hidden, np.array(steps), np.array(losses),
-                     np.array(cosines), tracker.numbers, time.perf_counter() - t0)
+                     np.array(cosines), tracker.numbers, time.perf_counter() - t0,
+                     {label: np.array(c) for label, c in watched.items()})
 
 
 __all__ = ["OnlineRun", "train_online"]
