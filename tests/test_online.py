@@ -198,7 +198,7 @@ def test_rflo_is_rtrl_when_w_hh_is_zero_where_the_direct_jacobian_is_diagonal(ce
     """RFLO keeps diag(J_t^d). With W_hh = 0, J_t = J_t^d: 0 for Elman, diag(z) for the GRU,
     so RFLO is RTRL there; the LSTM's J^d has the c_{t-1} -> h_t entries RFLO drops, so it
     is not (by far), while e-prop is. Planted: a fixed decay instead of the cell's own
-    (the published baseline's 0.9) misses by far."""
+    (the published baseline's 0.9), or the GRU's leak dropped, misses by far."""
     model, x, y = _problem(cell, proj, T=7)
     model.params["weight_hh_l0"][...] = 0.0
     exact = _exact(model, x, y)
@@ -210,6 +210,12 @@ def test_rflo_is_rtrl_when_w_hh_is_zero_where_the_direct_jacobian_is_diagonal(ce
         assert _rel(_method(model, x, y, "rflo", decay=0.9), exact) > PLANTED
     if cell.startswith("rnn"):                       # no leak: decay 0 is the cell's own
         assert _rel(_method(model, x, y, "rflo", decay=0.0), exact) <= EXACT
+
+    class NoLeak(RFLO):                              # planted: the GRU's z-leak dropped
+        def propagator(self, jac):
+            return np.zeros_like(jac.J)
+    if cell == "gru":
+        assert _rel(_run_tracker(NoLeak, model, x, y), exact) > PLANTED
 
 
 def test_rflo_keeps_the_gru_leak_and_e_prop_the_lstm_cell():
