@@ -24,8 +24,6 @@ import numpy as np
 
 from .._checks import reverse_padded
 
-from ..registry import CELLS
-
 
 def forward_vars(spec):
     """What the forward shows per step: x, each gate, c (if the cell has one), h, out."""
@@ -36,10 +34,6 @@ def backward_vars(spec):
     """What the backward shows per step: dh, dc (if any), and d<gate> for every gate."""
     return ("dh", *(("dc",) if spec.has_cell_state else ()), *(f"d{g}" for g in spec.gate_names))
 
-
-# by family ("rnn", "lstm", "gru"): Trace.kind
-FORWARD_VARS = {s.family: forward_vars(s) for s in CELLS.values()}
-BACKWARD_VARS = {s.family: backward_vars(s) for s in CELLS.values()}
 
 
 class NonFinite(NamedTuple):
@@ -74,7 +68,6 @@ class Trace:
 
     def __init__(self, model, out, h_n, c_n, caches, grad_steps, lengths):
         self.model, self.spec = model, model.spec
-        self.kind = model.spec.family                       # "rnn" | "lstm" | "gru"
         self.mode, self.num_layers, self.num_directions = model.mode, model.num_layers, model.num_directions
         self.out, self.h_n, self.c_n = out, h_n, c_n        # what model.forward returned
         self.caches, self.grad_steps = caches, grad_steps
@@ -300,5 +293,4 @@ def trace(model, x, hx=None, lengths=None, d_out=None, loss=None) -> Trace:
     return Trace(model, out, h_n, c_n, caches, grad_steps, lengths_arr)
 
 
-__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "FORWARD_VARS", "BACKWARD_VARS",
-           "forward_vars", "backward_vars"]
+__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "forward_vars", "backward_vars"]
