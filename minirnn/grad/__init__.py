@@ -21,6 +21,7 @@ _EXPORTS = {
     "rtrl_gradient": "rtrl",                  # RTRL: the exact gradient, forward in time
     "rtrl_online": "rtrl",                    # RTRL's online form: an update after every step
     "RTRLOnline": "rtrl",
+    "per_sample_gradients": "per_sample",     # dL_b/dθ for every sequence, one backward
     "tbptt_windows": "truncated",             # truncated BPTT (k1, k2): the schedule
     "truncated_gradient": "truncated",        # the gradient it uses
     "full_gradient": "truncated",

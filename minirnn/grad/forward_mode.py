@@ -8,7 +8,7 @@ Given tangents for x, for the initial state ("h0", "c0": the names of spec.state
 of ``out`` and of the final state along them: ȯut = J·(ẋ, ḣ_0, ċ_0, θ̇). A missing tangent is
 zero. The tangents are propagated by hand beside the forward pass — each cell's
 `forward_jvp` (minirnn/cells/<family>.py, or derived from a registered cell's steps) — layer
-by layer and direction by direction on the model's own stack walker (minirnn.nn.tangents).
+by layer and direction by direction on the model's own stack walker (minirnn.nn.passes).
 This is what the dot-product test ⟨J u, w⟩ = ⟨u, Jᵀ w⟩ against the BPTT needs (JAX's
 check_grads, torch's gradcheck(check_forward_ad=True)).
 
@@ -18,16 +18,18 @@ so a model in training mode with active dropout is refused; call model.eval() fi
 from __future__ import annotations
 
 from ..nn.recurrent import RNNBase
-from ..nn.tangents import JVPResult, check_deterministic
-from ..nn.tangents import jvp as _jvp
+from ..nn.passes import JVPResult, check_deterministic
+from ..nn.passes import jvp as _jvp
 
 
-def check_model(model, what):
-    """A recurrent module whose derivative is the derivative of its forward."""
+def check_model(model, what, deterministic=True):
+    """A recurrent module (and, where the derivative must be the model's, one whose forward
+    draws no dropout masks)."""
     if not isinstance(model, RNNBase):
         raise TypeError(f"model: expected minirnn.RNN, LSTM or GRU (or a registered cell's "
                         f"RNNBase) for {what}, got {type(model).__name__}")
-    check_deterministic(model, what)
+    if deterministic:
+        check_deterministic(model, what)
 
 
 def jvp(model, x, state=None, tangents=None, lengths=None):

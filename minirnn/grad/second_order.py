@@ -6,7 +6,7 @@
 The Hessian-vector product is forward over reverse (Pearlmutter 1994): the R-operator
 R{·} = d/dε (·)(θ + ε v) at ε = 0 applied to the hand-written BPTT. One forward, one tangent
 forward (each cell's `forward_jvp`: ȧ_t, ċ_t, ... along θ̇ = v), then the backward and its
-tangent together (each cell's `backward_jvp`, walked by minirnn.nn.tangents.backward_pass),
+tangent together (each cell's `backward_jvp`, walked by minirnn.nn.passes.backward_pass),
 started from R{∂L/∂out} = H_L ȯut. R{∂L/∂θ} is
 H v, exact to round-off: no finite differences. The Gauss-Newton product (Schraudolph 2002),
 which Hessian-free optimisation (Martens & Sutskever 2011) uses because it is positive
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import as_float_array, check_shape
-from ..nn.tangents import backward_pass, record_forward, tangent_forward
+from ..nn.passes import backward_pass, record_forward, tangent_forward
 from .forward_mode import check_model
 from .output_losses import check_loss
 

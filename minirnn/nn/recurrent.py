@@ -27,7 +27,7 @@ from ..cells import BACKENDS, get_cell
 from ..functional.backends import get_backend
 from .module import Module
 from .stack import Stack, down, stack_states, up
-from .tangents import jvp as tangents_jvp
+from .passes import jvp as passes_jvp
 
 
 class ForwardRecord(NamedTuple):
@@ -295,9 +295,9 @@ class RNNBase(Module):
 
     def jvp(self, x, state=None, tangents=None, lengths=None):
         """Forward mode: out, state_n and their tangents along `tangents` ({"x", "h0"[, "c0"],
-        parameter names: array}, missing = zero) -> minirnn.nn.tangents.JVPResult. The record
+        parameter names: array}, missing = zero) -> minirnn.nn.passes.JVPResult. The record
         the next backward() uses is left as it was."""
-        return tangents_jvp(self, x, state, tangents, lengths)
+        return passes_jvp(self, x, state, tangents, lengths)
 
     # ---- the record of the last forward ----------------------------------------------------------
     @property

@@ -4,11 +4,13 @@
     out, state_n, rec = record_forward(model, x, state, lengths)
     out_dot, finals, tcaches = tangent_forward(model, rec, x_dot, state_dot, tangents)
     grads, grads_dot = backward_pass(model, rec, d_out, d_state, tcaches, d_out_dot)
+    per_sample = per_sample_pass(model, rec, d_out)        # {name: (B, *shape)}
 
-Each layer-direction runs its cell's forward_jvp / backward_jvp (minirnn.cells: the cell's own
-derivative, or one derived from its steps), exactly where the forward ran its forward: the
-same lengths, reversals, layer stacking and dropout masks. A missing tangent is zero. The
-public tools (minirnn.grad.jvp, hvp, gnvp, gradcheck) stand on these.
+Each layer-direction runs its cell's forward_jvp / backward_jvp / backward(per_sample=True)
+(minirnn.cells: the cell's own derivative, or one derived from its steps), exactly where the
+forward ran its forward: the same lengths, reversals, layer stacking and dropout masks. A
+missing tangent is zero. The public tools (minirnn.grad.jvp, hvp, gnvp, gradcheck,
+per_sample_gradients) stand on these.
 
 Dropout: the derivative of a forward with random masks is not the derivative of the model,
 so a model in training mode with active dropout is refused; call model.eval() first.
@@ -122,6 +124,26 @@ def backward_pass(model, rec, d_out, d_state=None, tcaches=None, d_out_dot=None)
     return grads, grads_dot
 
 
+def per_sample_pass(model, rec, d_out, d_state=None):
+    """The backward over a forward record with every parameter gradient kept per sequence
+    (their sum over the batch is the backward's), model.grads untouched. d_out (T, B, D*P)
+    time-major; d_state: tuple per state name of (L*D, B, size) or None
+    -> {parameter name: (B, *shape)}."""
+    S = len(model.spec.state_names)
+    d_state = (None,) * S if d_state is None else d_state
+    grads = {}
+
+    def run(layer, d, k, gs, need_dx):
+        dx, _, gr, _ = model.spec.backward(
+            rec.caches[k], gs[0], tuple(None if s is None else s[k] for s in d_state), False,
+            need_dx, backend=model.backend, per_sample=True)
+        grads.update({key: gr[n] for n, key in model.param_keys(layer, d) if gr[n] is not None})
+        return (dx,)
+
+    down(model.stack(rec.lengths, rec.masks), (d_out,), run, input_grad=False)
+    return grads
+
+
 def jvp(model, x, state=None, tangents=None, lengths=None):
     """Forward mode: the tangents of out and state_n along the given tangents -> JVPResult.
 
@@ -146,4 +168,4 @@ def jvp(model, x, state=None, tangents=None, lengths=None):
 
 
 __all__ = ["JVPResult", "jvp", "record_forward", "check_tangents", "check_deterministic",
-           "tangent_forward", "backward_pass"]
+           "tangent_forward", "backward_pass", "per_sample_pass"]
