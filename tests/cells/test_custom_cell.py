@@ -195,8 +195,6 @@ def test_rtrl_is_bptt_and_the_numba_tier_is_refused_by_name(cell):
         minirnn.grad.rtrl_gradient(m, x, y, backend="numba")
 
 
-@pytest.mark.xfail(strict=True, reason="the tracer reads the built-in families' per-step "
-                   "record; a registered cell's record is its StepsGrad (next commit)")
 def test_the_learners_tools_show_the_cell(cell, tmp_path):
     m = _model(cell)
     x = np.random.default_rng(6).standard_normal((4, 1, 3))
@@ -204,7 +202,13 @@ def test_the_learners_tools_show_the_cell(cell, tmp_path):
     step = tr.step(2)
     assert step.a.shape == (1, 5) and step.h.shape == (1, 5) and step.dh.shape == (1, 5)
     page = minirnn.explore(m, x, path=tmp_path / "page.html")
-    assert page.exists() and "indrnn_test" in page.read_text(encoding="utf-8")
+    text = open(page, encoding="utf-8").read()
+    assert "indrnn_test" in text and '"dh"' in text
+    m.zero_grad()
+    m(x)
+    m.backward(np.ones((4, 1, 5)))          # the trace's running sums end at the gradients
+    for name, g in tr.weight_grads[0].items():
+        assert_close(g, m.grads[name], rtol=1e-13, atol=1e-15, name=name)
 
 
 def test_studies_train_and_bench_take_it(cell):
@@ -237,3 +241,18 @@ def test_the_bench_times_it(cell):
     doc = run_benchmark(cells=[cell.name], backends=["numpy"], dtypes=["float64"],
                         regimes=["small"], quick=True, rounds=1, show_progress=False)
     assert any(r["cell"] == cell.name and r["engine"].startswith("numpy") for r in doc["rows"])
+
+
+def test_the_example_runs_every_check(tmp_path):
+    """examples/custom_cell.py (the MGU, a third cell) passes each of its checks and says how
+    many it judged."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "examples" / "custom_cell.py"
+    res = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "7 of 7 checks passed for the cell 'mgu'" in res.stdout
+    assert res.stdout.count("PASS") == 7 and "FAIL" not in res.stdout
+    assert (tmp_path / "mgu-explore.html").exists()
