@@ -34,7 +34,7 @@ METHODS = (("rtrl", "rtrl", 0.0), ("snap-1", "snap-1", 0.0), ("snap-2", "snap-2"
 def prepare(cell, H, method, sparsity):
     """-> (OnlineState, tracker) of a fresh model; W_hh masked when sparsity > 0."""
     from minirnn.grad.online import OnlineState, make_tracker, recurrent_mask
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     model = make_recurrent(cell, H, H, dtype="float64", seed=0)
     mask = None
     if sparsity:

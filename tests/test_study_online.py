@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minirnn.cli import main
-from minirnn.grad.seqtask import dependency_floors
+from minirnn.studies.seqtask import dependency_floors
 from minirnn.studies.online import train_online
 from minirnn.studies.online_tasks import (CHAOTIC, adding_stream, chaotic_stream,
                                           two_dependency_stream)

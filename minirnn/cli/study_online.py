@@ -26,10 +26,10 @@ FLAGS = {"cells": "--cells", "methods": "--methods", "tasks": "--tasks", "hidden
 
 
 def add_arguments(g):
+    from ..cells import BUILTIN
     from ..grad.online import METHODS
-    from ..registry import CELL_NAMES
     g.add_argument("--cells", default=None, help=f"comma-separated cells (default all: "
-                   f"{','.join(CELL_NAMES)})")
+                   f"{','.join(BUILTIN)})")
     g.add_argument("--methods", default=None,
                    help=f"comma-separated methods (default {','.join(METHODS)}); snap-n for "
                         f"any n; rflo:G is RFLO with a fixed trace decay G")
@@ -115,12 +115,13 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from ..grad.online import recurrent_mask
-    from ..registry import CELL_NAMES, make_recurrent
+    from ..cells import BUILTIN
+    from ..nn import make_recurrent
     from ..studies.online import train_online
     from . import _study_util as u
 
     _settings(args)
-    cells = u.cells(args.cells or ",".join(CELL_NAMES))
+    cells = u.cells(args.cells or ",".join(BUILTIN))
     methods = _methods(args.methods or "rtrl,snap-1,snap-2,uoro,kf-rtrl,rflo,e-prop")
     tasks = [t.strip() for t in str(args.tasks).split(",") if t.strip()]
     u.at_least(args, hidden="--hidden", batch="--batch", steps="--steps",

@@ -34,12 +34,14 @@ def direct_jacobian(jac, P):
     through W_hh (P: the width of h, the first P state columns)."""
     Zh, Jw = jac.per_param["bias_hh"], jac.per_param["weight_hh"]       # (B, S, GH), (..., P)
     want = Zh[..., None] * jac.h_prev[:, None, None, :]
-    err = np.abs(Jw - want).max(initial=0.0)
+    err = np.abs(Jw - want).max(initial=0.0) if Jw.shape == want.shape else np.inf
     scale = np.abs(Jw).max(initial=0.0)
     if err > 1e3 * np.finfo(Jw.dtype).eps * max(scale, np.finfo(Jw.dtype).tiny):
-        raise ValueError("model: e-prop and RFLO need W_hh to enter the cell only as "
-                         "W_hh h_{t-1} + b_hh (∂s/∂W_hh = ∂s/∂b_hh ⊗ h_{t-1}); this cell's "
-                         f"step Jacobians differ from that by {err:.3g} (of {scale:.3g})")
+        raise ValueError("model: e-prop and RFLO need W_hh to be a matrix entering the cell "
+                         "only as W_hh h_{t-1} + b_hh (∂s/∂W_hh = ∂s/∂b_hh ⊗ h_{t-1}), so that "
+                         "the paths through it can be told from the cell's own dynamics; this "
+                         f"cell's W_hh Jacobian {Jw.shape[1:]} differs from that by {err:.3g} "
+                         f"(of {scale:.3g})")
     Jd = jac.J.copy()
     Jd[:, :, :P] -= Zh @ jac.w_hh
     return Jd
@@ -49,20 +51,21 @@ def direct_jacobian(jac, P):
 
 class Structure(NamedTuple):
     J: np.ndarray                 # (S, S) bool: the pattern of J_t
-    J_direct: np.ndarray          # (S, S) bool: of J_t^d
+    J_direct: np.ndarray          # (S, S) bool: of J_t^d (None unless asked for)
     Mbar: np.ndarray              # (S, N) bool: of M̄_t (the tracked columns)
 
 
-def structure(st, draws=4, rows=8, seed=20240531):
-    """The structural nonzero patterns of J_t, J_t^d and M̄_t for OnlineState `st`: the union
-    over `draws` random points (fresh parameters, with W_hh under st.mask, and `rows` random
-    inputs and states each). A structural zero is zero at every point; an entry that is
-    nonzero somewhere is nonzero at a random point with probability 1 (relu's gate: 1/2 per
-    row, so 1 - 2^-32 over 32 rows)."""
+def structure(st, direct=False, draws=4, rows=8, seed=20240531):
+    """The structural nonzero patterns of J_t, M̄_t and (direct=True) J_t^d for OnlineState
+    `st`: the union over `draws` random points (fresh parameters, with W_hh under st.mask, and
+    `rows` random inputs and states each). A structural zero is zero at every point; an entry
+    that is nonzero somewhere is nonzero at a random point with probability 1 (relu's gate:
+    1/2 per row, so 1 - 2^-32 over 32 rows)."""
     from .online import StepJacobians, cell_step
     rng = np.random.default_rng(seed)
     S, B = st.S, rows
-    pats = [np.zeros((S, S), bool), np.zeros((S, S), bool), np.zeros((S, st.N), bool)]
+    pats = [np.zeros((S, S), bool), np.zeros((S, S), bool) if direct else None,
+            np.zeros((S, st.N), bool)]
     shapes = dict(st.shapes)
     G_H = shapes["weight_hh"][0]
     shapes.update(bias_ih=(G_H,), bias_hh=(G_H,))
@@ -75,8 +78,9 @@ def structure(st, draws=4, rows=8, seed=20240531):
         _, J, per = cell_step(st.spec, x, state, params)
         Mbar = np.concatenate([per[n].reshape(B, S, -1) for n in st.keys], axis=-1)
         jac = StepJacobians(J, Mbar[:, :, st.columns], per, state[0], params["weight_hh"])
-        for k, a in enumerate((J, direct_jacobian(jac, st.P), jac.Mbar)):
-            pats[k] |= np.any(a != 0, axis=0)
+        for k, a in enumerate((J, direct_jacobian(jac, st.P) if direct else None, jac.Mbar)):
+            if a is not None:
+                pats[k] |= np.any(a != 0, axis=0)
     return Structure(*pats)
 
 
@@ -206,7 +210,7 @@ class EProp(PatternTracker):
     same and e-prop is RTRL, for every cell. The pattern is P_1 closed under pat(J^d)."""
 
     def __init__(self, st):
-        s = structure(st)
+        s = structure(st, direct=True)
         self.P = st.P
         super().__init__(st, closed_pattern(s.Mbar, s.J_direct))
 
@@ -226,7 +230,7 @@ class RFLO(PatternTracker):
     c_{t-1} through c_t), so its RFLO drops the c -> h path even there; e-prop keeps it."""
 
     def __init__(self, st, decay=None):
-        super().__init__(st, structure(st).Mbar)
+        super().__init__(st, structure(st, direct=decay is None).Mbar)
         self.P, self.decay, self.S = st.P, decay, st.S
 
     def propagator(self, jac):

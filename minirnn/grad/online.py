@@ -79,11 +79,12 @@ class StepJacobians(NamedTuple):
 def cell_step(spec, x_t, state, params):
     """One step of a cell and its partial Jacobians -> new state tuple, J_state (B, S, S),
     {param name: (B, S, *shape) or None}. x_t (B, I); state a tuple per spec.state_names of
-    (B, size); params name -> array (missing optional ones as None). The cell's analytic
-    step Jacobians (CellSpec.step_jacobians) and its reference forward."""
-    J, per = spec.step_jacobians(None, x_t, state, params)
-    _, new, _ = spec.layer_forward(spec.reference(), x_t[None], state, params)
-    return new, J, per
+    (B, size); params name -> array (missing optional ones as None). The cell contract's
+    step_forward and step_jacobians (minirnn.CellSpec: a cell's own, or derived exactly from
+    its step_backward where it has none)."""
+    new, _ = spec.step_forward(x_t, state, params)
+    J, per = spec.step_jacobians(x_t, state, params)
+    return tuple(new), J, per
 
 
 # ---- the state every method steps ---------------------------------------------------------------

@@ -66,7 +66,7 @@ def _learner(cell, n_in, hidden, n_out, seed):
     """-> the whole (what Adam steps), its recurrent layer, its read-out."""
     from ..nn.layers import Linear
     from ..nn.module import Module
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     model = Module(seed=seed)
     rnn = model.add_module("rnn", make_recurrent(cell, n_in, hidden, seed=seed))
     head = model.add_module("head", Linear(hidden, n_out, seed=seed + 1))

@@ -1,7 +1,7 @@
 """The streams `minirnn study online` learns from, each one whole in arrays.
 
     two_dependency_stream(batch, steps, seed)   Y_t ~ Bern(1/2 + X_{t-3}/2 - X_{t-8}/4), a loss
-                                                every step (minirnn.grad.seqtask: exact floors)
+                                                every step (minirnn.studies.seqtask: exact floors)
     adding_stream(batch, steps, seed, length)   the adding problem (Hochreiter & Schmidhuber
                                                 1997): the sum of the two marked values of an
                                                 episode, one loss at its end
@@ -38,7 +38,7 @@ class Stream(NamedTuple):
 def two_dependency_stream(batch, steps, seed=0):
     """The two-dependency task as a stream: X_t one-hot (2 inputs), Y_t the class; no
     restarts. nothing/floor: dependency_floors' 'nothing' and 'both'."""
-    from ..grad.seqtask import dependency_floors, two_dependency_data
+    from .seqtask import dependency_floors, two_dependency_data
     x, y, _ = two_dependency_data(batch, steps, seed=seed)              # (B, T) each
     floors = dependency_floors()
     T = x.shape[1]

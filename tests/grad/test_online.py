@@ -12,13 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import minirnn
 from minirnn.grad import online as ol
 from minirnn.grad._online_kf import KFRTRL, kronecker_factors
 from minirnn.grad._online_trackers import (RFLO, DenseRTRL, EProp, SnAp, UOROTracker,
                                            direct_jacobian, structure)
 from minirnn.grad.rtrl import rtrl_gradient, rtrl_online
 from minirnn.grad.uoro import UOROEstimates, chi2_quantile, normal_quantile, uoro_gradients
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN as CELL_NAMES
+from minirnn.nn import make_recurrent
 
 EXACT, PLANTED = 1e-12, 1e-4
 CONFIGS = [(c, 0) for c in CELL_NAMES] + [("lstm", 2)]        # (cell, proj_size)
@@ -221,7 +223,7 @@ def test_rflo_is_rtrl_when_w_hh_is_zero_where_the_direct_jacobian_is_diagonal(ce
 def test_rflo_keeps_the_gru_leak_and_e_prop_the_lstm_cell():
     """What each trace propagates, read off its propagator on one step: RFLO diag(z) for the
     GRU; e-prop the LSTM's c block diag(f) and c -> h block diag(o (1 - tanh² c) f)."""
-    from minirnn.functional import gru, lstm
+    from minirnn.cells import gru, lstm
     rng = np.random.default_rng(3)
     for cell, ref in (("gru", gru), ("lstm", lstm)):
         model, x, _ = _problem(cell, T=1, B=2, H=3)
@@ -452,3 +454,81 @@ def test_kf_and_eprop_refuse_a_cell_outside_their_assumption():
     bad = dict(jac.per_param, weight_hh=jac.per_param["weight_hh"] * 1.5)
     with pytest.raises(ValueError, match="e-prop and RFLO need W_hh"):
         direct_jacobian(jac._replace(per_param=bad), s.P)
+
+
+# ---- a cell registered at run time (the public contract) -----------------------------------------
+
+class DiagonalLinear(minirnn.CellSpec):
+    """A cell minirnn does not ship, registered through minirnn.register_cell: a diagonal
+    linear recurrence (as in LRU- and RTU-like cells; u = weight_hh is a vector),
+        h_t = u ⊙ h_{t-1} + tanh(x_t W_ih^T + b_ih + b_hh).
+    It brings no step_jacobians: the contract derives them from step_backward, and the online
+    methods read them through cell_step like any cell's."""
+    name = "diagonal_linear_online_test"
+    gate_names = ("a",)
+
+    def param_shapes(self, input_size, hidden_size, proj_size=0):
+        return dict(weight_ih=(hidden_size, input_size), weight_hh=(hidden_size,),
+                    bias_ih=(hidden_size,), bias_hh=(hidden_size,))
+
+    def step_forward(self, x_t, state, p):
+        drive = x_t @ p["weight_ih"].T
+        if p.get("bias_ih") is not None:
+            drive = drive + (p["bias_ih"] + p["bias_hh"])
+        g = np.tanh(drive)                                              # (B, H)
+        return (p["weight_hh"] * state[0] + g,), (x_t, state[0], g)
+
+    def step_backward(self, cache_t, d_state, p, per_sample=False):
+        x_t, h_prev, g = cache_t
+        dh = d_state[0]
+        da = dh * (1.0 - g * g)                                         # (B, H)
+        per = dict(weight_ih=da[:, :, None] * x_t[:, None, :], weight_hh=dh * h_prev,
+                   bias_ih=da, bias_hh=da)
+        grads = {n: (v.copy() if per_sample else v.sum(0)) for n, v in per.items()}
+        if p.get("bias_ih") is None:
+            grads["bias_ih"] = grads["bias_hh"] = None
+        return da @ p["weight_ih"], (dh * p["weight_hh"],), grads
+
+
+@pytest.fixture(scope="module")
+def diagonal_cell():
+    spec = minirnn.register_cell(DiagonalLinear())
+    yield spec
+    minirnn.cells.unregister_cell(spec.name)
+
+
+def test_a_registered_diagonal_cell_gets_every_method_and_snap1_is_rtrl(diagonal_cell):
+    """RTRL through the derived step Jacobians is BPTT (the cell's own backward); SnAp-1 is
+    RTRL, since J_t is diagonal and never leaves the pattern; planted: without J_t M_{t-1} it
+    misses by far. UORO and KF-RTRL run on it (u's Jacobian is a (H × 1) block), e-prop and
+    RFLO refuse it, naming what they need (a W_hh matrix on h_{t-1})."""
+    model = make_recurrent(diagonal_cell.name, 3, 4, seed=2)
+    model.params["weight_hh_l0"][...] = [0.95, -0.9, 0.7, 0.99]      # long self-loops
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((7, 2, 3)), rng.standard_normal((7, 2, 4))
+    model.zero_grad()
+    out = model.forward(x)[0]
+    model.backward(out - y)                                          # L = ½ Σ |out - y|²
+    bptt = _flat(model.grads, model)
+    exact = _method(model, x, y, "rtrl")
+    assert _rel(exact, bptt) <= EXACT
+    assert _rel(_method(model, x, y, "snap-1"), exact) <= EXACT
+
+    class NoMemory(SnAp):
+        def propagator(self, jac):
+            return np.zeros_like(jac.J)
+    assert _rel(_run_tracker(NoMemory, model, x, y, n=1), exact) > PLANTED
+    for method in ("uoro", "kf-rtrl"):
+        g = _method(model, x, y, method, seed=1)
+        assert g.shape == exact.shape and np.all(np.isfinite(g))
+    for method in ("e-prop", "rflo"):
+        with pytest.raises(ValueError, match="need W_hh to be a matrix"):
+            ol.online_gradient(model, x, y, method=method)
+
+
+def test_kf_rtrl_is_unbiased_on_the_registered_cell(diagonal_cell):
+    model = make_recurrent(diagonal_cell.name, 2, 3, seed=4)
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((5, 1, 2)), rng.standard_normal((5, 1, 3))
+    exact = _one_sequence_exact(model, x, y)
+    _assert_unbiased(_estimates(KFRTRL, model, x, y, 10_000, seed=2), exact)
