@@ -42,10 +42,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._online_trackers import misfit, random_steps
 
-def kronecker_factors(Jp, name="weight"):
+
+def kronecker_factors(Jp, name="weight", check=True):
     """Jp (B, R, m) -> z (B, R), v (B, m) with Jp[b] = z[b] v[b]ᵀ, ‖z[b]‖ = 1 and z[b]'s
-    largest entry positive (z = v = 0 where Jp[b] = 0); ValueError if Jp[b] is not of rank one."""
+    largest entry positive (z = v = 0 where Jp[b] = 0). check: ValueError if Jp[b] is not of
+    rank one (a full-size comparison: KFRTRL does it at random points when it is built)."""
     B = Jp.shape[0]
     rows = np.arange(B)
     col = np.argmax(np.einsum("brm,brm->bm", Jp, Jp), axis=1)        # the largest column
@@ -54,12 +57,11 @@ def kronecker_factors(Jp, name="weight"):
     sign = np.sign(z[rows, np.argmax(np.abs(z), axis=1)])
     z = z * (np.where(sign == 0, 1.0, sign) / np.where(norm > 0, norm, 1.0))[:, None]
     v = np.einsum("br,brm->bm", z, Jp)                                 # (B, m)
-    err = np.abs(Jp - z[:, :, None] * v[:, None, :]).max(initial=0.0)
-    scale = np.abs(Jp).max(initial=0.0)
-    if err > 1e3 * np.finfo(Jp.dtype).eps * max(scale, np.finfo(Jp.dtype).tiny):
+    err = misfit(Jp, z[:, :, None] * v[:, None, :]) if check else None
+    if err is not None:
         raise ValueError(f"model: KF-RTRL is not defined for this cell: ∂s_t/∂{name} is not "
                          f"a Kronecker product Z ⊗ v (the weight does not act on one vector "
-                         f"per step; rank-one residual {err:.3g} of {scale:.3g})")
+                         f"per step; rank-one residual {err})")
     return z, v
 
 
@@ -78,19 +80,21 @@ class KFRTRL:
             ka, ku = ka + K, ku + m
         self.KA, self.Ku = ka, ku
         self.numbers = st.B * (st.S * ka + ku)
+        for jac in random_steps(st):          # is every weight's M̄ one Kronecker product?
+            self._factors(jac.per_param, rows=jac.J.shape[0], check=True)
 
     def allocate(self):
         self.A = np.zeros((self.B, self.S, self.KA), dtype=self.dtype)   # (B, S, ΣK)
         self.u = np.zeros((self.B, self.Ku), dtype=self.dtype)           # (B, Σm)
 
-    def _factors(self, per_param):
+    def _factors(self, per_param, rows=None, check=False):
         """Z (B, S, ΣK) and v (B, Σm) of this step's M̄, every weight's block side by side."""
-        B, S = self.B, self.S
+        B, S = rows or self.B, self.S
         Z = np.empty((B, S, self.KA), dtype=self.dtype)
         v = np.empty((B, self.Ku), dtype=self.dtype)
         for name, K, m, ka, ku in self.blocks:
             Jp = per_param[name].reshape(B, S, K, m).reshape(B, S * K, m)
-            z, v[:, ku:ku + m] = kronecker_factors(Jp, name)
+            z, v[:, ku:ku + m] = kronecker_factors(Jp, name, check)
             Z[:, :, ka:ka + K] = z.reshape(B, S, K)
         return Z, v
 

@@ -29,22 +29,56 @@ from .uoro import uoro_update
 
 # ---- the direct part of J_t -------------------------------------------------------------------
 
-def direct_jacobian(jac, P):
+def direct_jacobian(jac, P, check=False):
     """J_t^d = J_t - [Z_h W_hh | 0] (B, S, S): the step's state Jacobian without the paths
-    through W_hh (P: the width of h, the first P state columns)."""
-    Zh, Jw = jac.per_param["bias_hh"], jac.per_param["weight_hh"]       # (B, S, GH), (..., P)
-    want = Zh[..., None] * jac.h_prev[:, None, None, :]
-    err = np.abs(Jw - want).max(initial=0.0) if Jw.shape == want.shape else np.inf
-    scale = np.abs(Jw).max(initial=0.0)
-    if err > 1e3 * np.finfo(Jw.dtype).eps * max(scale, np.finfo(Jw.dtype).tiny):
-        raise ValueError("model: e-prop and RFLO need W_hh to be a matrix entering the cell "
-                         "only as W_hh h_{t-1} + b_hh (∂s/∂W_hh = ∂s/∂b_hh ⊗ h_{t-1}), so that "
-                         "the paths through it can be told from the cell's own dynamics; this "
-                         f"cell's W_hh Jacobian {Jw.shape[1:]} differs from that by {err:.3g} "
-                         f"(of {scale:.3g})")
+    through W_hh (P: the width of h, the first P state columns). check: first confirm that W_hh
+    enters as W_hh h_{t-1} + b_hh (a full-size comparison, so done where the trackers are
+    built, at random points: structure(direct=True), not at every step)."""
+    Zh = jac.per_param.get("bias_hh")                                   # (B, S, GH)
+    if check:
+        Jw = jac.per_param["weight_hh"]                                 # (B, S, GH, P)
+        want = None if Zh is None else Zh[..., None] * jac.h_prev[:, None, None, :]
+        err = "bias_hh is not among its parameters" if Zh is None else misfit(Jw, want)
+        if err is not None:
+            raise ValueError("model: e-prop and RFLO need W_hh to be a matrix entering the "
+                             "cell only as W_hh h_{t-1} + b_hh (∂s/∂W_hh = ∂s/∂b_hh ⊗ h_{t-1}), "
+                             "so that the paths through it can be told from the cell's own "
+                             f"dynamics; this cell's W_hh Jacobian {Jw.shape[1:]} differs from "
+                             f"that: {err}")
     Jd = jac.J.copy()
     Jd[:, :, :P] -= Zh @ jac.w_hh
     return Jd
+
+
+def misfit(got, want):
+    """None if got equals want to round-off (1000 ulps of its largest entry), else how far."""
+    scale = np.abs(got).max(initial=0.0)
+    err = np.abs(got - want).max(initial=0.0) if got.shape == want.shape else np.inf
+    if err <= 1e3 * np.finfo(got.dtype).eps * max(scale, np.finfo(got.dtype).tiny):
+        return None
+    return f"{err:.3g} (of {scale:.3g})"
+
+
+def random_steps(st, draws=4, rows=8, seed=20240531):
+    """StepJacobians at `draws` random points for OnlineState `st`'s cell: fresh parameters
+    (W_hh under st.mask, both biases present), `rows` random inputs and states each. What the
+    structural checks look at: a property that holds at random points holds everywhere for
+    the analytic cells (a structural zero is zero at every point; an entry nonzero somewhere is
+    nonzero at a random point with probability 1; relu's gate: 1/2 per row, so 1 - 2^-32 over
+    the 32 rows)."""
+    from .online import StepJacobians, cell_step
+    rng = np.random.default_rng(seed)
+    shapes = dict(st.shapes)
+    shapes.update({n: shapes["weight_hh"][:1] for n in st.bias_names()})
+    for _ in range(draws):
+        params = {n: rng.standard_normal(s) * 0.5 for n, s in shapes.items()}
+        if st.mask is not None:
+            params["weight_hh"] = params["weight_hh"] * st.mask
+        x = rng.standard_normal((rows, shapes["weight_ih"][1]))
+        state = tuple(rng.standard_normal((rows, n)) for n in st.sizes)
+        _, J, per = cell_step(st.spec, x, state, params)
+        Mbar = np.concatenate([per[n].reshape(rows, st.S, -1) for n in st.keys], axis=-1)
+        yield StepJacobians(J, Mbar[:, :, st.columns], per, state[0], params["weight_hh"])
 
 
 # ---- structure: which entries can ever be nonzero -------------------------------------------------
@@ -55,30 +89,15 @@ class Structure(NamedTuple):
     Mbar: np.ndarray              # (S, N) bool: of M̄_t (the tracked columns)
 
 
-def structure(st, direct=False, draws=4, rows=8, seed=20240531):
-    """The structural nonzero patterns of J_t, M̄_t and (direct=True) J_t^d for OnlineState
-    `st`: the union over `draws` random points (fresh parameters, with W_hh under st.mask, and
-    `rows` random inputs and states each). A structural zero is zero at every point; an entry
-    that is nonzero somewhere is nonzero at a random point with probability 1 (relu's gate:
-    1/2 per row, so 1 - 2^-32 over 32 rows)."""
-    from .online import StepJacobians, cell_step
-    rng = np.random.default_rng(seed)
-    S, B = st.S, rows
+def structure(st, direct=False):
+    """The structural nonzero patterns of J_t, M̄_t and (direct=True, checked) J_t^d for
+    OnlineState `st`: their union over random_steps."""
+    S = st.S
     pats = [np.zeros((S, S), bool), np.zeros((S, S), bool) if direct else None,
             np.zeros((S, st.N), bool)]
-    shapes = dict(st.shapes)
-    G_H = shapes["weight_hh"][0]
-    shapes.update(bias_ih=(G_H,), bias_hh=(G_H,))
-    for _ in range(draws):
-        params = {n: rng.standard_normal(s) * 0.5 for n, s in shapes.items()}
-        if st.mask is not None:
-            params["weight_hh"] = params["weight_hh"] * st.mask
-        x = rng.standard_normal((B, shapes["weight_ih"][1]))
-        state = tuple(rng.standard_normal((B, n)) for n in st.sizes)
-        _, J, per = cell_step(st.spec, x, state, params)
-        Mbar = np.concatenate([per[n].reshape(B, S, -1) for n in st.keys], axis=-1)
-        jac = StepJacobians(J, Mbar[:, :, st.columns], per, state[0], params["weight_hh"])
-        for k, a in enumerate((J, direct_jacobian(jac, st.P) if direct else None, jac.Mbar)):
+    for jac in random_steps(st):
+        Jd = direct_jacobian(jac, st.P, check=True) if direct else None
+        for k, a in enumerate((jac.J, Jd, jac.Mbar)):
             if a is not None:
                 pats[k] |= np.any(a != 0, axis=0)
     return Structure(*pats)

@@ -142,14 +142,17 @@ class OnlineState:
         return mask.copy()
 
     def layer_params(self, with_biases=False):
-        """{name: array}; with_biases: absent biases as zeros (so ∂s/∂b_hh is returned)."""
+        """{name: array}; with_biases: the biases a cell has (in its param_names) but this
+        model was built without, as zeros -- so that ∂s/∂b_hh is returned (e-prop, RFLO)."""
         p = {n: self.params[k] for n, k in self.keys.items()}
         if with_biases:
-            rows = p["weight_hh"].shape[0]
-            for n in ("bias_ih", "bias_hh"):
-                if n not in p:
-                    p[n] = np.zeros(rows, dtype=self.dtype)
+            for n in self.bias_names():
+                p.setdefault(n, np.zeros(p["weight_hh"].shape[0], dtype=self.dtype))
         return p
+
+    def bias_names(self):
+        """The cell's biases (of bias_ih, bias_hh), whether this model has them or not."""
+        return tuple(n for n in ("bias_ih", "bias_hh") if n in self.spec.param_names)
 
     def advance(self, x_t, keep=None):
         """One step with the current parameters; finished sequences (keep False) keep their

@@ -453,7 +453,7 @@ def test_kf_and_eprop_refuse_a_cell_outside_their_assumption():
     jac = s.advance(x[1])
     bad = dict(jac.per_param, weight_hh=jac.per_param["weight_hh"] * 1.5)
     with pytest.raises(ValueError, match="e-prop and RFLO need W_hh"):
-        direct_jacobian(jac._replace(per_param=bad), s.P)
+        direct_jacobian(jac._replace(per_param=bad), s.P, check=True)
 
 
 # ---- a cell registered at run time (the public contract) -----------------------------------------
@@ -532,3 +532,43 @@ def test_kf_rtrl_is_unbiased_on_the_registered_cell(diagonal_cell):
     x, y = rng.standard_normal((5, 1, 2)), rng.standard_normal((5, 1, 3))
     exact = _one_sequence_exact(model, x, y)
     _assert_unbiased(_estimates(KFRTRL, model, x, y, 10_000, seed=2), exact)
+
+
+class TiedTwice(minirnn.CellSpec):
+    """A registered cell whose W_hh meets two vectors in a step (h and h²), no biases:
+        h_t = tanh(x W_ih^T + h W_hh^T) ⊙ σ(h² W_hh^T).
+    Its M̄ for W_hh is Z1 ⊗ h + Z2 ⊗ h², of rank two: KF-RTRL is not defined for it."""
+    name = "tied_twice_online_test"
+    gate_names = ("a",)
+    param_names = ("weight_ih", "weight_hh")
+
+    def step_forward(self, x_t, state, p):
+        h = state[0]
+        g, s = np.tanh(x_t @ p["weight_ih"].T + h @ p["weight_hh"].T), \
+            1.0 / (1.0 + np.exp(-(h * h) @ p["weight_hh"].T))
+        return (g * s,), (x_t, h, g, s)
+
+    def step_backward(self, cache_t, d_state, p):
+        x_t, h, g, s = cache_t
+        d1 = d_state[0] * s * (1.0 - g * g)                              # at x W_ih^T + h W_hh^T
+        d2 = d_state[0] * g * s * (1.0 - s)                              # at h² W_hh^T
+        grads = {"weight_ih": d1.T @ x_t, "weight_hh": d1.T @ h + d2.T @ (h * h)}
+        return d1 @ p["weight_ih"], (d1 @ p["weight_hh"] + 2 * h * (d2 @ p["weight_hh"]),), grads
+
+
+def test_kf_rtrl_and_e_prop_refuse_a_weight_that_meets_two_vectors():
+    spec = minirnn.register_cell(TiedTwice())
+    try:
+        model = make_recurrent(spec.name, 2, 3, seed=1)
+        x, y = _problem("rnn_tanh", I=2, H=3)[1:]
+        model.zero_grad()
+        model.backward(model.forward(x)[0] - y)
+        assert _rel(_method(model, x, y, "rtrl"), _flat(model.grads, model)) <= EXACT
+        assert _rel(_method(model, x, y, "snap-3"), _flat(model.grads, model)) <= EXACT
+        with pytest.raises(ValueError, match="KF-RTRL is not defined for this cell: "
+                                             "∂s_t/∂weight_hh is not a Kronecker product"):
+            ol.online_gradient(model, x, y, method="kf-rtrl")
+        with pytest.raises(ValueError, match="e-prop and RFLO need W_hh"):
+            ol.online_gradient(model, x, y, method="e-prop")
+    finally:
+        minirnn.cells.unregister_cell(spec.name)
