@@ -27,7 +27,7 @@ import numpy as np
 from .uoro import uoro_update
 
 
-# ---- the direct part of J_t -------------------------------------------------------------------
+# ---- the direct part of J_t ------------------------------------------------------------------
 
 def direct_jacobian(jac, P, check=False):
     """J_t^d = J_t - [Z_h W_hh | 0] (B, S, S): the step's state Jacobian without the paths
@@ -81,7 +81,7 @@ def random_steps(st, draws=4, rows=8, seed=20240531):
         yield StepJacobians(J, Mbar[:, :, st.columns], per, state[0], params["weight_hh"])
 
 
-# ---- structure: which entries can ever be nonzero -------------------------------------------------
+# ---- structure: which entries can ever be nonzero --------------------------------------------
 
 class Structure(NamedTuple):
     J: np.ndarray                 # (S, S) bool: the pattern of J_t
@@ -130,7 +130,7 @@ def closed_pattern(P, J):
         P = nxt
 
 
-# ---- the trackers ---------------------------------------------------------------------------------
+# ---- the trackers ----------------------------------------------------------------------------
 
 class DenseRTRL:
     """RTRL: M_t = J_t M_{t-1} + M̄_t, all of it, (B, S, N). Time S²·N a step."""

@@ -74,7 +74,7 @@ class StepJacobians(NamedTuple):
     w_hh: np.ndarray              # (G·H, P) W_hh as used (zero outside the mask)
 
 
-# ---- the one place that meets a cell --------------------------------------------------------
+# ---- the one place that meets a cell ---------------------------------------------------------
 
 def cell_step(spec, x_t, state, params):
     """One step of a cell and its partial Jacobians -> new state tuple, J_state (B, S, S),
@@ -87,7 +87,7 @@ def cell_step(spec, x_t, state, params):
     return tuple(new), J, per
 
 
-# ---- the state every method steps ---------------------------------------------------------------
+# ---- the state every method steps ------------------------------------------------------------
 
 def recurrent_mask(model, sparsity, seed=0):
     """A random fixed sparsity pattern for W_hh: a bool array of W_hh's shape with a
@@ -195,7 +195,7 @@ class OnlineState:
             p -= lr * flat[o:o + p.size].reshape(p.shape)
 
 
-# ---- choosing a method ----------------------------------------------------------------------------
+# ---- choosing a method -----------------------------------------------------------------------
 
 def parse_method(method):
     """-> (family, n): ("snap", n) for "snap-n", else (method, None)."""
@@ -248,7 +248,7 @@ def make_tracker(method, st, options=None, memory_limit=None):
     return tracker
 
 
-# ---- the public API ---------------------------------------------------------------------------
+# ---- the public API --------------------------------------------------------------------------
 
 def _run(model, x, target, method, loss, state, lengths, memory_limit, options, lr):
     """The time loop of online_gradient (lr None: no update) -> flat tracked gradient,
