@@ -160,14 +160,21 @@ class OnlineState:
         params = self.layer_params(with_biases=True)
         new, J, per = cell_step(self.spec, x_t, self.state, params)
         B, S = self.B, self.S
-        full = np.concatenate([per[n].reshape(B, S, -1) for n in self.keys], axis=-1)
-        Mbar = full if self.N == self.N0 else full[:, :, self.columns]
+        Mbar = np.concatenate([self.tracked(n, per[n].reshape(B, S, -1)) for n in self.keys],
+                              axis=-1)                                  # (B, S, N)
         h_prev = self.state[0]
         if keep is None:
             self.state = tuple(new)
         else:
             self.state = tuple(np.where(keep[:, None], a, b) for a, b in zip(new, self.state))
         return StepJacobians(J, Mbar, per, h_prev, params["weight_hh"])
+
+    def tracked(self, name, block):
+        """A parameter's block (..., its size) -> its tracked columns (all but W_hh's
+        masked-out entries), in the flat vector's order."""
+        if name != "weight_hh" or self.mask is None:
+            return block
+        return block[..., self.mask.ravel()]
 
     def output(self, keep=None):
         """out_t (B, P): h_t, 0 for finished sequences."""
