@@ -190,7 +190,7 @@ CASES = {
     "minirnn.grad.gradcheck.GradcheckReport": {**each(TOOLS + "test_gradcheck_eps_rtol_atol",
                                                       "model"), **each(MODES, "mode order")},
     **{f"minirnn.grad.gradcheck.GradcheckReport.{m}": {} for m in (
-        "passed", "failed", "table", "to_dict", "raise_if_failed")},
+        "passed", "failed", "judged", "verdict", "table", "to_dict", "raise_if_failed")},
     "minirnn.debug.explore.explore": {
         **each(EXPLORE, "path hx token_level tokens title connect"),
         **each("tests/test_explore.py::test_predictions_and_loss_are_the_heads",
