@@ -171,6 +171,57 @@ def test_cli_gradcheck_that_judged_nothing_exits_1(monkeypatch, capsys):
     assert "FAILED" in out and "PASSED" not in out
 
 
+# ---- parity ---------------------------------------------------------------------------------------
+def test_parity_frozen_counts_cases_and_tensors(capsys):
+    from minirnn.parity import matrix
+    from minirnn.parity.harness import make_case
+    assert main(["parity", "--frozen", "--cell", "gru", "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    configs = matrix("gru")
+    # the tensors of each case: out, h_n, dx, dh0 and every parameter gradient
+    tensors = sum(4 + sum(k.startswith("param.") for k in make_case(c)) for c in configs)
+    assert f"{len(configs)} cases, {tensors} tensors compared" in out, out
+    assert f"{len(configs)}/{len(configs)} passed: every case of the matrix" in out
+
+
+def test_parity_frozen_with_dumps_holding_no_case_fails(tmp_path, capsys):
+    from minirnn.parity.frozen import refs_path, write_refs
+    write_refs(refs_path("gru", tmp_path), [])
+    rc = main(["parity", "--frozen", "--cell", "gru", "--refs", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 1, captured
+    assert "FAILED" in captured.out and "0 of" in captured.out and "passed in" not in captured.out
+
+
+def test_parity_frozen_with_dumps_missing_cases_says_which_were_not_judged(tmp_path, capsys):
+    from minirnn.parity.frozen import read_refs, refs_path, write_refs
+    _, entries = read_refs(refs_path("gru"))
+    write_refs(refs_path("gru", tmp_path), entries[:3])
+    rc = main(["parity", "--frozen", "--cell", "gru", "--refs", str(tmp_path)])
+    out = capsys.readouterr().out
+    from minirnn.parity import matrix
+    expected = 2 * len(matrix("gru"))
+    assert rc == 1 and f"{expected - 3} of {expected}" in out and "not judged" in out, out
+
+
+def test_parity_live_that_ran_nothing_fails(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    import minirnn.parity as parity
+    monkeypatch.setattr(parity, "run_parity", lambda *a, **k: [])
+    rc = main(["parity", "--cell", "gru", "--dtype", "float64"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAILED" in out and "passed in" not in out
+
+
+def test_a_case_report_that_compared_no_tensor_is_not_a_pass():
+    from minirnn.parity import CaseReport, compare, matrix
+    config = matrix("gru")[0]
+    report = CaseReport(config, "float64", "cpu", 1e-12)
+    assert not report.passed
+    assert not compare(config, {}, {}, "float64").passed
+    json.dumps(report.to_dict())                          # no crash on the empty worst
+
+
 # ---- gradcheck and its modes: no import circle ----------------------------------------------------
 def _imported_modules(path, package):
     """Every module a file imports, at any depth (function-level imports too), as absolute
