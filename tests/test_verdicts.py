@@ -222,6 +222,47 @@ def test_a_case_report_that_compared_no_tensor_is_not_a_pass():
     json.dumps(report.to_dict())                          # no crash on the empty worst
 
 
+# ---- the studies' pass/fail lines -----------------------------------------------------------------
+def test_study_verdict_that_judged_nothing_fails():
+    from minirnn.cli._study_util import verdict
+    line, code = verdict("parts sum to the BPTT gradient", judged=[], failed=[], unit="runs")
+    assert code == 1 and "FAILED" in line and "nothing" in line and "PASSED" not in line
+    line, code = verdict("x", judged=["a", "b"], failed=["b"], unit="cells")
+    assert code == 1 and "FAILED" in line and "1 of 2 cells" in line and "b" in line
+    line, code = verdict("x", judged=["a", "b"], failed=[], unit="cells")
+    assert code == 0 and line.startswith("x: PASSED") and "2 of 2 cells" in line
+
+
+def test_lags_study_verdict_counts_its_runs():
+    from minirnn.cli.study_lags import sum_verdict
+    assert sum_verdict({})[1] == 1 and "FAILED" in sum_verdict({})[0]
+    line, code = sum_verdict({("lstm", "init"): 1e-16, ("lstm", "trained"): 2e-16})
+    assert code == 0 and "PASSED" in line and "2 of 2 runs" in line
+    line, code = sum_verdict({("lstm", "init"): 1e-16, ("gru", "trained"): 1e-3})
+    assert code == 1 and "FAILED" in line and "gru trained" in line
+
+
+def test_uoro_study_verdict_counts_its_cells_and_a_rank_0_test_judges_nothing():
+    from minirnn.cli.study_uoro import unbiased_verdict
+    ok = dict(t2=3.0, rank=4, t2_limit=18.5)
+    assert unbiased_verdict({})[1] == 1 and "FAILED" in unbiased_verdict({})[0]
+    line, code = unbiased_verdict({"lstm": ok, "gru": ok})
+    assert code == 0 and "PASSED" in line and "2 of 2 cells" in line
+    line, code = unbiased_verdict({"lstm": ok, "gru": dict(t2=0.0, rank=0, t2_limit=np.nan)})
+    assert code == 1 and "FAILED" in line and "gru" in line and "not judged" in line
+    line, code = unbiased_verdict({"lstm": ok, "gru": dict(t2=99.0, rank=4, t2_limit=18.5)})
+    assert code == 1 and "FAILED" in line and "gru" in line
+
+
+def test_lyapunov_study_counts_the_runs_it_compared(tmp_path, capsys):
+    out = tmp_path / "l"
+    assert main(["study", "lyapunov", "--cells", "rnn_tanh", "--hidden", "3", "--T", "30",
+                 "--warmup", "5", "--weight-scale", "1,2", "--fixed-T", "20",
+                 "--readout-steps", "0", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"\|QR - direct simulation\| over 2 of 2 runs: at most \S+", text), text
+
+
 # ---- gradcheck and its modes: no import circle ----------------------------------------------------
 def _imported_modules(path, package):
     """Every module a file imports, at any depth (function-level imports too), as absolute
