@@ -198,7 +198,9 @@ CASES = {
         "vocab": "tests/test_explore.py::test_language_model_scores_the_next_token_and_is_left_"
                  "as_found",
         "labels": "tests/test_explore.py::test_classifier_backward_is_the_models_own",
-        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument"},
+        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument",
+        "overwrite": "tests/test_issue28_small.py::test_explore_refuses_to_replace_a_page_"
+                     "unless_told"},
     # ---- training -----------------------------------------------------------------------------
     "minirnn.train.optim.SGD": each(OPTIM + "test_sgd_matches_torch",
                                     "momentum weight_decay nesterov"),

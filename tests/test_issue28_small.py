@@ -44,3 +44,52 @@ def test_lyapunov_study_reports_a_state_overflow_as_readme_does(tmp_path, capsys
     assert step is not None
     assert f"state overflow (step {step})" in out and "diverged at" not in out, out
     assert "not compared on any of 1 runs (1 state overflow: not compared)" in out
+
+
+# ---- one overwrite rule for the debugger's pages and pictures --------------------------------
+def _small_trace():
+    model = minirnn.GRU(2, 3, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 1, 2))
+    return model, x, minirnn.trace(model, x, d_out=np.ones((4, 1, 3)))
+
+
+def test_explore_refuses_to_replace_a_page_unless_told(tmp_path):
+    model, x, _ = _small_trace()
+    path = tmp_path / "p.html"
+    path.write_text("keep me")
+    with pytest.raises(ValueError, match=r"^path: .*p\.html already exists.*overwrite=True"):
+        minirnn.explore(model, x[:, 0], path, connect=False)
+    assert path.read_text() == "keep me"
+    assert minirnn.explore(model, x[:, 0], path, connect=False, overwrite=True) == str(path)
+    assert "minirnn-data" in path.read_text()
+
+
+@pytest.mark.parametrize("writer, name", [("render_html", "s.html"), ("render_heatmap", "h.png")])
+def test_the_step_renderers_refuse_to_replace_a_file_unless_told(tmp_path, writer, name):
+    from minirnn.debug import render
+    if writer == "render_heatmap":
+        pytest.importorskip("matplotlib")
+    _, _, tr = _small_trace()
+    path = tmp_path / name
+    path.write_bytes(b"keep me")
+    with pytest.raises(ValueError, match=rf"^path: .*{name.replace('.', '[.]')} already exists"):
+        getattr(render, writer)(tr, path)
+    assert path.read_bytes() == b"keep me"
+    getattr(render, writer)(tr, path, overwrite=True)
+    assert path.read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize("flag, name", [("--render", "s.html"), ("--heatmap", "h.png")])
+def test_step_render_follows_the_rule_of_explore_o(tmp_path, capsys, flag, name):
+    if flag == "--heatmap":
+        pytest.importorskip("matplotlib")
+    path = tmp_path / name
+    path.write_bytes(b"keep me")
+    assert main(["step", "--cell", "gru", flag, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: {path} already exists" in err and "--overwrite" in err
+    assert path.read_bytes() == b"keep me"
+    assert main(["step", "--cell", "gru", flag, str(path), "--overwrite"]) == 0
+    assert path.read_bytes() != b"keep me"
+
+
