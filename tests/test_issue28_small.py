@@ -93,3 +93,11 @@ def test_step_render_follows_the_rule_of_explore_o(tmp_path, capsys, flag, name)
     assert path.read_bytes() != b"keep me"
 
 
+# ---- step --weight-scale ----------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_step_refuses_a_non_finite_weight_scale(capsys, value):
+    assert main(["step", "--cell", "rnn_tanh", f"--weight-scale={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "--weight-scale: expected a finite number" in err and value in err
+
+

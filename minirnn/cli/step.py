@@ -113,6 +113,9 @@ def run(args) -> int:
         if getattr(args, flag):
             check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir,
                               overwrite=args.overwrite)
+    if not np.isfinite(args.weight_scale):
+        raise ValueError(f"--weight-scale: expected a finite number (it multiplies every "
+                         f"weight), got {args.weight_scale!r}")
     from ..debug.stepper import Stepper
     product = _threads.step_product(1, args.hidden, args.cell) if args.cell else 0
     with _threads.limit(_threads.choose(args.threads, product)):      # tiny products: 1 thread
