@@ -101,3 +101,12 @@ def test_step_refuses_a_non_finite_weight_scale(capsys, value):
     assert "--weight-scale: expected a finite number" in err and value in err
 
 
+# ---- train hihell --resume ----------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["hihell", "sentences"])
+def test_train_refuses_resume_for_the_sub_second_tasks_whatever_the_path(tmp_path, capsys,
+                                                                        task):
+    assert main(["train", task, "--resume", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {task} trains in under a second" in err and "no such" not in err
+
+
