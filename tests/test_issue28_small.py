@@ -110,3 +110,13 @@ def test_train_refuses_resume_for_the_sub_second_tasks_whatever_the_path(tmp_pat
     assert f"--resume: {task} trains in under a second" in err and "no such" not in err
 
 
+# ---- dir(minirnn.grad) --------------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["minirnn", "minirnn.grad"])
+def test_dir_lists_the_public_names_not_the_import_machinery(module):
+    import importlib
+    mod = importlib.import_module(module)
+    names = dir(mod)
+    assert "importlib" not in names
+    assert set(mod.__all__) <= set(names)
+
+
