@@ -36,6 +36,23 @@ class MissingExtra(ImportError):
     """An optional dependency is not installed; the message says which extra brings it."""
 
 
+# What the argument checks raise, ValueError above all: bad input, which the command line
+# reports in one line with exit code 2. Any other exception that ends a command is a bug in
+# minirnn, shown as one, with exit code 70 (EX_SOFTWARE; not 1, which a failed check returns).
+USER_ERRORS = (ValueError, OSError, MissingExtra)
+EXIT_USER_ERROR, EXIT_BUG = 2, 70
+
+
+def exit_code(e):
+    """The command line's exit code for the exception `e` that ended a command (the CLI and
+    every rank of a distributed run use this one rule)."""
+    if isinstance(e, KeyboardInterrupt):
+        return 130
+    if isinstance(e, BrokenPipeError):          # `minirnn ... | head`: the reader went away
+        return 141
+    return EXIT_USER_ERROR if isinstance(e, USER_ERRORS) else EXIT_BUG
+
+
 def require(module, what):
     """import_module(module), or MissingExtra naming `what` needs it and the extra to install."""
     top = module.split(".")[0]

@@ -120,3 +120,64 @@ def test_dir_lists_the_public_names_not_the_import_machinery(module):
     assert set(mod.__all__) <= set(names)
 
 
+# ---- the CLI tells a bug from bad input -------------------------------------------------------
+@pytest.mark.parametrize("exc", [TypeError("unsupported operand"), KeyError("weight_hh_l0"),
+                                 RuntimeError("kernel failed"), IndexError("out of range"),
+                                 AttributeError("no attribute")])
+def test_cli_shows_minirnns_own_error_as_a_bug(monkeypatch, capsys, exc):
+    import minirnn.cli.gradcheck as cmd
+
+    def broken(args):
+        raise exc
+    monkeypatch.setattr(cmd, "_run", broken)
+    monkeypatch.delenv("MINIRNN_DEBUG", raising=False)
+    rc = main(["gradcheck", "--T", "2"])
+    err = capsys.readouterr().err
+    assert rc == 70, err
+    assert "Traceback" in err and type(exc).__name__ in err
+    assert "bug in minirnn" in err and "error: " not in err.splitlines()[-1][:30]
+
+
+def test_cli_argument_checks_stay_one_line_user_errors(monkeypatch, capsys):
+    monkeypatch.delenv("MINIRNN_DEBUG", raising=False)
+    assert main(["gradcheck", "--T", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "minirnn gradcheck: error: --T: expected an integer >= 1, got 0"
+
+
+def test_cli_debug_shows_the_traceback_of_both(monkeypatch):
+    import minirnn.cli.gradcheck as cmd
+    monkeypatch.setenv("MINIRNN_DEBUG", "1")
+    with pytest.raises(ValueError, match="--T"):
+        main(["gradcheck", "--T", "0"])
+
+    def broken(args):
+        raise KeyError("weight_hh_l0")
+    monkeypatch.setattr(cmd, "_run", broken)
+    with pytest.raises(KeyError):
+        main(["gradcheck"])
+
+
+def _no_cuda():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["parity", "--device", "cuda", "--cell", "gru"], "--device cuda: CUDA is not available"),
+    (["train", "char", "--backend", "torch", "--device", "cuda", "--quick"],
+     "device: 'cuda' was asked for, but torch sees no CUDA device"),
+])
+def test_asking_for_a_cuda_device_torch_cannot_see_is_bad_input(tmp_path, capsys, argv, message):
+    _no_cuda()
+    assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_plot_without_a_torch_reference_is_bad_input(tmp_path):
+    from minirnn.bench import save_plot
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="plot: no ratio to torch"):
+        save_plot({"meta": {"ratio_references": []}, "rows": []}, tmp_path / "p.png")

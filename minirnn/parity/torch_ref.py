@@ -15,15 +15,17 @@ from .harness import case_params, state_names
 
 
 def require_torch(device="cpu"):
-    """Refuse early, saying what to do, when torch (or its CUDA device) is missing."""
+    """Refuse early, saying what to do, when torch (or its CUDA device) is missing: the
+    user's setup or arguments, so MissingExtra / ValueError, never a bug's RuntimeError."""
+    from .._io import MissingExtra
     try:
         import torch
     except ImportError:
-        raise RuntimeError("torch is not installed: install the 'torch' extra "
+        raise MissingExtra("torch is not installed: install the 'torch' extra "
                            "(pip install -e '.[torch]') or use --frozen") from None
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device cuda: CUDA is not available to torch "
-                           f"{torch.__version__} on this machine; use --device cpu")
+        raise ValueError(f"--device cuda: CUDA is not available to torch "
+                         f"{torch.__version__} on this machine; use --device cpu")
 
 
 def cuda_available():
@@ -40,8 +42,8 @@ def _device(device):
         raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device: 'cuda' requested but torch.cuda.is_available() is False "
-                               f"(torch {torch.__version__}); use --device cpu")
+            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False "
+                             f"(torch {torch.__version__}); use --device cpu")
         # TF32 would round float32 products to 10 mantissa bits: parity needs real float32
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
