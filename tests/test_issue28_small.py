@@ -181,3 +181,35 @@ def test_a_plot_without_a_torch_reference_is_bad_input(tmp_path):
     pytest.importorskip("matplotlib")
     with pytest.raises(ValueError, match="plot: no ratio to torch"):
         save_plot({"meta": {"ratio_references": []}, "rows": []}, tmp_path / "p.png")
+
+
+# ---- torch's forward-mode AD without TorchScript warnings -------------------------------------
+_FIRST_JVP = """
+import sys, warnings
+import torch
+if sys.argv[1] == "load":
+    from minirnn.parity.torch_ref import load_forward_ad
+    load_forward_ad()
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    out, tangent = torch.func.jvp(torch.tanh, (torch.ones(3, dtype=torch.float64),),
+                                  (torch.ones(3, dtype=torch.float64),))
+assert torch.allclose(tangent, 1 - torch.tanh(torch.ones(3, dtype=torch.float64)) ** 2)
+print(sum("torch.jit.script" in str(w.message) for w in seen))
+"""
+
+
+def test_the_first_forward_mode_jvp_warns_nothing_once_loaded_here():
+    """torch's forward AD imports TorchScript decompositions at its first use in a process,
+    each torch.jit.script call of which warns that TorchScript is deprecated (18 of them in
+    the test run). Fresh interpreters: without load_forward_ad the first jvp warns (so this
+    test can see the warnings), with it none does, and the jvp is still torch's."""
+    import subprocess
+    import sys
+    pytest.importorskip("torch")
+    counts = {how: subprocess.run([sys.executable, "-c", _FIRST_JVP, how], capture_output=True,
+                                  text=True, timeout=300) for how in ("plain", "load")}
+    for how, res in counts.items():
+        assert res.returncode == 0, res.stderr
+    assert int(counts["plain"].stdout.split()[-1]) > 0
+    assert int(counts["load"].stdout.split()[-1]) == 0

@@ -28,6 +28,23 @@ def require_torch(device="cpu"):
                          f"{torch.__version__} on this machine; use --device cpu")
 
 
+def load_forward_ad():
+    """Make torch's forward-mode AD ready, without torch's TorchScript deprecation warnings.
+
+    At its first use in a process, forward-mode AD (torch.func.jvp, torch.autograd.forward_ad)
+    imports torch._decomp.decompositions_for_jvp: the decompositions it runs for the ops that
+    lack a forward formula, each compiled by torch.jit.script, which warns that TorchScript is
+    deprecated (18 DeprecationWarnings with torch 2.13). They are about torch's own internals,
+    and nothing a caller of jvp can change. This imports that module (as torch would, at the
+    first jvp) with exactly that warning ignored; call it before the first jvp of a process.
+    Forward AD itself is untouched: the same decompositions are loaded."""
+    import torch  # noqa: F401
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is ",
+                                category=DeprecationWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+
 def cuda_available():
     try:
         import torch
@@ -104,4 +121,4 @@ def run_torch(config, case, device="cpu"):
     return res
 
 
-__all__ = ["require_torch", "cuda_available", "build_torch", "run_torch"]
+__all__ = ["require_torch", "load_forward_ad", "cuda_available", "build_torch", "run_torch"]
