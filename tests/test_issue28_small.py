@@ -213,3 +213,44 @@ def test_the_first_forward_mode_jvp_warns_nothing_once_loaded_here():
         assert res.returncode == 0, res.stderr
     assert int(counts["plain"].stdout.split()[-1]) > 0
     assert int(counts["load"].stdout.split()[-1]) == 0
+
+
+# ---- comments name what the repository keeps ---------------------------------------------------
+def _comments_and_docstrings(path):
+    import io
+    import tokenize
+    src = path.read_text(encoding="utf-8")
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.STRING):
+            yield tok.start[0], tok.string
+
+
+def test_comments_point_at_nothing_outside_the_repository():
+    """A comment or docstring of the package or the benchmarks that cites a measurement names
+    a file the repository keeps, or says what was measured: no path under the repository's
+    folders that is gone, no scratch directory (/tmp), no directory beside the checkout.
+    (The folders beside the checkout are read at run time, not named here.)"""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    top = {p.name for p in root.iterdir()}
+    beside = {p.name for p in root.parent.iterdir() if p.is_dir()} - top - {root.name}
+    folders = ("minirnn", "benchmarks", "parity", "tests", "docs", "examples")
+    inside = re.compile(r"(?<![\w./-])((?:%s)/[\w./-]*[\w-])" % "|".join(folders))
+    outside = re.compile(r"(?<![\w./-])(%s)/[\w.-]" % "|".join(map(re.escape, beside))
+                         if beside else r"(?!x)x")
+    scratch = re.compile(r"(?<![\w.])/tmp\b")
+    bad = []
+    for folder in ("minirnn", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for line, text in _comments_and_docstrings(path):
+                where = f"{path.relative_to(root)}:{line}"
+                for m in inside.finditer(text):
+                    ref = m.group(1).rstrip(".")
+                    if text[:m.start()].endswith(("torch's ", "torch ")):   # torch's own tree
+                        continue
+                    if not ref.endswith("_") and not (root / ref).exists():
+                        bad.append(f"{where}: {ref} (not in the repository)")
+                bad += [f"{where}: {m.group(0)}... (beside the checkout)"
+                        for m in outside.finditer(text)]
+                bad += [f"{where}: /tmp (a scratch directory)" for _ in scratch.finditer(text)]
+    assert not bad, "\n".join(bad)
