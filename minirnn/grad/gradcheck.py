@@ -72,8 +72,8 @@ class GradcheckReport:
         return len({r.name for r in self.rows}), sum(r.checked for r in self.rows)
 
     def verdict(self):
-        """"PASSED: 7 tensors, 31 comparisons", "FAILED: x, h0; ..." or, when the report
-        holds no comparison at all, "FAILED: nothing was checked (...)"."""
+        """The verdict with its counts: "PASSED: 7 tensors, 31 comparisons", "FAILED: x, h0;
+        ..." or, when the report holds no comparison at all, "FAILED: nothing was checked"."""
         tensors, compared = self.judged
         counts = f"{tensors} tensors, {compared} comparisons"
         if not compared:
@@ -115,8 +115,9 @@ class GradcheckReport:
     def to_dict(self):
         tensors, compared = self.judged
         return {"passed": self.passed, "tensors": tensors, "compared": compared,
-                "model": self.model, "mode": self.mode, "order": self.order, "eps": self.eps, "rtol": self.rtol, "atol": self.atol,
-                "seed": self.seed, "loss": self.loss, "rows": [r.to_dict() for r in self.rows]}
+                "model": self.model, "mode": self.mode, "order": self.order, "eps": self.eps,
+                "rtol": self.rtol, "atol": self.atol, "seed": self.seed, "loss": self.loss,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 # ----------------------------------------------------------------------------

@@ -13,7 +13,10 @@ differences of the gradient. Each returns GradcheckRows (one per checked tensor)
                  relative to max(‖J u‖ ‖w‖, ‖u‖ ‖Jᵀw‖), the size of the terms summed
     order=2      the Hessian-vector product (R-operator on the BPTT) of the probe loss
                  L = Σ u·out + ½ Σ out² + Σ u_s·state_n against (∇L(θ + eps v) - ∇L(θ - eps v))
-                 / 2 eps, v random over every parameter
+                 / 2 eps, v random over every parameter; the sampled entries of each
+                 parameter's H v are compared (max_entries, as in the other modes)
+The row, the sampling and DOT_RTOL come from _gradcheck_rows.py, which gradcheck.py imports too:
+this module does not import gradcheck.py back.
 """
 from __future__ import annotations
 
