@@ -51,7 +51,7 @@ def _minirnn_worker(engine, cell, T, B, I, H, seed):
     import numpy as np
 
     from minirnn.grad import MSELoss, gnvp, hvp, jvp
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     rng = np.random.default_rng(seed)
     model = make_recurrent(cell, I, H, seed=seed, backend=engine).eval()
     x, y = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
@@ -69,7 +69,7 @@ def _minirnn_worker(engine, cell, T, B, I, H, seed):
 def _torch_worker(cell, T, B, I, H, seed):
     import torch
 
-    from minirnn.registry import get_cell
+    from minirnn.cells import get_cell
     torch.manual_seed(seed)
     spec = get_cell(cell)
     m = getattr(torch.nn, spec.module)(I, H, dtype=torch.float64, **spec.module_kwargs())

@@ -23,7 +23,7 @@ import numpy as np
 def measure(cell, H, backend, T, rounds):
     """-> seconds per step (min over rounds), S, |θ|."""
     from minirnn.grad import rtrl_gradient
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     model = make_recurrent(cell, H, H, dtype="float64", backend=backend, seed=0)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((T, 1, H)), rng.standard_normal((T, 1, H))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from minirnn.bench import Timing, format_table, make_problem, run_benchmark
 from minirnn.functional.backends import get_backend
-from minirnn.registry import CELL_NAMES, get_cell
+from minirnn.cells import BUILTIN, get_cell
 
 TINY = {"small": [(3, 2, 3, 4)]}
 
@@ -27,7 +27,7 @@ def _reference(p):
 
 
 @settings(max_examples=4, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), T=st.integers(1, 5), B=st.integers(1, 3),
+@given(cell=st.sampled_from(BUILTIN), T=st.integers(1, 5), B=st.integers(1, 3),
        I=st.integers(1, 4), H=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
 def test_jax_layer_is_minirnn_reference_float64(cell, T, B, I, H, seed):
     pytest.importorskip("jax")
@@ -42,7 +42,7 @@ def test_jax_layer_is_minirnn_reference_float64(cell, T, B, I, H, seed):
         np.testing.assert_allclose(gp[name], grads[name], rtol=1e-11, atol=1e-13, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_check_passes_float32_and_names_a_wrong_peer(cell):
     pytest.importorskip("jax")
     from minirnn.bench.jax_engine import CHECK_RTOL, jax_engine

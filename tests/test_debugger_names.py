@@ -9,9 +9,11 @@ import pytest
 from minirnn.debug.explore import read_page
 from minirnn.debug.stepper import run_session
 from minirnn.debug.tracing import trace
-from minirnn.registry import CELL_NAMES, CELLS, make_recurrent
+from minirnn.cells import BUILTIN as CELL_NAMES
+from minirnn.cells import CELLS
+from minirnn.nn import make_recurrent
 
-GATE_LETTERS = sorted({g for spec in CELLS.values() for g in spec.gate_names})
+GATE_LETTERS = sorted({g for name in CELL_NAMES for g in CELLS[name].gate_names})
 
 
 def _trace(cell, T=4, B=2, H=3, seed=0):

@@ -253,7 +253,7 @@ def test_cli_pages_work_for_every_source(driver, tmp_path):
 
 def test_a_two_layer_lstm128_over_300_characters_scrubs_smoothly(driver, tmp_path):
     import minirnn
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     from minirnn.tutorials.data import char_vocab, load_shakespeare
     text = load_shakespeare()[:300]
     stoi, itos = char_vocab(text)

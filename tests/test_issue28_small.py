@@ -14,7 +14,7 @@ from minirnn.cli import main
 
 # ---- the lag study's init rows have their test loss ---------------------------------------------
 def test_lags_study_reports_the_test_loss_at_init_too(tmp_path, capsys):
-    from minirnn.grad.seqtask import cross_entropy_on_task, task_model
+    from minirnn.studies.seqtask import cross_entropy_on_task, task_model
     assert main(["study", "lags", "--cells", "gru", "--T", "6", "--hidden", "3", "--batch", "2",
                  "--train-steps", "16", "--window", "4", "--seed", "2",
                  "--out", str(tmp_path)]) == 0
@@ -29,9 +29,9 @@ def test_lags_study_reports_the_test_loss_at_init_too(tmp_path, capsys):
 
 # ---- the Lyapunov study says what README says ------------------------------------------------
 def test_lyapunov_study_reports_a_state_overflow_as_readme_does(tmp_path, capsys):
-    from minirnn.grad.flow import scale_recurrent
+    from minirnn.studies.flow import scale_recurrent
     from minirnn.grad.lyapunov import lyapunov_spectrum
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     args = ["--cells", "rnn_relu", "--hidden", "8", "--input-size", "4", "--T", "300",
             "--warmup", "20", "--weight-scale", "1000", "--fixed-T", "20", "--readout-steps", "0",
             "--seed", "0"]
@@ -245,7 +245,10 @@ def test_comments_point_at_nothing_outside_the_repository():
                 where = f"{path.relative_to(root)}:{line}"
                 for m in inside.finditer(text):
                     ref = m.group(1).rstrip(".")
-                    if text[:m.start()].endswith(("torch's ", "torch ")):   # torch's own tree
+                    before = text[:m.start()]
+                    if before.endswith(("torch's ", "torch ")):              # torch's own tree
+                        continue
+                    if re.search(r"(^|\s)(--[\w-]+|-o)[ =]$", before):       # a command's output
                         continue
                     if not ref.endswith("_") and not (root / ref).exists():
                         bad.append(f"{where}: {ref} (not in the repository)")

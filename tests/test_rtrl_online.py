@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minirnn.registry import get_cell
+from minirnn.cells import get_cell
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
@@ -131,15 +131,15 @@ def test_influence_is_the_jacobian_of_the_state(cell, proj):
 def test_kernel_step_matches_the_reference_jacobians(cell, proj, B, I, H, bias, seed):
     """The kernel's compact step (state, J_s, Z) against the reference's dense Jacobians:
     ∂s/∂W_ih = Zi ⊗ x_t, ∂s/∂W_hh = Zh ⊗ h_{t-1}, ∂s/∂b_ih = Zi, ∂s/∂b_hh = Zh."""
-    from minirnn.kernels import _rtrl
     spec, rng = get_cell(cell), np.random.default_rng(seed)
     H = max(H, proj + 1)
     params = rt._params(rng, spec, I, H, proj, bias)
     state = rt._state(rng, spec, B, H, proj)
     x_t = rng.standard_normal((B, I))
-    new, J_state, Zi, Zh, r = _rtrl.STEPS[spec.family](x_t, state, params, spec.nonlinearity)
-    ref_state, ref = spec.step_jacobians(None, x_t, state, params)
-    _, ref_new, _ = spec.layer_forward(spec.reference(), x_t[None], state, params)
+    new, J_state, Zi, Zh, r = spec.twin("numba").rtrl_step(x_t, state, params,
+                                                           spec.nonlinearity)
+    ref_state, ref = spec.step_jacobians(x_t, state, params)
+    _, ref_new, _ = spec.forward(x_t[None], state, params)
     tol = dict(rtol=1e-13, atol=1e-15)
     for s, s_ref in zip(new, ref_new):
         assert_close(s, s_ref, name="state", **tol)

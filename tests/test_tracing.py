@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.registry import make_recurrent
+from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
 from minirnn.debug.tracing import trace
 

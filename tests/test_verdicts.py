@@ -15,7 +15,8 @@ import pytest
 import minirnn
 from minirnn.cli import main
 from minirnn.grad.gradcheck import GradcheckReport, GradcheckRow, gradcheck
-from minirnn.registry import CELL_NAMES, make_cell, make_recurrent
+from minirnn.cells import BUILTIN as CELL_NAMES
+from minirnn.nn import make_cell, make_recurrent
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = [dict(mode="rev"), dict(mode="fwd"), dict(mode="fast"), dict(mode="rev", dot=True),

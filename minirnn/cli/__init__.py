@@ -28,7 +28,7 @@ SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "
 def cell_kinds(last="and"):
     """The kinds of cell in the registry, for help texts: "Elman RNN, LSTM and GRU" (the head
     of each CellSpec.summary, once each), so that a new cell is named everywhere at once."""
-    from ..registry import CELLS
+    from ..cells import CELLS
     kinds = list(dict.fromkeys(s.summary.split(",")[0] for s in CELLS.values()))
     return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} {last} {kinds[-1]}"
 
@@ -45,7 +45,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    from .. import __version__
+    from .._version import __version__
     parser = argparse.ArgumentParser(
         prog="minirnn",
         description=f"minirnn: {cell_kinds()} in NumPy and Numba, checked against torch.")

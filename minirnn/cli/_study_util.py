@@ -3,15 +3,15 @@ stamped with, the stamp itself, the picture drawn after the numbers are written,
 pass/fail line of a study that checks something."""
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 
 def cells(text, flag="--cells"):
     """'rnn_tanh,lstm' -> ['rnn_tanh', 'lstm'] (registry names), else ValueError naming flag."""
     names = [c.strip() for c in str(text).split(",") if c.strip()]
-    bad = [c for c in names if c not in CELL_NAMES]
+    bad = [c for c in names if c not in BUILTIN]
     if bad or not names:
-        raise ValueError(f"{flag}: expected some of {','.join(CELL_NAMES)}, got {text!r}")
+        raise ValueError(f"{flag}: expected some of {','.join(BUILTIN)}, got {text!r}")
     return names
 
 

@@ -57,7 +57,7 @@ def char_example(steps=150, seed=0, backend="numpy", log=None):
 
     from ..debug.explore_data import one_blas_thread
     from ..train.engine import Engine
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     from ..tutorials.data import char_vocab, lm_batches, load_shakespeare
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"--train-steps: expected an integer >= 0, got {steps!r}")

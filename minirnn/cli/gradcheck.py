@@ -3,7 +3,7 @@ and exit code 1 when any tensor disagrees."""
 from __future__ import annotations
 
 from . import cell_kinds
-from ..registry import CELL_NAMES as CELLS
+from ..cells import BUILTIN as CELLS
 
 HELP = f"check a random {cell_kinds('or')}'s BPTT against finite differences (exit 1 on failure)"
 
@@ -51,7 +51,8 @@ def _run(args):
 
     from ..grad.gradcheck import gradcheck
     from .._io import check_output_path, write_json
-    from ..registry import CELLS as CELL_SPECS, get_cell, make_recurrent
+    from ..cells import CELLS as CELL_SPECS, get_cell
+    from ..nn import make_recurrent
 
     for name in ("layers", "T", "B", "input_size", "hidden"):
         if getattr(args, name) < 1:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 HELP = "compare minirnn with torch's nn.RNN / nn.LSTM / nn.GRU on a fixed matrix (exit 1 on failure)"
 
-CELL_CHOICES = (*CELL_NAMES, "all")
+CELL_CHOICES = (*BUILTIN, "all")
 
 
 def add_arguments(p):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import cell_kinds
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 from ._random_model import add_random_model_arguments, random_model
 
 HELP = (f"step through an {cell_kinds('or')}'s forward and backward pass (interactive; "
@@ -44,7 +44,7 @@ def _hihell(args):
         ex = hihell.build_example(seed=args.seed)
     except ImportError as e:
         raise RuntimeError(f"--example hihell needs minirnn.tutorials.hihell and its training "
-                           f"dependencies ({e}); use --cell {'|'.join(CELL_NAMES)} "
+                           f"dependencies ({e}); use --cell {'|'.join(BUILTIN)} "
                            f"meanwhile") from e
     itos = ex["itos"]
     return dict(model=ex["model"], x=ex["inputs"], tokens=list(ex["tokens"]), head=ex["head"],
@@ -64,7 +64,7 @@ def _checkpoint(args):
     import numpy as np
 
     from ..train.engine import load_model
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     model, ck = load_model(args.checkpoint)
     text = args.text
     if text is None:

@@ -1,6 +1,6 @@
 """`minirnn study lags`: where each cell's gradient comes from, by time lag.
 
-For each cell: the one-layer language model of the two-dependency task (minirnn.grad.seqtask),
+For each cell: the one-layer language model of the two-dependency task (minirnn.studies.seqtask),
 its mean cross-entropy on a fresh batch, and the gradient of the recurrent layer's parameters
 split by lag k = t - tau (minirnn.grad.gradient_by_lag; Pascanu et al. 2013, eq. 3-5): at
 torch's initial scale, and again after training on the task with chunks of --window steps.
@@ -9,7 +9,7 @@ lag and parameter) and DIR/lags.png, and prints a table.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 NAME = "lags"
 HELP = "the gradient split by time lag t - tau, per cell, at init and after training"
@@ -22,7 +22,7 @@ FLAGS = {"cells": "--cells", "hidden": "--hidden", "T": "--T", "batch": "--batch
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--hidden", type=int, default=16, help="hidden size")
     g.add_argument("--T", type=int, default=40, help="time steps of the measured batch")
     g.add_argument("--batch", type=int, default=16, help="sequences of the measured batch")
@@ -48,8 +48,8 @@ def run(args):
     from .._progress import progress
     from .._table import text_table
     from ..grad.lags import language_model_lags
-    from ..grad.seqtask import (cross_entropy_on_task, task_model, train_two_dependency,
-                                two_dependency_data)
+    from ..studies.seqtask import (cross_entropy_on_task, task_model, train_two_dependency,
+                                   two_dependency_data)
     from . import _study_util as u
 
     cells = u.cells(args.cells)
@@ -140,7 +140,7 @@ def _plot(path, cells, results, ces, cmd, args):
     from ._study_util import stamp
     plt = pyplot("the lag plot (lags.png)")
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
-    colors = dict(zip(CELL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
     for ax, phase in zip(axes, PHASES):
         for cell in cells:
             lag = results[cell, phase]

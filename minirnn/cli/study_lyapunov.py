@@ -14,7 +14,7 @@ Writes DIR/lyapunov.csv and DIR/lyapunov.png and prints tables.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 NAME = "lyapunov"
 HELP = "Lyapunov spectrum per cell and W_hh scale; fixed-point and direct-simulation checks"
@@ -25,7 +25,7 @@ FLAGS = {"cells": "--cells", "hidden": "--hidden", "input_size": "--input-size",
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--hidden", type=int, default=16, help="hidden size")
     g.add_argument("--input-size", type=int, default=4, help="input features")
     g.add_argument("--T", type=int, default=1000, help="steps driven by a random input")
@@ -53,9 +53,9 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from .._table import text_table
-    from ..grad.flow import scale_recurrent
+    from ..studies.flow import scale_recurrent
     from ..grad.lyapunov import lyapunov_spectrum, perturbation_growth
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     from . import _study_util as u
 
     cells = u.cells(args.cells)
@@ -104,7 +104,7 @@ def _fixed_point(args):
     import numpy as np
 
     from ..grad.lyapunov import lyapunov_spectrum
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     H = min(args.hidden, 8)
     m = make_recurrent("rnn_tanh", args.input_size, H, seed=args.seed)
     for n in ("bias_ih_l0", "bias_hh_l0"):
@@ -131,7 +131,7 @@ def _readout(cell, args):
 
     from ..grad.lyapunov import LyapunovReadout
     from ..train.engine import Engine
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     from ..tutorials.data import load_shakespeare
     text = np.array(list(load_shakespeare()[:200_000]))
     vocab = np.unique(text)                                            # sorted characters
@@ -204,7 +204,7 @@ def _plot(path, cells, scales, runs, fixed, readouts, cmd, args):
     plt = pyplot("the Lyapunov plot (lyapunov.png)")
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     (a1, a2), (a3, a4) = axes
-    colors = dict(zip(CELL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
     for c in cells:
         qr = [runs[c, s][0][0] if runs[c, s][2] is None else np.nan for s in scales]
         sim = [runs[c, s][1] if runs[c, s][2] is None else np.nan for s in scales]

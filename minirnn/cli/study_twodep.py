@@ -1,7 +1,7 @@
 """`minirnn study twodep`: which truncation windows learn which dependency of a task whose
 best losses are known in advance.
 
-The task (minirnn.grad.seqtask): X_t ~ Bernoulli(1/2), Y_t ~ Bernoulli(1/2 + X_{t-3}/2 -
+The task (minirnn.studies.seqtask): X_t ~ Bernoulli(1/2), Y_t ~ Bernoulli(1/2 + X_{t-3}/2 -
 X_{t-8}/4); its three cross-entropy floors (nothing learned, X_{t-3} only, both) are exact.
 For each cell, hidden size, truncation window k and seed: a one-layer language model trained
 with truncated BPTT (k1 = k2 = k by default: chunks, the state carried across) and Adam, then
@@ -79,7 +79,7 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from .._table import text_table
-    from ..grad.seqtask import dependency_floors, memory_probe, task_model, train_two_dependency
+    from ..studies.seqtask import dependency_floors, memory_probe, task_model, train_two_dependency
     from . import _study_util as u
 
     _settings(args)

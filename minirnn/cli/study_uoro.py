@@ -13,7 +13,7 @@ checked equal to it. Writes DIR/uoro.csv and DIR/uoro.png and prints a table.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 NAME = "uoro"
 HELP = "UORO: unbiasedness, variance against T, alignment beside truncated BPTT"
@@ -24,7 +24,7 @@ FLAGS = {"cells": "--cells", "T": "--T", "hidden": "--hidden", "input_size": "--
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--T", type=int, default=8, help="steps of the unbiasedness test")
     g.add_argument("--hidden", type=int, default=4, help="hidden size")
     g.add_argument("--input-size", type=int, default=2, help="input features")
@@ -49,7 +49,7 @@ def _problem(cell, T, args):
     length is a prefix of the same sequence, so the curves over T follow one problem)."""
     import numpy as np
 
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     model = make_recurrent(cell, args.input_size, args.hidden, seed=args.seed)
     longest = max([args.T] + [int(v) for v in str(args.variance_T).split(",") if v.strip()])
     rng = np.random.default_rng(args.seed)
@@ -168,7 +168,7 @@ def _plot(path, cells, unbiased, curves, ks, cmd, args):
     from ._study_util import stamp
     plt = pyplot("the UORO plot (uoro.png)")
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(17, 5.2))
-    colors = dict(zip(CELL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
     for c in cells:
         d = unbiased[c]
         a1.loglog(d["ns"], d["rms"], marker="o", color=colors.get(c),

@@ -35,8 +35,8 @@ def default_backend():
 
 def model_choices():
     """Every registry cell, 'rnn' (= rnn_tanh) and the names tutorial's own 'tutorial-rnn'."""
-    from ..registry import CELL_ALIASES, CELL_NAMES
-    return tuple(CELL_NAMES) + tuple(CELL_ALIASES) + ("tutorial-rnn",)
+    from ..cells import CELL_ALIASES, BUILTIN
+    return tuple(BUILTIN) + tuple(CELL_ALIASES) + ("tutorial-rnn",)
 
 
 def add_arguments(parser):

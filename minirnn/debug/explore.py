@@ -45,7 +45,7 @@ CONNECT_NOTE = {
 
 def display_tokens(tokens, level):
     """What each token looks like on the page, and after which steps a line breaks."""
-    from ..tutorials.data import TOKEN_LOOKUP
+    from ..text import TOKEN_LOOKUP
     punct = {v: k for k, v in TOKEN_LOOKUP.items() if k != "\n"}
     out = []
     for tok in tokens:

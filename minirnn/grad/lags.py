@@ -99,12 +99,12 @@ def gradient_by_lag(model, x, d_out, state=None, max_lag=None):
 
 
 def language_model_lags(model, tokens, targets, state=None, max_lag=None):
-    """gradient_by_lag for a minirnn.train.models.LanguageModel's mean cross-entropy on
+    """gradient_by_lag for a minirnn.nn.models.LanguageModel's mean cross-entropy on
     tokens/targets (B, T), for its recurrent layer's parameters (the embedding and the
     read-out act at lag 0 by construction). Eval mode (no dropout); the weights and
     gradients are left as they were."""
     from ..nn.losses import cross_entropy
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     if not isinstance(model, LanguageModel):
         raise TypeError(f"model: expected a LanguageModel, got {type(model).__name__}")
     was = model.training

@@ -9,7 +9,7 @@ M_t = ds_t/dθ (B, S, |θ|): how every state unit depends on every parameter. Pe
     M_t   = ∂F/∂s_{t-1} · M_{t-1} + ∂F/∂θ           M_0 = 0 (s_0 does not depend on θ)
     g    += dL_t/ds_t · M_t                         summed over the batch
 with the step's partial Jacobians from the cell's reference (`step_jacobians` in
-minirnn/functional/<family>.py, through CellSpec.step_jacobians). Summed over every step,
+minirnn/cells/<family>.py, through CellSpec.step_jacobians). Summed over every step,
 g = dL/dθ for L = Σ_t L_t: BPTT's gradient, computed using only the past, so the parameters
 may also change after every step (the online form, RTRLOnline): M then mixes the Jacobians of
 the parameters current at each past step, which is what RTRL is.
@@ -107,6 +107,10 @@ class _Influence:
         self.M = np.zeros((batch, self.S, N), dtype=self.dtype)
         if self.backend == "numba":
             from ..kernels import _rtrl
+            self.rtrl_step = getattr(spec.twin("numba"), "rtrl_step", None)
+            if self.rtrl_step is None:
+                raise ValueError(f"backend: cell {spec.name!r} has no fused RTRL step on "
+                                 f"'numba'; use backend='numpy' (RTRL from its step Jacobians)")
             self.kernel, self._spare = _rtrl, np.empty_like(self.M)   # M_t is written there
             self._offsets = np.array([self.offsets.get(n, -1) for n in _rtrl.BLOCKS],
                                      dtype=np.int64)
@@ -120,12 +124,11 @@ class _Influence:
         params, spec, B, S = self.layer_params(), self.spec, self.B, self.S
         keep = np.ones(B, dtype=bool) if valid_t is None else valid_t
         if self.backend == "numba":
-            new, J_state, Zi, Zh, r = self.kernel.STEPS[spec.family](
-                x_t, self.state, params, spec.nonlinearity)
+            new, J_state, Zi, Zh, r = self.rtrl_step(x_t, self.state, params,
+                                                     spec.nonlinearity)
         else:
-            ref = spec.reference()
-            _, new, _ = spec.layer_forward(ref, x_t[None], self.state, params)
-            J_state, J = spec.step_jacobians(ref, x_t, self.state, params)
+            _, new, _ = spec.forward(x_t[None], self.state, params)
+            J_state, J = spec.step_jacobians(x_t, self.state, params)
         h_prev = self.state[0]
         # finished sequences keep their state (and below their influence); out_t is 0 there
         self.state = tuple(np.where(keep[:, None], s_new, s) for s_new, s in zip(new, self.state))

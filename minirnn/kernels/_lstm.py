@@ -1,4 +1,4 @@
-"""LSTM in Numba: the twin of minirnn/functional/lstm.py (same math, same cache).
+"""LSTM in Numba: the twin of minirnn/cells/lstm.py (same math, same cache).
 
 Forward (gate order i, f, g, o):
     z_t = (x_t W_ih^T + b_ih + b_hh) + h_{t-1} W_hh^T
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import lstm as _reference
-from ..functional.lstm import LSTMCache, LSTMGradSteps
+from ..cells import lstm as _reference
+from ..cells.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads, zero_rows)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import as_float_array, check_bool, check_int, check_shape
 from ..functional.backends import get_backend
-from ..registry import get_cell
+from ..cells import get_cell
 from .module import Module
 
 
@@ -160,3 +160,16 @@ class LSTMCell(_CellBase):
     def backward(self, d_h, d_c=None):
         """dL/dh', dL/dc' -> dx, (dh, dc)."""
         return self.backward_state((d_h, d_c))
+
+
+_CELL_MODULES = {"RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
+
+
+def make_cell(cell, input_size, hidden_size, **kwargs):
+    """The one-step module for a built-in `cell` (minirnn.RNNCell / LSTMCell / GRUCell)."""
+    spec = get_cell(cell)
+    cls = _CELL_MODULES.get(spec.cell_module)
+    if cls is None:
+        raise ValueError(f"cell: {spec.name!r} has no one-step module; run it for one step "
+                         f"with minirnn.nn.make_recurrent({spec.name!r}, ...) and T = 1")
+    return cls(input_size, hidden_size, **spec.module_kwargs(), **kwargs)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..registry import get_cell, make_recurrent
+from ..cells import get_cell
+from ..nn import make_recurrent
 from ..testing import max_errors
 from .configs import CELLS, Config, tolerance
 

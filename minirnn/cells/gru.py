@@ -47,9 +47,12 @@ Shapes: T = time, B = batch, I = input size, H = hidden size.
 """
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from .family import FamilySpec, linear_step_grads
 
 from .lstm import sigmoid
 
@@ -347,3 +350,36 @@ def step_jacobians(x_t, h_prev, w_ih, w_hh, b_ih=None, b_hh=None):
     J_w_hh = Zh[..., None] * h_prev[:, None, None, :]
     J_b = (None, None) if b_ih is None else (Zi, Zh)
     return (J_state, J_w_ih, J_w_hh) + J_b
+
+
+# ----------------------------------------------------------------------------
+# the cell contract (minirnn.CellSpec): this file's functions under the uniform names
+
+class GRUStepCache(NamedTuple):
+    x_t: np.ndarray               # (B, I)
+    h_prev: np.ndarray            # (B, H)
+    gates: np.ndarray             # (B, 3H) r, z, n
+    hn: np.ndarray                # (B, H)
+
+
+class GRUSpec(FamilySpec):
+    name, family, module, cell_module = "gru", "gru", "GRU", "GRUCell"
+    gate_names, state_names, sigmoid_gates = ("r", "z", "n"), ("h",), ("r", "z")
+    gates_field, dgates_field = "gates", "dg"
+    summary = "GRU, gates r, z, n; r applied after the hidden product"
+    reference = sys.modules[__name__]    # this file: forward, backward, ... (a Tier by its names)
+
+    def step_forward(self, x_t, state, params):
+        h_t, gates, hn = step_forward(x_t, *state, *self.args(params))
+        return (h_t,), GRUStepCache(x_t, state[0], gates, hn)
+
+    def step_backward(self, cache_t, d_state, params, per_sample=False):
+        dx, dh_prev, dgi, dgh = step_backward(d_state[0], cache_t.h_prev, cache_t.gates,
+                                              cache_t.hn, params["weight_ih"],
+                                              params["weight_hh"])
+        grads = linear_step_grads(dgi, dgh, cache_t.x_t, cache_t.h_prev,
+                                  params.get("bias_ih") is not None, per_sample)
+        return dx, (dh_prev,), grads
+
+    def hidden_dgates(self, dgates, gates):
+        return hidden_side_grad(dgates, gates)

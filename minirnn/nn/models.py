@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_int
-from ..nn.layers import Dropout, Embedding, Linear
-from ..nn.module import Module
-from ..registry import make_recurrent
+from .layers import Dropout, Embedding, Linear
+from .module import Module
+from .recurrent import make_recurrent
 
 
 def _child_seeds(seed, n):

@@ -1,6 +1,6 @@
 """Gradient flow through time, measured by the engine's own BPTT.
 
-    flow = minirnn.grad.gradient_flow(minirnn.LSTM(8, 64), x)
+    flow = minirnn.studies.gradient_flow(minirnn.LSTM(8, 64), x)
     flow.dh_norm[k]      # (T,) ||dL/dh_t|| for layer-direction k = layer * D + d
     flow.jac_sigma[d]    # (T, B) largest singular value of dh_T/dh_t, last layer, direction d
     decay_rate(flow.norms_by_distance())   # the per-step factor: < 1 vanishing, > 1 exploding
@@ -236,7 +236,7 @@ def exploding_demo(cell="rnn_relu", weight_scale=4.0, T=40, hidden=32, input_siz
     `weight_scale` (gradient_flow + decay_rate), and per run the loss and the global gradient
     norm (before clipping) at every step, and whether everything stayed finite.
     """
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     from ..train.optim import clip_grad_norm          # the one clipping function (global norm)
 
     def build(scale):

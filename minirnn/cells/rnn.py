@@ -29,9 +29,12 @@ Shapes: T = time, B = batch, I = input size, H = hidden size.
 """
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from .family import FamilySpec, linear_step_grads
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -275,3 +278,39 @@ def step_jacobians(x_t, h_prev, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="
     J_w_hh = Z[..., None] * h_prev[:, None, None, :]
     J_b = None if b_ih is None else Z
     return J_state, J_w_ih, J_w_hh, J_b, None if J_b is None else Z.copy()
+
+
+# ----------------------------------------------------------------------------
+# the cell contract (minirnn.CellSpec): this file's functions under the uniform names
+
+class RNNStepCache(NamedTuple):
+    x_t: np.ndarray               # (B, I)
+    h_prev: np.ndarray            # (B, H)
+    a_t: np.ndarray               # (B, H)
+    h_t: np.ndarray               # (B, H)
+
+
+class ElmanSpec(FamilySpec):
+    """The Elman RNN with one nonlinearity: two registered cells, rnn_tanh and rnn_relu."""
+    family, module, cell_module = "rnn", "RNN", "RNNCell"
+    gate_names, state_names = ("a",), ("h",)
+    gates_field, dgates_field = "a", "da"
+
+    def __init__(self, nonlinearity):
+        self.nonlinearity = nonlinearity
+        self.name = f"rnn_{nonlinearity}"
+        self.summary = (f"Elman RNN, h_t = {nonlinearity}(x W_ih^T + b_ih + h W_hh^T + b_hh)")
+
+    reference = sys.modules[__name__]    # this file: forward, backward, ... (a Tier by its names)
+
+    def step_forward(self, x_t, state, params):
+        h_t, a_t = step_forward(x_t, *state, *self.args(params))
+        return (h_t,), RNNStepCache(x_t, state[0], a_t, h_t)
+
+    def step_backward(self, cache_t, d_state, params, per_sample=False):
+        dx, dh_prev, da = step_backward(d_state[0], cache_t.a_t, cache_t.h_t,
+                                        params["weight_ih"], params["weight_hh"],
+                                        self.nonlinearity)
+        grads = linear_step_grads(da, da, cache_t.x_t, cache_t.h_prev,
+                                  params.get("bias_ih") is not None, per_sample)
+        return dx, (dh_prev,), grads

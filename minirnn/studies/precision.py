@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..registry import get_cell, make_recurrent
+from ..cells import get_cell
+from ..nn import make_recurrent
 
 BACKENDS = ("numpy", "numba", "torch")
 QUANTITIES = ("out", "dx", "params")

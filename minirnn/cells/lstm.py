@@ -39,9 +39,13 @@ Shapes: T = time, B = batch, I = input size, H = hidden size, P = proj_size (or 
 """
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from .family import FamilySpec, linear_step_grads
+from .spec import CORE_PARAMS
 
 
 class LSTMCache(NamedTuple):
@@ -394,3 +398,46 @@ def step_jacobians(x_t, h_prev, c_prev, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=N
         J_w_hr = np.zeros((x_t.shape[0], P + H, P, H), dtype=x_t.dtype)
         J_w_hr[:, :P] = np.eye(P, dtype=x_t.dtype)[None, :, :, None] * r_t[:, None, None, :]
     return (J_state, J_w_ih, J_w_hh) + J_b + (J_w_hr,)
+
+
+# ----------------------------------------------------------------------------
+# the cell contract (minirnn.CellSpec): this file's functions under the uniform names
+
+class LSTMStepCache(NamedTuple):
+    x_t: np.ndarray               # (B, I)
+    h_prev: np.ndarray            # (B, P)
+    c_prev: np.ndarray            # (B, H)
+    gates: np.ndarray             # (B, 4H) i, f, g, o
+    c_t: np.ndarray               # (B, H)
+
+
+class LSTMSpec(FamilySpec):
+    name, family, module, cell_module = "lstm", "lstm", "LSTM", "LSTMCell"
+    gate_names, state_names, sigmoid_gates = ("i", "f", "g", "o"), ("h", "c"), ("i", "f", "o")
+    param_names, extra_params = CORE_PARAMS + ("weight_hr",), ("weight_hr",)
+    gates_field, dgates_field = "gates", "dz"
+    summary = "LSTM, gates i, f, g, o; optional projection proj_size"
+    reference = sys.modules[__name__]    # this file: forward, backward, ... (a Tier by its names)
+
+    def step_forward(self, x_t, state, params):
+        h_t, c_t, gates = step_forward(x_t, *state, *self.args(params))
+        return (h_t, c_t), LSTMStepCache(x_t, *state, gates, c_t)
+
+    def step_backward(self, cache_t, d_state, params, per_sample=False):
+        w_hr = params.get("weight_hr")
+        dx, dh_prev, dc_prev, dz, _, dw_hr = step_backward(
+            *d_state, cache_t.c_prev, cache_t.gates, cache_t.c_t, params["weight_ih"],
+            params["weight_hh"], w_hr)
+        grads = linear_step_grads(dz, dz, cache_t.x_t, cache_t.h_prev,
+                                  params.get("bias_ih") is not None, per_sample)
+        if w_hr is not None and per_sample:
+            r_t = split_gates(cache_t.gates)[3] * np.tanh(cache_t.c_t)      # (B, H)
+            dw_hr = d_state[0][:, :, None] * r_t[:, None, :]
+        grads["weight_hr"] = dw_hr
+        return dx, (dh_prev, dc_prev), grads
+
+    def extra_grads(self, cache, steps):
+        if cache.w_hr is None:
+            return {"weight_hr": None}
+        r = split_gates(cache.gates)[3] * np.tanh(cache.c)                   # (T, B, H)
+        return {"weight_hr": np.einsum("tbp,tbh->bph", steps.dh, r, optimize=True)}

@@ -151,7 +151,7 @@ def train_two_dependency(k2, hidden=16, k1=None, cell="rnn_tanh", steps=20000, b
 def task_model(hidden=16, cell="rnn_tanh", seed=0, backend="numpy"):
     """The model train_two_dependency trains, untrained: LanguageModel(vocabulary 2,
     embedding 2, one `cell` layer of `hidden` units), float64."""
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     return LanguageModel(2, 2, check_int("hidden", hidden), cell=cell, num_layers=1, seed=seed,
                          backend=backend)
 
