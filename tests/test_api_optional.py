@@ -238,7 +238,7 @@ CASES = {
     "minirnn.grad.gradcheck.GradcheckReport": {**each(TOOLS + "test_gradcheck_eps_rtol_atol",
                                                       "model"), **each(MODES, "mode order")},
     **{f"minirnn.grad.gradcheck.GradcheckReport.{m}": {} for m in (
-        "passed", "failed", "table", "to_dict", "raise_if_failed")},
+        "passed", "failed", "judged", "verdict", "table", "to_dict", "raise_if_failed")},
     "minirnn.debug.explore.explore": {
         **each(EXPLORE, "path hx token_level tokens title connect"),
         **each("tests/test_explore.py::test_predictions_and_loss_are_the_heads",
@@ -246,7 +246,9 @@ CASES = {
         "vocab": "tests/test_explore.py::test_language_model_scores_the_next_token_and_is_left_"
                  "as_found",
         "labels": "tests/test_explore.py::test_classifier_backward_is_the_models_own",
-        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument"},
+        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument",
+        "overwrite": "tests/test_issue28_small.py::test_explore_refuses_to_replace_a_page_"
+                     "unless_told"},
     # ---- training -----------------------------------------------------------------------------
     "minirnn.train.optim.SGD": each(OPTIM + "test_sgd_matches_torch",
                                     "momentum weight_decay nesterov"),
