@@ -102,8 +102,11 @@ def worker(args):
     with threadpool_limits(args.threads):
         if args.worker == "torch":
             import torch
+
+            from minirnn.parity.torch_ref import load_forward_ad
             torch.set_num_threads(args.threads)
             info["torch_threads"] = torch.get_num_threads()
+            load_forward_ad()          # before the timed jvp: without TorchScript's warnings
         for cell in args.cells.split(","):
             if args.worker == "torch":
                 info["rows"][cell] = _torch_worker(cell, args.T, args.B, args.I, args.H, args.seed)

@@ -220,6 +220,8 @@ def check_second_order(H):
     from torch.func import functional_call, grad, jvp, vjp
 
     from minirnn.interop.torch import to_torch
+    from minirnn.parity.torch_ref import load_forward_ad
+    load_forward_ad()                 # torch's forward AD, without its TorchScript warnings
     m = _model(H, num_layers=2)
     m.eval()
     twin, rng = to_torch(m), np.random.default_rng(3)

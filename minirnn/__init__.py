@@ -4,7 +4,7 @@ Elman RNN (tanh, relu), LSTM and GRU written out in NumPy, forward and BPTT one 
 time, the same math fused in Numba, checked against torch's nn.RNN / nn.LSTM / nn.GRU.
 The cells are listed in one place, minirnn.cells.
 """
-import importlib
+from importlib import import_module as _import_module
 
 from . import functional
 from ._version import __version__
@@ -32,10 +32,16 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(_import_module(_LAZY[name], __name__), name)
     if name in _SUBPACKAGES:
-        return importlib.import_module("." + name, __name__)
+        return _import_module("." + name, __name__)
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
+
+
+def __dir__():
+    """The public API (the lazy names too) and the subpackages; no private helper."""
+    return sorted({n for n in globals() if not n.startswith("_") or n.startswith("__")}
+                  | set(__all__) | set(_SUBPACKAGES))
 
 
 __all__ = ["functional", "RNN", "LSTM", "GRU", "RNNBase", "RNNCell", "LSTMCell", "GRUCell",

@@ -55,13 +55,15 @@ def each(test, names):
 
 
 REC = "minirnn.nn.recurrent."
+ONCE = "tests/nn/test_backward_once.py::"
+ONCE_CELLS = ONCE + "test_the_one_step_cells_follow_the_same_rule"
 CONTRACT = "tests/cells/test_contract.py::test_contract_optional_arguments"
 CUSTOM = "tests/cells/test_custom_cell.py::"
 SPEC, FAM = "minirnn.cells.spec.CellSpec.", "minirnn.cells.family.FamilySpec."
 CASES = {
     # ---- the cell contract and the registry (issue 29) -------------------------------------
     "minirnn.cells.spec.CellSpec": {},
-    **{SPEC + m: {} for m in ("add_twin", "backends", "gates", "has", "has_cell_state",
+    **{SPEC + m: {} for m in ("add_twin", "backends", "states_of", "gates", "has", "has_cell_state",
                               "module_kwargs", "require", "split_gates", "step_forward",
                               "supports_proj", "twin")},
     SPEC + "forward": each(CONTRACT, "valid backend"),
@@ -73,7 +75,7 @@ CASES = {
     SPEC + "param_shapes": each(CONTRACT, "proj_size"),
     SPEC + "state_sizes": each(CONTRACT, "proj_size"),
     "minirnn.cells.family.FamilySpec": {},
-    **{FAM + m: {} for m in ("args", "extra_grads", "has", "hidden_dgates", "per_sample_grads",
+    **{FAM + m: {} for m in ("args", "extra_grads", "states_of", "has", "hidden_dgates", "per_sample_grads",
                              "tier")},
     FAM + "forward": each(CONTRACT, "valid backend"),
     FAM + "backward": each(CONTRACT, "return_steps input_grad backend per_sample"),
@@ -165,8 +167,11 @@ CASES = {
                               "backend"),
     REC + "RNNBase.forward": each(MODULE, "hx lengths"),
     REC + "RNNBase.forward_state": each(MODULE, "state lengths"),
-    REC + "RNNBase.backward": each(MODULE, "d_state return_steps input_grad"),
-    REC + "RNNBase.backward_state": each(MODULE, "d_state return_steps input_grad"),
+    REC + "RNNBase.backward": {**each(MODULE, "d_state return_steps input_grad"),
+                               "retain_graph": ONCE + "test_retain_graph_keeps_the_record_for_one_more"},
+    REC + "RNNBase.backward_state": {**each(MODULE, "d_state return_steps input_grad"),
+                                     "retain_graph": ONCE + "test_retain_graph_keeps_the_record_"
+                                                            "for_one_more"},
     REC + "RNNBase.to_time_major": each(METHODS, "unbatched"),
     REC + "RNNBase.from_time_major": each(METHODS, "unbatched"),
     REC + "RNNBase.state_tuple": each(METHODS, "name"),
@@ -179,16 +184,16 @@ CASES = {
     REC + "RNNBase.preserve_record": {},
     REC + "RNNBase.jvp": each("tests/test_forward_mode.py::test_model_jvp_method_defaults_and_"
                               "untouched_record", "state tangents lengths"),
-    REC + "ForwardRecord": {},
+    REC + "ForwardRecord": {"freed": ONCE + "test_retain_graph_keeps_the_record_for_one_more"},
     "minirnn.nn.cells.RNNCell": each(CELL, "bias nonlinearity dtype seed backend"),
     "minirnn.nn.cells.LSTMCell": each(CELL, "bias dtype seed backend"),
     "minirnn.nn.cells.GRUCell": each(CELL, "bias dtype seed backend"),
     "minirnn.nn.cells.LSTMCell.forward": each(CELL, "hx"),
-    "minirnn.nn.cells.LSTMCell.backward": each(CELL, "d_c"),
+    "minirnn.nn.cells.LSTMCell.backward": {**each(CELL, "d_c"), "retain_graph": ONCE_CELLS},
     "minirnn.nn.cells._SingleStateCell.forward": each(CELL, "hx"),
-    "minirnn.nn.cells._SingleStateCell.backward": {},
+    "minirnn.nn.cells._SingleStateCell.backward": {"retain_graph": ONCE_CELLS},
     "minirnn.nn.cells._CellBase.forward_state": each(CELL, "state"),
-    "minirnn.nn.cells._CellBase.backward_state": {},
+    "minirnn.nn.cells._CellBase.backward_state": {"retain_graph": ONCE_CELLS},
     "minirnn.nn.cells._CellBase.preserve_record": {},
     "minirnn.nn.module.Module": each(METHODS, "dtype seed"),
     "minirnn.nn.module.Module.named_parameters": each(METHODS, "prefix"),
@@ -233,7 +238,7 @@ CASES = {
     "minirnn.grad.gradcheck.GradcheckReport": {**each(TOOLS + "test_gradcheck_eps_rtol_atol",
                                                       "model"), **each(MODES, "mode order")},
     **{f"minirnn.grad.gradcheck.GradcheckReport.{m}": {} for m in (
-        "passed", "failed", "table", "to_dict", "raise_if_failed")},
+        "passed", "failed", "judged", "verdict", "table", "to_dict", "raise_if_failed")},
     "minirnn.debug.explore.explore": {
         **each(EXPLORE, "path hx token_level tokens title connect"),
         **each("tests/test_explore.py::test_predictions_and_loss_are_the_heads",
@@ -241,7 +246,9 @@ CASES = {
         "vocab": "tests/test_explore.py::test_language_model_scores_the_next_token_and_is_left_"
                  "as_found",
         "labels": "tests/test_explore.py::test_classifier_backward_is_the_models_own",
-        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument"},
+        "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument",
+        "overwrite": "tests/test_issue28_small.py::test_explore_refuses_to_replace_a_page_"
+                     "unless_told"},
     # ---- training -----------------------------------------------------------------------------
     "minirnn.train.optim.SGD": each(OPTIM + "test_sgd_matches_torch",
                                     "momentum weight_decay nesterov"),

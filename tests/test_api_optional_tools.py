@@ -182,7 +182,7 @@ def test_cell_preserve_record(cell):
     state = model.forward_state(rng.standard_normal((2, 3)))
     d = tuple(rng.standard_normal(s.shape) for s in state)
     model.zero_grad()
-    want = model.backward_state(d)
+    want = model.backward_state(d, retain_graph=True)        # kept for the second
     with model.preserve_record():
         model.forward_state(rng.standard_normal((5, 3)))
     model.zero_grad()

@@ -154,7 +154,7 @@ def test_module_matches_torch_autograd(cell, backend, d_given, data, layers, bid
     maybe(data, bkw, "return_steps", return_steps, False)
     maybe(data, bkw, "input_grad", input_grad, True)
     bwd = model.backward_state if state_api else model.backward
-    res = bwd(d_out, **bkw)
+    res = bwd(d_out, retain_graph=True, **bkw)          # kept: the same backward runs again
     assert len(res) == 2 + return_steps
     dx, d_state0 = res[0], res[1] if state_api else model.state_tuple(res[1])
 
@@ -247,15 +247,16 @@ def test_cell_matches_torch_autograd(cell, backend, data, bias, B, seed):
     d_new = [rng.standard_normal(new[0].shape).astype(dtype)] + [
         rng.standard_normal(s.shape).astype(dtype) if data.draw(st.booleans(), "d_c") else None
         for s in new[1:]]
+    keep = dict(retain_graph=True)                  # the same backward runs again below
     if state_api:
-        dx, d_prev = model.backward_state(tuple(d_new))
+        dx, d_prev = model.backward_state(tuple(d_new), **keep)
     elif single:
-        dx, dh = model.backward(d_new[0])
+        dx, dh = model.backward(d_new[0], **keep)
         d_prev = (dh,)
     else:
         bkw = {}
         maybe(data, bkw, "d_c", d_new[1], None)
-        dx, d_prev = model.backward(d_new[0], **bkw)
+        dx, d_prev = model.backward(d_new[0], **bkw, **keep)
     loss = sum((s * tensor(d)).sum() for s, d in zip(t_new, d_new) if d is not None)
     loss.backward()
     assert_close(dx, xt.grad, rtol=rtol, name="dx")

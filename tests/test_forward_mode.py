@@ -19,6 +19,10 @@ from minirnn.nn import make_recurrent
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+from minirnn.parity.torch_ref import load_forward_ad  # noqa: E402
+
+load_forward_ad()           # torch.func.jvp below, without torch's TorchScript warnings
+
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

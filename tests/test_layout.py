@@ -141,8 +141,6 @@ def _cycles(graph):
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="grad.gradcheck <-> grad.gradcheck_modes: the last circle, "
-                   "cut with the gradcheck verdict work; strict: this marker must go with it")
 def test_no_import_circles():
     graph = import_graph()
     # a package's __init__ importing its own modules is not a circle with them: drop those

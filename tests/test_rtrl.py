@@ -299,8 +299,8 @@ def test_refusals_name_the_argument():
         rtrl_gradient(m, np.ones((3, 2, 7)), y)
     with pytest.raises(TypeError, match=r"state: expected a tuple of 2 array\(s\)"):
         rtrl_gradient(m, x, y, state=np.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"state\[1\]"):
-        rtrl_gradient(m, x, y, state=(np.ones((2, 4)), np.ones((1, 2, 4))))
+    with pytest.raises(ValueError, match=r"state\[1\]: expected shape \(1, 2, 4\)"):
+        rtrl_gradient(m, x, y, state=(np.ones((2, 4)), np.ones((2, 2, 4))))   # two layers
     with pytest.raises(ValueError, match="lengths"):
         rtrl_gradient(m, x, y, lengths=[3])
     with pytest.raises(ValueError, match="backend"):

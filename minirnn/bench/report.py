@@ -207,7 +207,7 @@ def save_plot(result, path):
     meta = result["meta"]
     refs = meta.get("ratio_references", [])
     if not refs:
-        raise RuntimeError("plot: no ratio to torch to plot (run with the torch backend)")
+        raise ValueError("plot: no ratio to torch to plot (run with the torch backend)")
     ref = refs[0]
     rows = [r for r in result["rows"] if r["engine"] != ref and _reportable(r)
             and (r.get("ratio") or {}).get(ref, {}).get("fwd_bwd")]

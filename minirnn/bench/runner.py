@@ -166,8 +166,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                         pending.append(cu)
                         bar.total += 1
                     elif device == "cuda":
-                        raise RuntimeError("device: 'cuda' asked for, but "
-                                           "torch.cuda.is_available() is False")
+                        raise ValueError("device: 'cuda' asked for, but "
+                                         "torch.cuda.is_available() is False")
         bar.close()
         names = [e.name for e in engines]
         ref_same = f"torch@{threads}" if f"torch@{threads}" in names else None

@@ -109,6 +109,11 @@ class FamilySpec(CellSpec):
         grads.update(self.extra_grads(cache, steps))
         return {n: grads.get(n) for n in self.param_names}
 
+    def states_of(self, cache):
+        # the family caches keep each state under its own name: h0, h (and c0, c)
+        return (tuple(getattr(cache, f"{n}0") for n in self.state_names),
+                tuple(getattr(cache, n) for n in self.state_names))
+
     def hidden_dgates(self, dgates, gates):
         """dL/d(hidden-side pre-activations) from dL/d(gate pre-activations): the same array
         unless the family says otherwise (the GRU's n block)."""

@@ -192,6 +192,11 @@ class CellSpec:
             twin = twins[backend] = twin()                  # loaded once, kept
         return twin
 
+    def states_of(self, cache):
+        """A sequence forward's cache -> (state0 tuple of (B, size), states tuple of
+        (T, B, size)): the state it started from and every step's (carried past an end)."""
+        return tuple(cache.state0), tuple(cache.states)
+
     # ---- the required parts -----------------------------------------------------------------
     def step_forward(self, x_t, state, params):
         raise NotImplementedError(f"cell {self.name!r}: step_forward is required")

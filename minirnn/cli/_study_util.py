@@ -1,5 +1,6 @@
 """Small pieces the `minirnn study` modules share: list flags, the command line a plot is
-stamped with, the stamp itself, and the picture drawn after the numbers are written."""
+stamped with, the stamp itself, the picture drawn after the numbers are written, and the
+pass/fail line of a study that checks something."""
 from __future__ import annotations
 
 from ..cells import BUILTIN
@@ -86,3 +87,21 @@ def plot_and_list(out, name, written, plot):
     except MissingExtra as e:
         print(f"plot skipped: {e}")
     print(f"wrote {', '.join(written)}")
+
+
+def verdict(what, judged, failed, unit, not_judged=(), detail=""):
+    """A study's pass/fail line, which counts what it judged -> (line, exit code).
+
+    judged: the names of the items checked; failed: those of them that failed; not_judged:
+    items the check could not be applied to. Nothing judged, or anything not judged, is a
+    FAILED line (exit 1), never a PASSED one."""
+    n, total = len(judged), len(judged) + len(not_judged)
+    if not_judged or not n:
+        skipped = (f"{len(not_judged)} of {total} {unit} not judged ({', '.join(not_judged)})"
+                   if not_judged else f"nothing was judged (0 {unit})")
+        bad = f"; failed on {', '.join(failed)}" if failed else ""
+        return f"{what}: FAILED: {skipped}{bad}{detail}", 1
+    if failed:
+        return (f"{what}: FAILED on {len(failed)} of {n} {unit} ({', '.join(failed)})"
+                f"{detail}"), 1
+    return f"{what}: PASSED on {n} of {n} {unit}{detail}", 0

@@ -160,7 +160,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     kw = _source(args)
     path = explore(kw.pop("model"), kw.pop("x"), args.out, top_k=args.top_k, title=args.title,
-                   connect=not args.no_connectivity, loss=args.loss, **kw)
+                   connect=not args.no_connectivity, loss=args.loss, overwrite=args.overwrite,
+                   **kw)
     size = os.path.getsize(path)
     print(f"wrote {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s); open it in a "
           f"browser (works offline, from file://)")

@@ -114,6 +114,9 @@ def run(args) -> int:
     if args.model == "tutorial-rnn" and args.backend not in (None, "numpy"):
         raise ValueError(f"--model tutorial-rnn: runs on numpy only (its own BPTT over Linear "
                          f"layers), got --backend {args.backend}")
+    if args.resume is not None and args.task in ("hihell", "sentences"):     # whatever the path
+        raise ValueError(f"--resume: {args.task} trains in under a second and keeps no "
+                         f"resumable checkpoint; run it again")
     resume = resume_path(args.resume)
     saved = {}
     if resume is not None:                  # a resumed run keeps its backend unless told
@@ -129,9 +132,6 @@ def run(args) -> int:
     if args.model == "tutorial-rnn" and args.task != "names":
         raise ValueError(f"--model tutorial-rnn: the names tutorial's own network; {args.task} "
                          f"trains a registry cell ({', '.join(model_choices()[:-1])})")
-    if resume is not None and args.task in ("hihell", "sentences"):
-        raise ValueError(f"--resume: {args.task} trains in under a second and keeps no "
-                         f"resumable checkpoint; run it again")
     if resume is not None:
         out = args.out or os.path.dirname(resume) or "."
     else:

@@ -19,7 +19,7 @@ import html
 
 import numpy as np
 
-from .._io import pyplot, savefig, write_text
+from .._io import check_overwrite, pyplot, savefig, write_text
 from .stepper import fmt
 
 CSS = """
@@ -80,12 +80,16 @@ def _token(tokens, t, batch):
     return tokens[batch][t] if isinstance(tokens[0], (list, tuple)) else tokens[t]
 
 
-def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", predicted=None):
+def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", predicted=None,
+                overwrite=False):
     """Write ONE self-contained HTML page with a section per time step; returns the path.
 
     tokens: what was fed at each step (a list of T strings, or one such list per batch element).
     batch: which batch element's numbers to show. predicted: the model's prediction per step.
+    overwrite: replace an existing file at `path` (else it is refused, as `minirnn step
+    --render` refuses without --overwrite).
     """
+    check_overwrite("path", path, overwrite)
     if tokens is not None and len(tokens) not in (trace.T, trace.B):
         raise ValueError(f"tokens: expected {trace.T} tokens (one per step), got {len(tokens)}")
     if not 0 <= batch < trace.B:
@@ -155,8 +159,10 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
     return path
 
 
-def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
-    """A PNG heatmap (units x time) of each gate/state (and dh, dc after a backward)."""
+def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0, overwrite=False):
+    """A PNG heatmap (units x time) of each gate/state (and dh, dc after a backward).
+    overwrite: replace an existing file at `path` (else it is refused)."""
+    check_overwrite("path", path, overwrite)
     plt = pyplot("the heatmap (--heatmap)")
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:

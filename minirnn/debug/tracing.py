@@ -1,15 +1,20 @@
 """Trace every step of a recurrent model: inputs, gates, states, outputs, and their gradients.
 
     tr = minirnn.trace(model, x, hx=None, lengths=None, d_out=None, loss=None)
-    rec = tr.step(t, layer=0, direction=0)      # rec.x, rec.h, rec.i, ..., rec.dh, rec.dz, ...
+    rec = tr.step(t, layer=0, direction=0)      # rec.x, rec.h, rec.i, ..., rec.dh, rec.di, ...
     rows = tr.to_frame()                         # tidy table: one row per (phase, layer, dir, t, var, b)
     bad = tr.first_nonfinite()                   # None, or where the first NaN/Inf appeared
 
 Nothing is recomputed: `trace` calls the model's own forward (and backward with
 return_steps=True) and reads the engine's caches, so every number IS the engine's number.
 The only values derived here are sums and norms for display: the running weight-gradient
-norms (from the per-step dz/da and the cached inputs) and, for proj_size, dW_hr's steps
+norms (from the per-step dgates and the cached inputs) and, for proj_size, dW_hr's steps
 (dh_t^T r_t with r_t = o * tanh(c_t)), which the engine does not keep per step.
+
+Names are the equations' and mean the same in every cell: d<gate> is the gradient of that
+gate's pre-activation (di, df, dg, do for the LSTM; dr, dz, dn for the GRU; da for the Elman
+RNN), and `dgates` all of them side by side (B, G*H), in the gate order. No name is d + a gate
+letter the cell does not have (the engines' own record calls the stacked block dz, dg or da).
 
 Time indices are the ORIGINAL positions t = 0..T-1 for both directions: the reverse
 direction's cache runs over each sequence reversed within its own length, and is mapped back
@@ -45,7 +50,7 @@ class NonFinite(NamedTuple):
     layer: int
     direction: int
     t: int                      # original time position of the value
-    tensor: str                 # "x", "a", "i", ..., "h", "dh", "dc", "dz" / "da"
+    tensor: str                 # "x", "a", "i", ..., "h", "dh", "dc", "di", ..., "da"
     index: tuple                # (batch, unit)
     value: float
     step: int                   # the engine's loop index in that direction (its visit order)
@@ -55,7 +60,8 @@ class StepRecord(SimpleNamespace):
     """One step of one layer and direction; attributes are named as the equations.
 
     Every array is (B, n): x (B, I), a / i / f / g / o / c (B, H), h / out (B, P),
-    dh (B, P), dc (B, H), da (B, H) or dz (B, 4H) and its slices di, df, dg, do (B, H).
+    dh (B, P), dc (B, H), d<gate> for each gate (B, H), e.g. di, df, dg, do, and dgates
+    (B, G*H), those side by side in the gate order.
     dW_norms: name -> Frobenius norm of that weight's gradient accumulated over the steps
     the backward has visited up to and including this one.
     """
@@ -111,7 +117,9 @@ class Trace:
             v = {f"d{n}": a for n, a in zip(spec.state_names, s.d_states)}
             return {name: self._orig(a, d) for name, a in v.items()}
         dgates = getattr(s, spec.dgates_field)                           # (T, B, G*H)
-        v = {"dh": s.dh, spec.dgates_field: dgates,
+        # the engine's name for the stacked block (dz, dg, da) is some cell's gate letter:
+        # the trace calls it dgates in every cell, and d<gate> names one gate only
+        v = {"dh": s.dh, "dgates": dgates,
              **{f"d{g}": a for g, a in spec.split_gates(dgates).items()}}
         if spec.has_cell_state:
             v["dc"] = s.dc
@@ -125,7 +133,7 @@ class Trace:
         d = k % self.num_directions
         if self.spec.dgates_field is None:
             return self._running_step_grads(k)
-        dz = b[self.spec.dgates_field]                                   # (T, B, G*H) input side
+        dz = b["dgates"]                                                 # (T, B, G*H) input side
         dzh = self.spec.hidden_dgates(dz, self._orig(getattr(c, self.spec.gates_field), d))
         split_bias = dzh is not dz                    # GRU: b_ih and b_hh get different grads
         h_prev = self._orig(np.concatenate([c.h0[None], c.h[:-1]], axis=0), d)   # (T, B, P)

@@ -6,7 +6,7 @@ Each public name below lives in its own module and is imported on first use (tor
 and kernels stay unloaded until a tool needs them): ``minirnn.grad.NAME`` or
 ``from minirnn.grad import NAME``.
 """
-import importlib
+from importlib import import_module as _import_module
 
 # public name -> the module under minirnn.grad that defines it (one line per name). A public
 # name must not be a submodule's name: importing the submodule would shadow it.
@@ -46,12 +46,15 @@ _EXPORTS = {
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(_import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'minirnn.grad' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    """The public names, the module's attributes and its loaded submodules; no private helper
+    (the import machinery is _import_module)."""
+    return sorted({n for n in globals() if not n.startswith("_") or n.startswith("__")}
+                  | set(_EXPORTS))
 
 
 __all__ = list(_EXPORTS)

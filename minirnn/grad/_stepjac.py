@@ -158,6 +158,7 @@ def layer_jacobians(spec, x_t, state, params, layout):
     spec = get_cell(spec)
     J, per_param = spec.step_jacobians(x_t, state, params)
     B, S = J.shape[:2]
-    M = np.concatenate([per_param[n].reshape(B, S, -1) for n, _ in layout], axis=-1)
+    M = np.concatenate([per_param[n].reshape(B, S, int(np.prod(shape))) for n, shape in layout],
+                       axis=-1)
     _, nxt, _ = spec.forward(x_t[None], state, params)
     return J, M, nxt

@@ -81,16 +81,18 @@ def gradient_by_lag(model, x, d_out, state=None, max_lag=None):
         rows = tuple(np.concatenate([s[j] for s in entering], axis=1)      # (L, T*B, size)
                      for j in range(len(entering[0])))
         # one step, T*B rows: row tau*B + b runs step tau of sequence b
-        model.forward_state(model.from_time_major(x_tm.reshape(1, T * B, -1)), rows)
+        model.forward_state(model.from_time_major(x_tm.reshape(1, T * B, x_tm.shape[2])), rows)
         zero_out = np.zeros((1, T * B, d_tm.shape[2]), dtype=model.dtype)
         parts, adjoint = {}, None
         for k in range(K):
             model.zero_grad()
             if k == 0:                                 # the losses' own gradients, lag 0
                 _, d_enter = model.backward_state(
-                    model.from_time_major(d_tm.reshape(1, T * B, -1)), None)
+                    model.from_time_major(d_tm.reshape(1, T * B, d_tm.shape[2])), None,
+                    retain_graph=True)                 # one forward, K backwards through it
             else:
-                _, d_enter = model.backward_state(model.from_time_major(zero_out), adjoint)
+                _, d_enter = model.backward_state(model.from_time_major(zero_out), adjoint,
+                                                  retain_graph=True)
             for name, g in collect(model).items():
                 parts.setdefault(name, np.empty((K,) + g.shape, dtype=g.dtype))[k] = g
             # the state entering step tau+1 is the state leaving step tau: shift by one step

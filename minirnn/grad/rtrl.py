@@ -36,7 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_float_array, check_int, check_lengths, check_shape, valid_mask
+from .._checks import (as_float_array, check_int, check_lengths, check_shape, check_steps,
+                       valid_mask)
 from ..functional.backends import get_backend
 
 MEMORY_LIMIT = 1 << 30          # bytes: the largest influence matrix M that RTRL will allocate
@@ -59,8 +60,17 @@ class RTRLOnlineResult(NamedTuple):
 def _loss(kind, out_t, y_t):
     """-> L_t (float), dL_t/dout_t (same shape as out_t)."""
     if callable(kind):
-        value, grad = kind(out_t, y_t)
-        return float(value), np.asarray(grad, dtype=out_t.dtype).reshape(out_t.shape)
+        res = kind(out_t, y_t)
+        grad = np.asarray(res[1], dtype=out_t.dtype) if isinstance(res, (tuple, list)) and \
+            len(res) == 2 and np.ndim(res[0]) == 0 and res[1] is not None else None
+        if grad is None or grad.shape != out_t.shape:
+            got = (f"dL_t/dout_t of shape {grad.shape}" if grad is not None else
+                   type(res).__name__ if not isinstance(res, (tuple, list)) else
+                   f"a {type(res).__name__} of {len(res)}")
+            raise ValueError(f"loss: the callable {getattr(kind, '__name__', kind)!r} must "
+                             f"return (L_t, dL_t/dout_t) with dL_t/dout_t of shape "
+                             f"{out_t.shape} (the valid rows of step t's output), got {got}")
+        return float(res[0]), grad
     if kind == "squared_error":
         diff = out_t - y_t
         return 0.5 * float(np.sum(diff * diff)), diff
@@ -164,7 +174,8 @@ class _Influence:
                                              r, keep, self._offsets, dL_ds)
             self.M, self._spare = self._spare, self.M
             return out_t, value, g
-        dF_dtheta = np.concatenate([J[n].reshape(B, S, -1) for n in self.keys], axis=-1)
+        dF_dtheta = np.concatenate([J[n].reshape(B, S, int(np.prod(self.shapes[n])))
+                                    for n in self.keys], axis=-1)
         M = J_state @ self.M + dF_dtheta                   # M_t = ∂F/∂s M_{t-1} + ∂F/∂θ
         self.M = np.where(keep[:, None, None], M, self.M)
         return out_t, value, np.einsum("bs,bsn->n", dL_ds, self.M)
@@ -234,20 +245,30 @@ def _out_size(model):
 
 
 def _check_state(model, state, B, unbatched):
-    """None (zeros) or a tuple per spec.state_names, each (B, size) ((size,) unbatched)
-    -> a tuple of (B, size) arrays."""
+    """None (zeros), or the state as the model's forward takes it: a tuple per
+    spec.state_names (a one-state cell's array alone too), each in the module's layout
+    (1, B, size) ((1, size) unbatched) or one layer's (B, size) ((size,) unbatched), the
+    layout of a one-step cell -> a tuple of (B, size) arrays."""
     names = model.spec.state_names
     sizes = [_out_size(model) if n == "h" else model.hidden_size for n in names]
     if state is None:
         return tuple(np.zeros((B, n), dtype=model.dtype) for n in sizes)
+    if len(names) == 1 and not isinstance(state, (tuple, list)):
+        state = (state,)                                   # torch's form: h alone
     if not isinstance(state, (tuple, list)) or len(state) != len(names):
         raise TypeError(f"state: expected a tuple of {len(names)} array(s) {names}, each "
-                        f"(batch, size), got {type(state).__name__}")
-    state = tuple(as_float_array(f"state[{k}]", s, model.dtype) for k, s in enumerate(state))
+                        f"(1, batch, size) as the module's forward takes it or (batch, size), "
+                        f"got {type(state).__name__}")
+    out = []
     for k, (s, n) in enumerate(zip(state, sizes)):
-        check_shape(f"state[{k}]", s, (n,) if unbatched else (B, n),
-                    " (one layer's state, no layer axis)")
-    return tuple(s[None] if unbatched else s for s in state)
+        s = as_float_array(f"state[{k}]", s, model.dtype)
+        one = (n,) if unbatched else (B, n)
+        if s.ndim == len(one) + 1 and hasattr(model, "num_layers"):     # the module's layout
+            check_shape(f"state[{k}]", s, (1,) + one, " (the module's layout: one layer)")
+            s = s[0]
+        check_shape(f"state[{k}]", s, one, " (one layer's state)")
+        out.append(s[None] if unbatched else s)
+    return tuple(out)
 
 
 def _prepare(model, x, target, state, lengths):
@@ -267,6 +288,7 @@ def _prepare(model, x, target, state, lengths):
                 " (the shape of the model's output)")
     x, target = layout(x), layout(target)
     T, B = x.shape[:2]
+    check_steps("x", T)
     state = _check_state(model, state, B, unbatched)
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
     return x, target, state, valid, unbatched

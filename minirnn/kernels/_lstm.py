@@ -103,9 +103,9 @@ def _step_backward(dr, dc_next, valid_t, gates_t, tanh_ct, c_prev, dz_t, dc_t, d
 
 
 # ----------------------------------------------------------------------------
-# the whole time loop (loop path): lessons from a measured prototype
-# (shared/design/small-batch-kernels): no array views and no helper calls inside the loop
-# (each view costs an NRT incref/decref pair; inlined helpers are fine), transcendentals from
+# the whole time loop (loop path), as timing a prototype of it showed it must be: no array
+# views and no helper calls inside the loop (each view costs an NRT incref/decref pair;
+# inlined helpers are fine), transcendentals from
 # _vmath (vectorisable; libm calls would keep every loop scalar), short inner loops over a few
 # arrays with no mask inside (LLVM gives up its runtime alias checks past ~8 arrays, and a
 # select on the mask stopped it vectorising): finished sequences are fixed up afterwards.

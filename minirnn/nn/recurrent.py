@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_int, check_lengths, check_probability,
-                       check_shape, valid_mask, warn_dropout_single_layer)
+                       check_shape, check_steps, valid_mask, warn_dropout_single_layer)
 from ..cells import BACKENDS, get_cell
 from ..functional.backends import get_backend
 from .module import Module
@@ -36,6 +36,7 @@ class ForwardRecord(NamedTuple):
     masks: list                   # [L] dropout mask applied to layer l's input (or None)
     lengths: Optional[np.ndarray]  # (B,) or None
     unbatched: bool
+    freed: bool = False           # a backward has used it (and was not asked to retain it)
 
 
 def _describe(value):
@@ -151,9 +152,12 @@ class RNNBase(Module):
 
     def _states(self, what, values, B, unbatched):
         """what: "state" (h0, c0) or "d_state" (d_h_n, d_c_n). A tuple per state name
-        (entries may be None) -> tuple of (L*D, B, size), checked. A missing state is zeros;
-        a missing d_state entry stays None (the backward knows it as zero, and skips a copy)."""
+        (entries may be None), or for a one-state cell its array alone, as forward takes it
+        -> tuple of (L*D, B, size), checked. A missing state is zeros; a missing d_state
+        entry stays None (the backward knows it as zero, and skips a copy)."""
         names = self.spec.state_names
+        if len(names) == 1 and values is not None and not isinstance(values, (tuple, list)):
+            values = (values,)                                 # torch's form: h alone
         if values is None:
             if what == "d_state":
                 return (None,) * len(names)
@@ -198,8 +202,7 @@ class RNNBase(Module):
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
                              f"(x has shape {given}, features last)")
-        if T == 0:             # as torch: "Expected sequence length to be larger than 0"
-            raise ValueError("x: expected at least one time step, got T=0")
+        check_steps("x", T)
         # B = 0 is valid, as in torch: out (T, 0, D*P), h_n (L*D, 0, P), zero gradients
         state0 = self._states("state", state, B, unbatched)
         lengths = None if lengths is None else check_lengths(lengths, B, T)
@@ -218,12 +221,16 @@ class RNNBase(Module):
         self._last = ForwardRecord(caches, list(stack.masks), lengths, unbatched)
         return self.from_time_major(out, unbatched), stack_states(finals, unbatched)
 
-    def backward_state(self, d_out, d_state=None, return_steps=False, input_grad=True):
+    def backward_state(self, d_out, d_state=None, return_steps=False, input_grad=True,
+                       retain_graph=False):
         """dL/d(out) and dL/d(state_n) (tuple, entries may be None) -> dx, d_state0 (tuple),
         and with return_steps the per-step gradient records, one per layer-direction.
 
         input_grad=False: the input needs no gradient (one-hot characters, say, as torch's
-        x.requires_grad=False), so dx is None and its product is never computed."""
+        x.requires_grad=False), so dx is None and its product is never computed.
+        retain_graph=True: keep the forward's record for another backward (as torch's);
+        without it a second backward of the same forward is refused, since it would add the
+        gradients to model.grads a second time."""
         rec = self._record()
         d_out, d_final = self._upstream(rec, d_out, d_state)
         LD = len(rec.caches)
@@ -237,6 +244,8 @@ class RNNBase(Module):
             return (dx,)
 
         d_in = down(self.stack(rec.lengths, rec.masks), (d_out,), run, input_grad)
+        if not check_bool("retain_graph", retain_graph):
+            self._last = rec._replace(freed=True)
         dx = None if d_in is None else self.from_time_major(d_in[0], rec.unbatched)
         result = (dx, stack_states(d_first, rec.unbatched))
         return result + (steps,) if return_steps else result
@@ -245,6 +254,11 @@ class RNNBase(Module):
         if self._last is None:
             raise RuntimeError("backward() called before forward(): run forward first, then "
                                "backward with the gradient of the loss w.r.t. its outputs")
+        if self._last.freed:
+            raise RuntimeError("backward() a second time on the same forward: its gradients "
+                               "are in model.grads already and would be added again. Run "
+                               "forward again, or pass retain_graph=True to the first "
+                               "backward to keep its record (as torch's backward)")
         return self._last
 
     def _upstream(self, rec, d_out, d_state):
@@ -285,12 +299,13 @@ class RNNBase(Module):
         out, state = self.forward_state(x, self.state_tuple(hx), lengths)
         return out, self.state_value(state)
 
-    def backward(self, d_out, d_state=None, return_steps=False, input_grad=True):
+    def backward(self, d_out, d_state=None, return_steps=False, input_grad=True,
+                 retain_graph=False):
         """d_state: d_h_n (RNN, GRU) or (d_h_n, d_c_n) (LSTM; either may be None)
         -> dx (None with input_grad=False), dh0 or (dh0, dc0) (+ per-step gradients, one
-        per layer-direction)."""
+        per layer-direction). retain_graph: as backward_state."""
         res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps,
-                                  input_grad)
+                                  input_grad, retain_graph)
         return (res[0], self.state_value(res[1])) + res[2:]
 
     def jvp(self, x, state=None, tangents=None, lengths=None):

@@ -86,8 +86,8 @@ def optimizer_from_torch(torch_opt, model, opt):
 def check_device(device):
     """Refuse a CUDA device torch cannot see, with what to do instead."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device: {device!r} was asked for, but torch sees no CUDA device "
-                           f"(torch.cuda.is_available() is False); use 'cpu'")
+        raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device "
+                         f"(torch.cuda.is_available() is False); use 'cpu'")
 
 
 class TorchTrainer:

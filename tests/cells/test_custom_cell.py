@@ -21,6 +21,9 @@ import minirnn
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
+from minirnn.parity.torch_ref import load_forward_ad  # noqa: E402
+
+load_forward_ad()           # torch.func.jvp below, without torch's TorchScript warnings
 
 
 class StepCache(NamedTuple):
