@@ -103,7 +103,7 @@ class KFRTRL:
         JA = jac.J @ self.A                                              # (B, S, ΣK)
         c1, c2 = (self.rng.integers(0, 2, size=(2, self.B)) * 2.0 - 1.0)
         eps = self.eps
-        norm = lambda a: np.linalg.norm(a.reshape(self.B, -1), axis=1)  # noqa: E731
+        norm = lambda a: np.sqrt((a * a).sum(axis=tuple(range(1, a.ndim))))  # noqa: E731
         rho1 = np.sqrt((norm(JA) + eps) / (norm(self.u) + eps))
         rho2 = np.sqrt((norm(Z) + eps) / (norm(v) + eps))
         u = (c1 * rho1)[:, None] * self.u + (c2 * rho2)[:, None] * v
@@ -116,7 +116,8 @@ class KFRTRL:
         """(B, N): each sequence's own estimate g_s[b] · A_b ⊗ u_b (independent signs)."""
         gA = np.einsum("bs,bsk->bk", g_s, self.A)                        # (B, ΣK)
         flat = np.concatenate([np.einsum("bk,bm->bkm", gA[:, ka:ka + K], self.u[:, ku:ku + m])
-                               .reshape(self.B, -1) for _, K, m, ka, ku in self.blocks], axis=1)
+                               .reshape(self.B, K * m) for _, K, m, ka, ku in self.blocks],
+                              axis=1)                                    # (B, N0)
         return flat if self.tracked_all else flat[:, self.columns]
 
     def grad(self, g_s):

@@ -77,8 +77,8 @@ def random_steps(st, draws=4, rows=8, seed=20240531):
         x = rng.standard_normal((rows, shapes["weight_ih"][1]))
         state = tuple(rng.standard_normal((rows, n)) for n in st.sizes)
         _, J, per = cell_step(st.spec, x, state, params)
-        Mbar = np.concatenate([st.tracked(n, per[n].reshape(rows, st.S, -1)) for n in st.keys],
-                              axis=-1)
+        Mbar = np.concatenate([st.tracked(n, per[n].reshape(rows, st.S, st.size(n)))
+                               for n in st.keys], axis=-1)
         yield StepJacobians(J, Mbar, per, state[0], params["weight_hh"])
 
 

@@ -160,14 +160,18 @@ class OnlineState:
         params = self.layer_params(with_biases=True)
         new, J, per = cell_step(self.spec, x_t, self.state, params)
         B, S = self.B, self.S
-        Mbar = np.concatenate([self.tracked(n, per[n].reshape(B, S, -1)) for n in self.keys],
-                              axis=-1)                                  # (B, S, N)
+        Mbar = np.concatenate([self.tracked(n, per[n].reshape(B, S, self.size(n)))
+                               for n in self.keys], axis=-1)            # (B, S, N)
         h_prev = self.state[0]
         if keep is None:
             self.state = tuple(new)
         else:
             self.state = tuple(np.where(keep[:, None], a, b) for a, b in zip(new, self.state))
         return StepJacobians(J, Mbar, per, h_prev, params["weight_hh"])
+
+    def size(self, name):
+        """The number of entries of parameter `name`."""
+        return int(np.prod(self.shapes[name]))
 
     def tracked(self, name, block):
         """A parameter's block (..., its size) -> its tracked columns (all but W_hh's
@@ -191,8 +195,8 @@ class OnlineState:
     def unflatten(self, g):
         """Tracked (N,) -> {model key: array of the parameter's shape}."""
         flat = self.full_vector(g)
-        return {self.keys[n]: flat[o:o + int(np.prod(self.shapes[n]))].reshape(self.shapes[n])
-                .copy() for n, o in self.offsets.items()}
+        return {self.keys[n]: flat[o:o + self.size(n)].reshape(self.shapes[n]).copy()
+                for n, o in self.offsets.items()}
 
     def update(self, g, lr):
         """θ <- θ - lr · g (tracked columns), in place."""

@@ -140,9 +140,9 @@ class _Influence:
         self.M = np.zeros((batch, self.S, N), dtype=self.dtype)
         if self.backend == "numba":
             from ..kernels import _rtrl
-            self.rtrl_step = getattr(spec.twin("numba"), "rtrl_step", None)
+            self.rtrl_step = getattr(self.spec.twin("numba"), "rtrl_step", None)
             if self.rtrl_step is None:
-                raise ValueError(f"backend: cell {spec.name!r} has no fused RTRL step on "
+                raise ValueError(f"backend: cell {self.spec.name!r} has no fused RTRL step on "
                                  f"'numba'; use backend='numpy' (RTRL from its step Jacobians)")
             self.kernel, self._spare = _rtrl, np.empty_like(self.M)   # M_t is written there
             self._offsets = np.array([self.offsets.get(n, -1) for n in _rtrl.BLOCKS],

@@ -572,3 +572,17 @@ def test_kf_rtrl_and_e_prop_refuse_a_weight_that_meets_two_vectors():
             ol.online_gradient(model, x, y, method="e-prop")
     finally:
         minirnn.cells.unregister_cell(spec.name)
+
+
+@pytest.mark.parametrize("cell, proj", CONFIGS)
+def test_degenerate_input_as_the_other_derivative_tools(cell, proj):
+    """An empty batch gives zero gradients and empty outputs with every method; T = 0 is
+    refused with the modules' own message (tests/grad/test_degenerate.py's rules)."""
+    model, x, y = _problem(cell, proj, T=4, B=2)
+    for method in ol.METHODS:
+        res = ol.online_gradient(model, x[:, :0], y[:, :0], method=method)
+        assert res.out.shape == (4, 0, proj or 4) and res.loss == 0.0
+        assert all(g.shape == model.params[k].shape and not g.any()
+                   for k, g in res.grads.items())
+        with pytest.raises(ValueError, match="x: expected at least one time step, got T=0"):
+            ol.online_gradient(model, x[:0], y[:0], method=method)
