@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._online_step import StepJacobians, cell_step
 from .uoro import uoro_update
 
 
@@ -66,7 +67,6 @@ def random_steps(st, draws=4, rows=8, seed=20240531):
     the analytic cells (a structural zero is zero at every point; an entry nonzero somewhere is
     nonzero at a random point with probability 1; relu's gate: 1/2 per row, so 1 - 2^-32 over
     the 32 rows)."""
-    from .online import StepJacobians, cell_step
     rng = np.random.default_rng(seed)
     shapes = dict(st.shapes)
     shapes.update({n: shapes["weight_hh"][:1] for n in st.bias_names()})

@@ -16,8 +16,8 @@ Each method keeps some of it (minirnn/grad/_online_trackers.py derives each one)
 
     method    what it keeps of M_t                                memory (floats per sequence)
     rtrl      all of it                                           S·N
-    snap-n    the entries that θ reaches within n steps: a fixed  nnz(P_n) (SnAp-1: about N
-              pattern P_n, the recursion applied inside it        for Elman, 2N for the LSTM)
+    snap-n    the entries that θ reaches within n steps: a fixed  nnz(P_n) (SnAp-1: N for
+              pattern P_n, the recursion applied inside it        Elman and GRU, 1.75 N LSTM)
               (Menick et al. 2021)
     uoro      an unbiased random rank-one ã b̃ᵀ (Tallec &          S + N
               Ollivier 2018; minirnn.grad.uoro)
@@ -29,10 +29,14 @@ Each method keeps some of it (minirnn/grad/_online_trackers.py derives each one)
     rflo      the diagonal of that (each state variable's own     nnz(P_1)
               leak), or a fixed decay γ (Murray 2019's 1 - 1/τ)
 
-Every method reads the cell's step Jacobians J_t, M̄_t through one function, `cell_step`
-(the cell's own analytic `step_jacobians`), so a cell the registry learns later gets every
-method. Forming them densely costs S·N numbers a step for every method, O(H³); the methods'
-own work on top is what separates them (benchmarks/online_cost.py measures both).
+Every method reads the cell's step and its Jacobians J_t, M̄_t through one function,
+`cell_step`: the cell contract's step_forward and step_jacobians (the cell's own, or derived
+exactly from its step_backward), so a cell registered with minirnn.register_cell gets every
+method. e-prop and RFLO also need W_hh to be a matrix entering only as W_hh h_{t-1} + b_hh,
+KF-RTRL each weight to meet one vector per step: checked at random points when the method is
+built, refused by name where not. Forming the Jacobians densely costs S·N numbers a step for
+every method, O(H³); the methods' own work on top is what separates them
+(benchmarks/online_cost.py measures both).
 
 A fixed sparsity mask on W_hh (`mask=`, every method; `recurrent_mask` draws one) makes the
 masked-out weights non-parameters: they must be 0 in the model, their gradient is reported
@@ -48,6 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_int, check_shape
+from ._online_step import StepJacobians, cell_step
 from .rtrl import (_check_loss, _check_lr, _check_model, _check_state,
                    _check_step, _finish, _loss, _prepare, check_memory, layer_layout, time_loop)
 
@@ -63,28 +68,6 @@ class OnlineResult(NamedTuple):
     out: np.ndarray               # the outputs, in the model's layout (as its forward)
     state: tuple                  # the final state, a tuple per spec.state_names, each (B, size)
     method: str
-
-
-class StepJacobians(NamedTuple):
-    """What one step hands every method (B sequences, state S wide, N tracked parameters)."""
-    J: np.ndarray                 # (B, S, S) ∂s_t/∂s_{t-1}
-    Mbar: np.ndarray              # (B, S, N) ∂s_t/∂θ at fixed s_{t-1}, the tracked columns
-    per_param: dict               # name -> (B, S, *shape): every parameter, biases included
-    h_prev: np.ndarray            # (B, P) the h that W_hh multiplied
-    w_hh: np.ndarray              # (G·H, P) W_hh as used (zero outside the mask)
-
-
-# ---- the one place that meets a cell ---------------------------------------------------------
-
-def cell_step(spec, x_t, state, params):
-    """One step of a cell and its partial Jacobians -> new state tuple, J_state (B, S, S),
-    {param name: (B, S, *shape) or None}. x_t (B, I); state a tuple per spec.state_names of
-    (B, size); params name -> array (missing optional ones as None). The cell contract's
-    step_forward and step_jacobians (minirnn.CellSpec: a cell's own, or derived exactly from
-    its step_backward where it has none)."""
-    new, _ = spec.step_forward(x_t, state, params)
-    J, per = spec.step_jacobians(x_t, state, params)
-    return tuple(new), J, per
 
 
 # ---- the state every method steps ------------------------------------------------------------
