@@ -19,7 +19,9 @@ The non-private run takes the plain mean gradient of the same batches (model.bac
 Privacy: Opacus's RDP accountant (pip install "minirnn[dp]": opacus, which loads torch)
 gives ε at --delta for σ, q and the number of steps; without it the noise multiplier σ alone
 is reported. The cross-entropy is unweighted in both runs: class weights made from the
-training labels' counts would be a statistic of the private data.
+training labels' counts would be a statistic of the private data. The noise comes from a
+seeded NumPy generator, so that a run repeats; a deployment needs a cryptographically
+secure source (Opacus's secure_mode).
 """
 from __future__ import annotations
 
