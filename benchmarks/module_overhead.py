@@ -41,21 +41,20 @@ def _best_of_rounds(fns, rounds, repeats, blas):
 def measure(cell, H, dtype, T=20, I=64, rounds=15, repeats=100, pool=None):
     """-> {kernels, module, accum, pool}: seconds per call (pool: the module at `pool` BLAS
     threads, default the usable cores; the rest at 1)."""
-    from minirnn.functional.backends import get_backend
-    from minirnn.registry import get_cell, make_recurrent
+    from minirnn.cells import get_cell
+    from minirnn.nn import make_recurrent
     spec = get_cell(cell)
     model = make_recurrent(cell, I, H, dtype=dtype, backend="numba", seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, 1, I)).astype(dtype)
     d_out = rng.standard_normal((T, 1, H)).astype(dtype)
-    kernel = get_backend("numba").module(spec)
     params = {n: model.params.get(f"{n}_l0") for n in spec.param_names}
     state = tuple(np.zeros((1, H), dtype) for _ in spec.state_names)
     no_d_state = (None,) * len(spec.state_names)
 
     def kernels():
-        _, _, cache = spec.layer_forward(kernel, x, state, params)
-        spec.layer_backward(kernel, cache, d_out, no_d_state)
+        _, _, cache = spec.forward(x, state, params, backend="numba")
+        spec.backward(cache, d_out, no_d_state, backend="numba")
 
     def module():
         model.forward(x)

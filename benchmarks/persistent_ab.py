@@ -37,7 +37,7 @@ def _best(fn, repeats):
 
 
 def measure(shape, dtype, rounds, repeats, seed=0, cell="lstm"):
-    from minirnn.registry import get_cell
+    from minirnn.cells import get_cell
     spec = get_cell(cell)
     kernel, G = spec.kernel(), spec.gates
     T, B, I, H = shape

@@ -55,7 +55,7 @@ def usable_cores():
 
 def step_product(batch, hidden, cell="lstm", proj_size=0):
     """Multiply-adds of one time step's recurrent product: B x H_out x G*H."""
-    from .registry import get_cell
+    from .cells import get_cell
     gates = get_cell(cell).gates
     return int(batch) * int(proj_size or hidden) * gates * int(hidden)
 
@@ -279,7 +279,7 @@ def measure(sizes=((64, 128), (32, 256), (64, 256), (128, 256), (64, 512), (128,
 
     import numpy as np
 
-    from .registry import make_recurrent
+    from .nn import make_recurrent
     rng = np.random.default_rng(0)
     rows = []
     for B, H in sizes:

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.functional import LSTMCache, lstm
+from minirnn.functional import LSTMCache
+from minirnn.cells import lstm
 from minirnn.testing import assert_close
 
 numba = pytest.importorskip("numba")

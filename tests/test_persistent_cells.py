@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.functional import gru, lstm, rnn
-from minirnn.registry import get_cell
+from minirnn.cells import gru, lstm, rnn
+from minirnn.cells import get_cell
 from minirnn.testing import assert_close
 
 numba = pytest.importorskip("numba")

@@ -214,7 +214,7 @@ def save_plot(result, path):
     meta = result["meta"]
     refs = meta.get("ratio_references", [])
     if not refs:
-        raise RuntimeError("plot: no ratio to torch to plot (run with the torch backend)")
+        raise ValueError("plot: no ratio to torch to plot (run with the torch backend)")
     ref = refs[0]
     by_id = {(r["id"], r["engine"]): r for r in result["rows"]}
     rows = [r for r in result["rows"] if r["engine"] != ref and ratio_of(r, ref, by_id)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from ..registry import get_cell
+from ..cells import get_cell
 from .problems import SMALL_BATCH, flops, problem_id
 
 LOAD_LIMIT = 0.25          # foreign CPU load (cores) above which a result is not trustworthy

@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict
 
-from ..registry import CELL_NAMES, get_cell
+from ..cells import BUILTIN, get_cell
 from .engines import Timing
 from .env import NATIVE_UNSET, LoadMonitor, describe_machine, usable_cores, wait_quiet
 from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION,
@@ -62,7 +62,7 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                   load_check=True, split=True):
     """Run the grid -> dict(schema, meta, rows). Every engine in its own worker process.
 
-    cells: registry names (default: all of minirnn.registry.CELL_NAMES); backends: numpy,
+    cells: registry names (default: all of minirnn.cells.BUILTIN); backends: numpy,
     numba, torch (torch = torch@1 and torch@N), jax (jax@N: a plain JAX layer, jit over
     lax.scan, checked against minirnn before it is timed; skipped with a note where jax is
     not installed); regimes: minirnn's (small, medium, large)
@@ -79,7 +79,7 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     (>= 0.03 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
     """
     from .._progress import progress
-    cells = _check_choice("cells", CELL_NAMES if cells is None else cells, CELL_NAMES)
+    cells = _check_choice("cells", BUILTIN if cells is None else cells, BUILTIN)
     backends = _check_choice("backends", backends, BACKENDS)
     dtypes = _check_choice("dtypes", dtypes, DTYPES)
     allowed = tuple(shapes) if shapes is not None else tuple(REGIMES)
@@ -169,8 +169,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                         pending.append(cu)
                         bar.total += 1
                     elif device == "cuda":
-                        raise RuntimeError("device: 'cuda' asked for, but "
-                                           "torch.cuda.is_available() is False")
+                        raise ValueError("device: 'cuda' asked for, but "
+                                         "torch.cuda.is_available() is False")
         bar.close()
         names = [e.name for e in engines]
         ref_same = f"torch@{threads}" if f"torch@{threads}" in names else None
@@ -332,7 +332,7 @@ def _versions(infos):
         out["threadpoolctl"] = tpc
     except ImportError:
         pass
-    from .. import __version__
+    from .._version import __version__
     out["minirnn"] = __version__
     return out
 

@@ -18,9 +18,9 @@ def _list(text):
 
 
 def add_arguments(parser):
-    from ..registry import CELL_NAMES
-    parser.add_argument("--cells", default=",".join(CELL_NAMES),
-                        help=f"comma-separated cells from the registry: {', '.join(CELL_NAMES)}")
+    from ..cells import BUILTIN
+    parser.add_argument("--cells", default=",".join(BUILTIN),
+                        help=f"comma-separated cells from the registry: {', '.join(BUILTIN)}")
     parser.add_argument("--backends", default="numpy,numba,torch",
                         help="comma-separated engines: numpy, numba, torch, jax (torch = torch "
                              "CPU at 1 thread and at --threads; CUDA see --device; jax = JAX's "

@@ -1,4 +1,4 @@
-"""GRU in Numba: the twin of minirnn/functional/gru.py (same math, same cache).
+"""GRU in Numba: the twin of minirnn/cells/gru.py (same math, same cache).
 
 Forward (gate order r, z, n):
     gi_t = x_t W_ih^T + b_ih                (all steps at once, before the loop)
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import gru as _reference
-from ..functional.gru import GRUCache, GRUGradSteps
+from ..cells import gru as _reference
+from ..cells.gru import GRUCache, GRUGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads)

@@ -1,4 +1,4 @@
-"""LSTM in Numba: the twin of minirnn/functional/lstm.py (same math, same cache).
+"""LSTM in Numba: the twin of minirnn/cells/lstm.py (same math, same cache).
 
 Forward (gate order i, f, g, o):
     z_t = (x_t W_ih^T + b_ih + b_hh) + h_{t-1} W_hh^T
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import lstm as _reference
-from ..functional.lstm import LSTMCache, LSTMGradSteps
+from ..cells import lstm as _reference
+from ..cells.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads, zero_rows)
@@ -103,9 +103,9 @@ def _step_backward(dr, dc_next, valid_t, gates_t, tanh_ct, c_prev, dz_t, dc_t, d
 
 
 # ----------------------------------------------------------------------------
-# the whole time loop (loop path): lessons from a measured prototype
-# (shared/design/small-batch-kernels): no array views and no helper calls inside the loop
-# (each view costs an NRT incref/decref pair; inlined helpers are fine), transcendentals from
+# the whole time loop (loop path), as timing a prototype of it showed it must be: no array
+# views and no helper calls inside the loop (each view costs an NRT incref/decref pair;
+# inlined helpers are fine), transcendentals from
 # _vmath (vectorisable; libm calls would keep every loop scalar), short inner loops over a few
 # arrays with no mask inside (LLVM gives up its runtime alias checks past ~8 arrays, and a
 # select on the mask stopped it vectorising): finished sequences are fixed up afterwards.

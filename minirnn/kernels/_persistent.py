@@ -53,7 +53,7 @@ _POOL = None                     # the n-1 helper threads (ThreadPoolExecutor), 
 # never, for now. Measured (Intel Xeon host, 2 cores, a quiet moment, 2026-12-02;
 # benchmarks/persistent_ab.py -> docs/persistent-ab-1.json, -2.json: one process, whole LSTM
 # forward+backward against the blas path, B = 32-64, rounds alternating): 0.68-1.02x at 1
-# thread, 0.50-0.66x at 2. What was measured on the way (/tmp scripts, not kept): (1) LLVM
+# thread, 0.50-0.66x at 2. Timings on the way (one-off runs, no script kept): (1) LLVM
 # vectorises Numba's code 256 bits wide on this host ("prefer-256-bit" tuning): the FMA peak
 # of Numba's code is 109 GFLOP/s float32 a thread, and the step product reaches ~50-70
 # (float64 ~25), against ~95 for OpenBLAS's AVX-512 kernel on the same (32 x 1024) x
