@@ -45,7 +45,7 @@ def _worker(case, mode):
     import numpy as np
 
     import minirnn
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     c = CASES[case]
     if mode == "pool":
         from minirnn._threads import usable_cores

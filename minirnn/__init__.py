@@ -7,7 +7,7 @@ The cells are listed in one place, minirnn.cells.
 from importlib import import_module as _import_module
 
 from . import functional
-from ._threads import get_num_threads, set_num_threads
+from ._blas import get_num_threads, set_num_threads
 from ._version import __version__
 from .cells import CellSpec, register_cell, register_tier
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNBase, RNNCell

@@ -8,13 +8,13 @@ Environment variables, read once when the kernels are first imported:
     MINIRNN_NUM_THREADS=N     the one thread setting: the BLAS threads every library call
                               (model(x), model.backward, the functional API) and every
                               computing command (train, step, gradcheck, predict, generate,
-                              study) uses -- minirnn/_threads.py applies it, `--threads N` and
+                              study) uses -- minirnn/_blas.py applies it, `--threads N` and
                               minirnn.set_num_threads(n) override it -- set for Numba
                               (numba.set_num_threads) and given to torch by the benchmark
                               (torch.set_num_threads), so comparisons are like for like. 0 or
                               anything but a positive integer is refused (ValueError) at the
                               first call that computes. Unset: 1 BLAS thread for per-step
-                              recurrent products below minirnn._threads.SMALL_PRODUCT
+                              recurrent products below minirnn._blas.SMALL_PRODUCT
                               multiply-adds, the BLAS library's own count above (measured:
                               spinning OpenBLAS workers made names training 3.4x slower when
                               another process held one of 2 cores); num_threads() is then the
@@ -29,6 +29,7 @@ caps the pool BLAS starts with; minirnn never asks for more threads than that po
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _env_flag(name):
@@ -60,8 +61,21 @@ def env_threads():
     return n
 
 
+_asked = None          # minirnn.set_num_threads(n): Numba's count too (None: MINIRNN_NUM_THREADS)
+
+
+def ask_threads(n):
+    """minirnn.set_num_threads(n) for Numba (None: back to MINIRNN_NUM_THREADS, else Numba's
+    default): applied now if the kernels are loaded, else when they load (apply_threads)."""
+    global _asked
+    _asked = n
+    if "minirnn.kernels._common" in sys.modules:
+        import numba
+        apply_threads(n or env_threads() or numba.config.NUMBA_NUM_THREADS)
+
+
 def apply_threads(n=None):
-    """Give Numba a thread count: n, else the one set with minirnn.set_num_threads, else
+    """Give Numba a thread count: n, else the one asked for with minirnn.set_num_threads, else
     MINIRNN_NUM_THREADS; nothing when none is set. -> the thread count (num_threads()).
 
     Our kernels are not `parallel=True` (the opt-in persistent kernel runs on Python
@@ -72,8 +86,7 @@ def apply_threads(n=None):
     unless NUMBA_THREADING_LAYER says otherwise.
     """
     if n is None:
-        from ._threads import explicit_threads
-        n = explicit_threads()
+        n = _asked if _asked is not None else env_threads()
     if n is not None:
         import numba
         if "NUMBA_THREADING_LAYER" not in os.environ:
@@ -86,8 +99,7 @@ def num_threads():
     """Threads for the compute libraries: minirnn.set_num_threads's count, else
     MINIRNN_NUM_THREADS, else the usable cores. The benchmark gives torch this count, so
     comparisons are like for like."""
-    from ._threads import explicit_threads
-    n = explicit_threads()
+    n = _asked if _asked is not None else env_threads()
     if n is not None:
         return n
     try:

@@ -219,8 +219,8 @@ CASES = {
     "minirnn.testing.assert_close": each(TOOLS + "test_assert_close_rtol_atol_name",
                                          "rtol atol name"),
     # ---- the thread count (tests/test_threads_policy.py) ---------------------------------------
-    "minirnn._threads.set_num_threads": {},
-    "minirnn._threads.get_num_threads": {},
+    "minirnn._blas.set_num_threads": {},
+    "minirnn._blas.get_num_threads": {},
     # ---- the tools ----------------------------------------------------------------------------
     "minirnn.debug.tracing.trace": {
         **each(TRACING + "test_last_h_is_forward_h_n_exactly_and_grads_equal_backward",

@@ -1,4 +1,4 @@
-"""One thread policy for the library and the CLI (minirnn/_threads.py).
+"""One thread policy for the library and the CLI (minirnn/_blas.py, minirnn/_threads.py).
 
 What is checked is behaviour: the BLAS thread count that threadpoolctl reports *inside* a
 library call (a spy in place of the reference or kernel function the call reaches), and the
@@ -18,9 +18,11 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minirnn
+from minirnn import _blas
 from minirnn import _threads as T
 from minirnn import functional as F
-from minirnn.registry import get_cell
+from minirnn.cells import BUILTIN, get_cell
+from minirnn.nn import make_recurrent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POOL = 2            # BLAS's own count in these tests (the outer threadpool_limits), != 1
@@ -28,6 +30,16 @@ POOL = 2            # BLAS's own count in these tests (the outer threadpool_limi
 
 def blas_counts():
     return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+
+def _load_every_blas():
+    """One Numba call of each family first: the kernels' first call can load a BLAS library
+    of its own (threadpoolctl then lists it), which the counts below must include."""
+    rng = np.random.default_rng(0)
+    for cell in ("lstm", "gru", "rnn_tanh"):
+        m = make_recurrent(cell, 2, 3, backend="numba", seed=0)
+        out, _ = m(rng.standard_normal((2, 1, 2)))
+        m.backward(np.ones_like(out))
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +50,7 @@ def default_policy(monkeypatch):
         pytest.skip("no BLAS library visible to threadpoolctl")
     monkeypatch.delenv(T.ENV, raising=False)
     minirnn.set_num_threads(None)
+    _load_every_blas()
     with threadpool_limits(POOL, user_api="blas"):
         yield
     minirnn.set_num_threads(None)
@@ -46,19 +59,27 @@ def default_policy(monkeypatch):
 @pytest.fixture
 def inside(monkeypatch):
     """-> a list that receives the BLAS counts seen inside every forward/backward function of
-    every cell's reference and kernel module (a spy wrapped around each)."""
+    every built-in cell's reference (numpy) and Numba twin (a spy wrapped around each; the
+    twins through the public minirnn.register_tier, put back afterwards)."""
     seen = []
-    from minirnn.registry import CELLS
-    tiers = {id(t): t for spec in CELLS.values() for t in (spec.reference(), spec.kernel())}
-    for tier in tiers.values():                      # rnn_tanh and rnn_relu share a module
-        for fn in ("forward", "backward"):
-            real = getattr(tier, fn)
 
-            def spy(*a, _real=real, **k):
-                seen.append(blas_counts())
-                return _real(*a, **k)
-            monkeypatch.setattr(tier, fn, spy)
-    return seen
+    def spy(real):
+        def wrapped(*a, **k):
+            seen.append(blas_counts())
+            return real(*a, **k)
+        return wrapped
+
+    twins = {name: get_cell(name).twin("numba") for name in BUILTIN}
+    modules = {id(get_cell(name).reference): get_cell(name).reference for name in BUILTIN}
+    for module in modules.values():                  # rnn_tanh and rnn_relu share a file
+        for fn in ("forward", "backward"):
+            monkeypatch.setattr(module, fn, spy(getattr(module, fn)))
+    for name, twin in twins.items():
+        minirnn.register_tier(name, "numba", twin._replace(forward=spy(twin.forward),
+                                                           backward=spy(twin.backward)))
+    yield seen
+    for name, twin in twins.items():
+        minirnn.register_tier(name, "numba", twin)
 
 
 def _data(cell, B=2, T_=4, I=3, H=5, seed=0):
@@ -70,8 +91,7 @@ def _data(cell, B=2, T_=4, I=3, H=5, seed=0):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_module_calls_run_small_products_on_one_thread(inside, cell, backend):
     x, d_out = _data(cell)
-    m = get_cell(cell).module_class()(3, 5, backend=backend, seed=1,
-                                      **({"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}))
+    m = make_recurrent(cell, 3, 5, backend=backend, seed=1)
     out, _ = m(x)
     m.backward(d_out)
     assert inside == [[1] * len(blas_counts())] * 2                  # forward, then backward
@@ -108,7 +128,7 @@ def test_functional_api_follows_the_rule(inside, backend):
 
 
 def test_large_products_run_with_blas_as_configured(inside, monkeypatch):
-    monkeypatch.setattr(T, "SMALL_PRODUCT", 1)                  # every product counts as large
+    monkeypatch.setattr(_blas, "SMALL_PRODUCT", 1)              # every product counts as large
     x, d_out = _data("lstm")
     m = minirnn.LSTM(3, 5, backend="numba", seed=0)
     m(x)
@@ -171,7 +191,7 @@ def test_a_commands_count_is_the_library_count_inside_it(inside):
 
 
 def test_count_is_put_back_when_the_call_raises(monkeypatch):
-    from minirnn.functional import lstm as ref
+    from minirnn.cells import lstm as ref
 
     def boom(*a, **k):
         assert blas_counts() == [1] * len(blas_counts())
@@ -189,14 +209,14 @@ def test_count_is_put_back_when_the_call_raises(monkeypatch):
 def test_set_num_threads_refuses_a_bad_count(bad, error):
     with pytest.raises(error, match=r"^n: expected a positive integer .* got "):
         minirnn.set_num_threads(bad)
-    assert T.explicit_threads() is None                              # nothing was set
+    assert _blas.explicit_threads() is None                          # nothing was set
     minirnn.set_num_threads(np.int64(2))                             # numpy integers are fine
     assert minirnn.get_num_threads() == 2
 
 
-_CALL = ("import numpy as np, minirnn, minirnn._threads as T; from threadpoolctl import "
+_CALL = ("import numpy as np, minirnn, minirnn._blas as T; from threadpoolctl import "
          "threadpool_info as i; T.SMALL_PRODUCT = 0; m = minirnn.LSTM(3, 4); "
-         "import minirnn.functional.lstm as R; f = R.forward; "
+         "import minirnn.cells.lstm as R; f = R.forward; "
          "R.forward = lambda *a, **k: print([d['num_threads'] for d in i() "
          "if d['user_api'] == 'blas']) or f(*a, **k); m(np.ones((2, 1, 3)))")
 

@@ -15,8 +15,8 @@ from .env import (NATIVE_UNSET, OVERRIDE_VARS, LoadMonitor, blas_overrides, desc
                   fma_peak, wait_quiet)
 from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION, QUICK,
                        REFERENCE_SETS, REGIMES, SMALL_BATCH, flops, grid, make_problem)
-from .report import format_table, plot_warning, save_json, save_plot
-from .summary import format_report, judged, summarise, summary_lines, too_few
+from .report import format_report, format_table, plot_warning, save_json, save_plot
+from .summary import judged, summarise, summary_lines, too_few
 from .processes import EngineSpec, make_engines
 from .rows import DEFINITIONS, LOAD_LIMIT, load_warnings, row_flags
 from .runner import BACKENDS, BLAS_MODES, DEFAULT_BACKENDS, SCHEMA, run_benchmark

@@ -1,6 +1,6 @@
-"""Benchmark output: the wide terminal table with the environment in the header (`minirnn
-bench --wide`; the default output is summary.format_report), JSON (atomic) and a PNG plot
-(atomic).
+"""Benchmark output: what `minirnn bench` prints (format_report: the summary first, then the
+narrow table of summary.py, or with --wide format_table, the environment header and every
+column), JSON (atomic) and a PNG plot (atomic).
 
 A row flagged "order" or "peak" (numbers that cannot be right: forward slower than
 forward+backward, any phase above 100% of the GEMM peak, a split phase included), "load" (a
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .._io import savefig, write_json
 from .summary import (SHORT_DTYPE, UNJUDGED, align, count_codes, flag_codes, judged,
-                      ratio_of)
+                      narrow_table, ratio_of, summary_lines, title, wrap)
 
 
 def _fmt(v, spec, none="-"):
@@ -197,6 +197,28 @@ def plot_warning(result):
             f"(limit {result['meta']['load']['limit_cores']})")
     return (f"WARNING: {len(bad)} of {len(rows)} rows flagged and left out of this plot "
             f"({counts}){load}")
+
+
+def format_report(result, wide=False):
+    """What `minirnn bench` prints: the summary first, then the narrow table (or, wide, the
+    environment header, every column and the split time: format_table), then the
+    warnings and notes, each line within WIDTH columns (wide: the tables may be wider)."""
+    meta = result["meta"]
+    out = wrap(title(result), "    ") + summary_lines(result) + [""]
+    if wide:
+        return "\n".join(out + [format_table(result)])
+    out += narrow_table(result)
+    out += wrap("! = not reported as a result: the row is flagged (order, peak: numbers that "
+                "cannot be right; load: foreign CPU above the limit; spread: the rounds "
+                "disagree by more than half the median); x = the other engine's time / this "
+                "one's; +-% = (max-min)/median of f+b over rounds", "    ")
+    for w in meta["warnings"]:
+        out += wrap(f"WARNING: {w}")
+    for n in meta["notes"]:
+        out += wrap(f"note: {n}")
+    out.append("--wide: the environment, every column and the split time; --json PATH: all "
+               "of it")
+    return "\n".join(out)
 
 
 def save_json(result, path):

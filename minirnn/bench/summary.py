@@ -1,5 +1,6 @@
 """What a bench run says in ten seconds: which rows can be judged, the summary per regime, and
-the narrow table (within 120 columns) that `minirnn bench` prints by default.
+the narrow table (within 120 columns) that `minirnn bench` prints by default (put together
+with the warnings by report.format_report).
 
 A row is judged only when the bench left it unflagged: "order" and "peak" mark numbers that
 cannot be right, "load" a busy machine, "spread" rounds that disagree (rows.row_flags). A
@@ -200,26 +201,3 @@ def title(result):
             f"{m['usable_cores']} cores, {meta['threads']} threads; foreign load mean "
             f"{_num(d.get('mean'))}, max {_num(d.get('max'))} cores "
             f"(limit {meta['load']['limit_cores']})")
-
-
-def format_report(result, wide=False):
-    """What `minirnn bench` prints: the summary first, then the narrow table (or, wide, the
-    environment header, every column and the split time: report.format_table), then the
-    warnings and notes, each line within WIDTH columns (wide: the tables may be wider)."""
-    from .report import format_table
-    meta = result["meta"]
-    out = wrap(title(result), "    ") + summary_lines(result) + [""]
-    if wide:
-        return "\n".join(out + [format_table(result)])
-    out += narrow_table(result)
-    out += wrap("! = not reported as a result: the row is flagged (order, peak: numbers that "
-                "cannot be right; load: foreign CPU above the limit; spread: the rounds "
-                "disagree by more than half the median); x = the other engine's time / this "
-                "one's; +-% = (max-min)/median of f+b over rounds", "    ")
-    for w in meta["warnings"]:
-        out += wrap(f"WARNING: {w}")
-    for n in meta["notes"]:
-        out += wrap(f"note: {n}")
-    out.append("--wide: the environment, every column and the split time; --json PATH: all "
-               "of it")
-    return "\n".join(out)

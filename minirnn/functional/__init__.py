@@ -20,7 +20,7 @@ import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_lengths, check_shape, to_numpy,
                        valid_mask)
-from .._threads import policy as thread_policy
+from .._blas import policy as thread_policy
 from ..cells import get_cell
 from ..cells.gru import GRUCache, GRUGradSteps
 from ..cells.lstm import LSTMCache, LSTMGradSteps
@@ -79,7 +79,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    with thread_policy(x, w_hh):                         # minirnn/_threads.py's rule
+    with thread_policy(x, w_hh):                         # minirnn/_blas.py's rule
         return _tier("rnn_" + nonlinearity, backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh,
                                                               nonlinearity, valid)
 

@@ -16,7 +16,7 @@ This module also registers the built-in cells' Numba twins (minirnn.kernels.TWIN
 from __future__ import annotations
 
 from .._checks import lookup
-from .._threads import policy as thread_policy
+from .._blas import policy as thread_policy
 from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..cells import BUILTIN, get_cell, register_tier
 
@@ -32,7 +32,7 @@ class Backend:
 
     def forward(self, cell, x, state, params, valid=None):
         w_hh = params.get("weight_hh") if isinstance(params, dict) else None
-        with thread_policy(x, w_hh):                             # minirnn/_threads.py's rule
+        with thread_policy(x, w_hh):                             # minirnn/_blas.py's rule
             return get_cell(cell).forward(x, state, params, valid, backend=self.name)
 
     def backward(self, cell, cache, d_out, d_state, return_steps=False, input_grad=True):

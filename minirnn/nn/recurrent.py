@@ -23,7 +23,7 @@ import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_int, check_lengths, check_probability,
                        check_shape, check_steps, valid_mask, warn_dropout_single_layer)
-from .._threads import policy as thread_policy
+from .._blas import policy as thread_policy
 from ..cells import BACKENDS, get_cell
 from ..functional.backends import get_backend
 from .module import Module
@@ -218,7 +218,7 @@ class RNNBase(Module):
             finals.append(st)
             return (out,)
 
-        with thread_policy(x, self._layer_params(0, 0).get("weight_hh")):   # minirnn/_threads.py
+        with thread_policy(x, self._layer_params(0, 0).get("weight_hh")):  # minirnn/_blas.py
             (out,) = up(stack, (x,), run)
         self._last = ForwardRecord(caches, list(stack.masks), lengths, unbatched)
         return self.from_time_major(out, unbatched), stack_states(finals, unbatched)
