@@ -289,13 +289,26 @@ def check_training(H):
     return losses[-1] / losses[0], 0.5                     # the loss at least halves
 
 
+def check_bench(H):
+    """The benchmark times it beside the GRU (numpy, each engine in its own process: the
+    worker loads this file and registers the MGU from its class). The MGU's step has two
+    thirds of the GRU's products, so its forward+backward is not much slower."""
+    from minirnn.bench import run_benchmark
+    doc = run_benchmark(cells=["mgu", "gru"], backends=["numpy"], dtypes=["float64"],
+                        shapes={"small": [(20, 4, 3, H)]}, rounds=3, show_progress=False,
+                        load_check=False)
+    t = {r["cell"]: r["seconds"]["fwd_bwd"] for r in doc["rows"]}
+    return t["mgu"] / t["gru"], 2.0
+
+
 CHECKS = [("parity with the torch twin (rel. error)", check_parity),
           ("gradcheck rev, fwd, fast, order 2 (tensors failing)", check_gradcheck),
           ("jvp, hvp, gnvp vs torch.func (rel. error)", check_second_order),
           ("RTRL = BPTT (rel. error)", check_rtrl),
           ("truncation, lags, Lyapunov (rel. error)", check_studies),
           ("stepper trace and explorer page (0 = shown)", check_learner),
-          ("Engine training (final / first loss)", check_training)]
+          ("Engine training (final / first loss)", check_training),
+          ("bench: MGU / GRU forward+backward time", check_bench)]
 
 
 def main(argv=None):

@@ -76,10 +76,10 @@ class MinirnnEngine:
         T, B, I = x.shape
         self.d_state = (None,) * len(self.spec.state_names)
         self._x2 = np.ascontiguousarray(x).reshape(T * B, I)
-        self._bias = prm["bias_ih"] + prm["bias_hh"]
+        self._bias = prm.get("bias_ih", 0) + prm.get("bias_hh", 0)   # a user's cell may have none
         self._cache = None
         G = prm["weight_ih"].shape[0]
-        H = prm["weight_hh"].shape[1]
+        H = p["state"][0].shape[1]
         rng = np.random.default_rng(1)
         self._dz = rng.standard_normal((T * B, G)).astype(x.dtype)
         self._v = rng.standard_normal(H).astype(x.dtype)

@@ -1,7 +1,7 @@
 """The benchmark's problems: the grid, the reference problem sets, the FLOP convention, the data.
 
-Every cell comes from the registry (minirnn.cells.BUILTIN); its gate count G is the only
-thing the FLOP count needs. A shape is (T, B, I, H): time steps, batch, input size, hidden size,
+Every cell comes from the registry (minirnn.cells.BUILTIN, or one the user registered); the
+sizes of its weights are all the FLOP count needs. A shape is (T, B, I, H): time steps, batch, input size, hidden size,
 one layer, one direction.
 """
 from __future__ import annotations
@@ -55,7 +55,9 @@ FLOP_CONVENTION = (
     "matrix products only, 2 FLOPs per multiply-add, G = the cell's gate count from the "
     "registry (RNN 1, GRU 3, LSTM 4): input projection 2*T*B*G*H*I; recurrent forward "
     "2*T*B*G*H*H; fwd = 2*T*B*G*H*(I+H); backward-data (dx, dh) = fwd; backward-weights "
-    "(dW_ih, dW_hh) = fwd; fwd+bwd = 3*fwd. Elementwise work (gates, biases) is not counted.")
+    "(dW_ih, dW_hh) = fwd; fwd+bwd = 3*fwd. Elementwise work (gates, biases) is not counted. "
+    "A registered cell of another layout: the sizes of its weight_ih and weight_hh in place "
+    "of G*H*I and G*H*H.")
 
 
 def flops(cell, T, B, I, H, phase="fwd"):
@@ -64,11 +66,13 @@ def flops(cell, T, B, I, H, phase="fwd"):
     phase: "proj" (x W_ih^T), "rec" (the time loop's h W_hh^T), "fwd", "bwd_data" (dx and dh),
     "bwd_weights" (dW_ih and dW_hh), "bwd" (both), "fwd_bwd".
     """
-    G = get_cell(cell).gates
-    unit = 2 * T * B * G * H
-    table = {"proj": unit * I, "rec": unit * H, "fwd": unit * (I + H),
-             "bwd_data": unit * (I + H), "bwd_weights": unit * (I + H),
-             "bwd": 2 * unit * (I + H), "fwd_bwd": 3 * unit * (I + H)}
+    # from the weights' sizes, so a user's cell with another layout (a diagonal W_hh) is
+    # counted as it is: G*H*I and G*H*H for the built-in cells
+    shapes = get_cell(cell).param_shapes(I, H)
+    proj = 2 * T * B * int(np.prod(shapes["weight_ih"]))
+    rec = 2 * T * B * int(np.prod(shapes["weight_hh"]))
+    table = {"proj": proj, "rec": rec, "fwd": proj + rec, "bwd_data": proj + rec,
+             "bwd_weights": proj + rec, "bwd": 2 * (proj + rec), "fwd_bwd": 3 * (proj + rec)}
     try:
         return table[phase]
     except KeyError:
@@ -114,14 +118,12 @@ def make_problem(cell, T, B, I, H, dtype, seed=0):
     (weight_ih, weight_hh, bias_ih, bias_hh; torch's init range), d_out). The same seed gives
     the same arrays in every process."""
     spec = get_cell(cell)
-    G = spec.gates
     rng = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(H)
     u = lambda *s: rng.uniform(-k, k, s).astype(dtype)          # noqa: E731
     x = rng.standard_normal((T, B, I)).astype(dtype)
-    params = dict(weight_ih=u(G * H, I), weight_hh=u(G * H, H), bias_ih=u(G * H),
-                  bias_hh=u(G * H))
-    state = tuple(u(B, H) for _ in spec.state_names)
+    params = {n: u(*shape) for n, shape in spec.param_shapes(I, H).items()}
+    state = tuple(u(B, n) for n in spec.state_sizes(H))
     d_out = rng.standard_normal((T, B, H)).astype(dtype)
     return dict(cell=spec.name, x=x, state=state, params=params, d_out=d_out)
 

@@ -32,13 +32,14 @@ import tempfile
 import time
 from dataclasses import asdict
 
-from ..cells import BUILTIN, get_cell
+from ..cells import BUILTIN, cell_names, get_cell
 from .engines import Timing
 from .env import NATIVE_UNSET, LoadMonitor, describe_machine, usable_cores, wait_quiet
 from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION,
                        REFERENCE_DTYPE, REFERENCE_SETS, REGIMES, SMALL_BATCH, flops, grid)
 from .processes import EngineSpec, WorkerError, WorkerProcess, check_threads, make_engines
 from .rows import DEFINITIONS, LOAD_LIMIT, build_row, itemsize, load_warnings
+from .user_cells import describe as describe_cells
 
 SCHEMA = "minirnn-bench/2"
 BACKENDS = ("numpy", "numba", "torch", "jax")
@@ -46,6 +47,22 @@ DEFAULT_BACKENDS = ("numpy", "numba", "torch")   # jax: an optional extra, asked
 BLAS_MODES = ("env", "native", "both")
 # the NumPy reference engine runs only where it is not too slow (forward FLOPs)
 NUMPY_MAX_FLOPS = {False: 3e9, True: 1e8}         # {quick: limit}
+
+
+def _check_own_cells(cells, backends):
+    """The cells a worker must load (minirnn.bench.user_cells), once each of them runs on
+    every backend asked for: torch's and jax's engines time their own layers, which exist
+    for the built-in cells only."""
+    for name in cells:
+        if name in BUILTIN:
+            continue
+        runs_on = get_cell(name).backends()
+        missing = [b for b in backends if b not in runs_on]
+        if missing:
+            raise ValueError(f"backends: cell {name!r} runs on {list(runs_on)} (its own code and "
+                             f"its registered twins), got {list(backends)}; pass "
+                             f"backends={[b for b in backends if b in runs_on]}")
+    return describe_cells(cells)
 
 
 def _check_choice(name, values, allowed):
@@ -62,7 +79,9 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                   load_check=True, split=True):
     """Run the grid -> dict(schema, meta, rows). Every engine in its own worker process.
 
-    cells: registry names (default: all of minirnn.cells.BUILTIN); backends: numpy,
+    cells: registry names (default: all of minirnn.cells.BUILTIN; a cell the user registered
+    runs on numpy and its registered twins, its class loaded from its file in each worker,
+    minirnn.bench.user_cells); backends: numpy,
     numba, torch (torch = torch@1 and torch@N), jax (jax@N: a plain JAX layer, jit over
     lax.scan, checked against minirnn before it is timed; skipped with a note where jax is
     not installed); regimes: minirnn's (small, medium, large)
@@ -79,8 +98,9 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     (>= 0.03 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
     """
     from .._progress import progress
-    cells = _check_choice("cells", BUILTIN if cells is None else cells, BUILTIN)
+    cells = _check_choice("cells", BUILTIN if cells is None else cells, cell_names())
     backends = _check_choice("backends", backends, BACKENDS)
+    own_cells = _check_own_cells(cells, backends)
     dtypes = _check_choice("dtypes", dtypes, DTYPES)
     allowed = tuple(shapes) if shapes is not None else tuple(REGIMES)
     if regimes is None:
@@ -135,7 +155,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
             for eng in batch:
                 w = WorkerProcess(eng, tmp.name)
                 procs.append(w)
-                w.send(op="init", engine=dict(kind=eng.kind, threads=eng.threads, device=eng.device))
+                w.send(op="init", engine=dict(kind=eng.kind, threads=eng.threads, device=eng.device),
+                       cells=own_cells)
                 started.append((eng, w))
             for eng, w in started:
                 try:
@@ -158,7 +179,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                 if eng.name not in workers:
                     continue
                 infos[eng.name].update(w.request(op="calibrate", dtypes=dtypes, peak_n=peak_n,
-                                                 first_call_cells=cells,
+                                                 first_call_cells=[c for c in cells
+                                                                   if c in BUILTIN],
                                                  timing=asdict(peak_timing)))
                 bar.update(1)
                 if (eng.kind == "torch" and eng.device == "cpu" and device in ("auto", "cuda")
@@ -202,8 +224,10 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                     handovers["not_quiet"] += 0 if quiet else 1
                     res = workers[eng.name].request(
                         op="run", problem=prob, timing=asdict(timing),
-                        split=split and eng.kind == "numba",
-                        bandwidth=eng.name == bw_engine and B <= SMALL_BATCH)
+                        # the split phases and the bandwidth probe run the built-in
+                        # layout's products (x W_ih^T, W_hh v), so built-in cells only
+                        split=split and eng.kind == "numba" and cell in BUILTIN,
+                        bandwidth=eng.name == bw_engine and B <= SMALL_BATCH and cell in BUILTIN)
                     per[eng.name].append(res["seconds"])
                     blocks[eng.name].append(res["block_s"])
                 bar.update(1)

@@ -4,8 +4,10 @@ The parent (minirnn.bench.runner) starts one worker per engine with the thread v
 (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS, MINIRNN_NUM_THREADS) already in its
 environment, so every library reads them before it loads. Requests, one JSON object a line:
 
-    {"op": "init", "engine": {"kind": "numba", "threads": 2, "device": "cpu"}}
-        (kind: numpy, numba, torch or jax)
+    {"op": "init", "engine": {"kind": "numba", "threads": 2, "device": "cpu"},
+     "cells": [{"name", "file", "qualname"}, ...]}
+        (kind: numpy, numba, torch or jax; cells: the user's cells to load and register,
+        minirnn.bench.user_cells)
         -> imports, and the environment as seen from inside (threadpoolctl: BLAS vendor,
            kernel architecture, threads; versions; override variables)
     {"op": "calibrate", "dtypes": [...], "peak_n": 1024, "first_call_cells": [...],
@@ -70,7 +72,9 @@ class Worker:
         else:
             from .._config import apply_threads
             from ..functional.backends import get_backend
+            from .user_cells import load
             get_backend(self.kind)
+            load(req.get("cells", []))             # the cells the user registered in the parent
             info["minirnn_threads"] = apply_threads()
             if self.kind == "numba":
                 import numba

@@ -214,7 +214,8 @@ def test_the_learners_tools_show_the_cell(cell, tmp_path):
         assert_close(g, m.grads[name], rtol=1e-13, atol=1e-15, name=name)
 
 
-def test_studies_train_and_bench_take_it(cell):
+def test_studies_and_training_take_it(cell):
+    from minirnn.nn.models import LanguageModel
     m = _model(cell)
     rng = np.random.default_rng(7)
     x, d_out = rng.standard_normal((12, 2, 3)), rng.standard_normal((12, 2, 5))
@@ -230,20 +231,43 @@ def test_studies_train_and_bench_take_it(cell):
     u = m.params["weight_hh_l0"]
     assert lyap.exponents.shape == (2, 2) and np.all(np.isfinite(lyap.exponents))
     assert np.all(lyap.exponents <= np.log(np.abs(u).max()) + 1e-12)
-    lm = minirnn.nn.models.LanguageModel(4, 3, 5, cell=cell.name, seed=0)
+    lm = LanguageModel(4, 3, 5, cell=cell.name, seed=0)
     engine = minirnn.Engine(lm, backend="numpy", lr=0.1)
     tokens = rng.integers(0, 4, size=(2, 9))
     losses = [engine.step_lm(tokens[:, :-1], tokens[:, 1:])[0] for _ in range(20)]
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.xfail(strict=True, reason="the bench's worker processes do not yet load a cell "
-                   "registered in the parent (next commit)")
 def test_the_bench_times_it(cell):
+    """Each engine runs in its own process; the worker loads this file and registers the
+    cell again, so the bench times it beside a built-in cell."""
     from minirnn.bench import run_benchmark
-    doc = run_benchmark(cells=[cell.name], backends=["numpy"], dtypes=["float64"],
-                        regimes=["small"], quick=True, rounds=1, show_progress=False)
-    assert any(r["cell"] == cell.name and r["engine"].startswith("numpy") for r in doc["rows"])
+    doc = run_benchmark(cells=[cell.name, "rnn_tanh"], backends=["numpy"], dtypes=["float64"],
+                        shapes={"small": [(6, 2, 3, 4)]}, rounds=1, show_progress=False,
+                        load_check=False)
+    rows = {r["cell"]: r for r in doc["rows"]}
+    assert set(rows) == {cell.name, "rnn_tanh"}
+    assert rows[cell.name]["seconds"]["fwd_bwd"] > 0
+    # the diagonal recurrence is counted as it is: I*H + H multiply-adds a step, not H*(I+H)
+    T, B, I, H = 6, 2, 3, 4
+    from minirnn.bench.problems import flops
+    assert flops(cell.name, T, B, I, H, "fwd") == 2 * T * B * (H * I + H)
+    assert flops("rnn_tanh", T, B, I, H, "fwd") == 2 * T * B * H * (I + H)
+
+
+def test_the_bench_refuses_what_it_cannot_carry(cell):
+    from minirnn.bench import run_benchmark
+    with pytest.raises(ValueError, match=r"backends: cell 'indrnn_test' runs on \['numpy'\]"):
+        run_benchmark(cells=[cell.name], backends=["numpy", "torch"], show_progress=False)
+
+    class Local(IndRNN):
+        name = "indrnn_local"
+    minirnn.register_cell(Local())
+    try:
+        with pytest.raises(ValueError, match="defined inside a function"):
+            run_benchmark(cells=["indrnn_local"], backends=["numpy"], show_progress=False)
+    finally:
+        minirnn.cells.unregister_cell("indrnn_local")
 
 
 def test_the_example_runs_every_check(tmp_path):
@@ -256,6 +280,6 @@ def test_the_example_runs_every_check(tmp_path):
     res = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "7 of 7 checks passed for the cell 'mgu'" in res.stdout
-    assert res.stdout.count("PASS") == 7 and "FAIL" not in res.stdout
+    assert "8 of 8 checks passed for the cell 'mgu'" in res.stdout
+    assert res.stdout.count("PASS") == 8 and "FAIL" not in res.stdout
     assert (tmp_path / "mgu-explore.html").exists()
