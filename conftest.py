@@ -5,6 +5,7 @@ never a coin flip; locally every run explores fresh examples. HYPOTHESIS_PROFILE
 """
 import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 # (torch_missing is set below). Nested READMEs (examples/, minirnn/data/) are not documents
 # of this kind. `python -m pytest` collects them through testpaths in setup.cfg.
 ROOT = Path(__file__).resolve().parent
+
+# ---- tests.helpers ---------------------------------------------------------------------------
+# The repository's root first on sys.path, so `from tests.helpers import ...` (tests/helpers/)
+# finds this checkout's tests package under --import-mode=importlib, whatever the command line
+# (pytest or python -m pytest, from any directory).
+if sys.path[:1] != [str(ROOT)]:
+    sys.path.insert(0, str(ROOT))
 
 
 def _is_doc(path):

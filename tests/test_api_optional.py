@@ -39,14 +39,14 @@ TRACE_VIEWS = TOOLS + "test_trace_views_layer_direction_phase_pandas"
 ENGINE = TRAIN + "test_engine_defaults_predict_lengths_save_and_load"
 LM = TRAIN + "test_engine_ignore_index_and_predict_lm_state"
 EXPLORE = TRAIN + "test_explore_hx_token_level_and_default_path"
-TRACING = "tests/test_tracing.py::"
-GRADCHECK = "tests/test_gradcheck.py::"
-OPTIM = "tests/test_train_optim.py::"
-RTRL_STEP = "tests/test_rtrl.py::test_reference_step_jacobians_optional_arguments"
-JVP_SEQ = "tests/test_forward_mode.py::test_reference_forward_jvp_each_tangent_alone"
-JVP_STEP = "tests/test_forward_mode.py::test_reference_step_jvp_is_the_sequence_at_one_step"
-RBACK = "tests/test_second_order.py::test_reference_backward_jvp_arguments"
-MODES = "tests/test_gradcheck_modes.py::test_gradcheck_mode_arguments_and_refusals"
+TRACING = "tests/debug/test_tracing.py::"
+GRADCHECK = "tests/grad/test_gradcheck.py::"
+OPTIM = "tests/train/test_train_optim.py::"
+RTRL_STEP = "tests/grad/test_rtrl.py::test_reference_step_jacobians_optional_arguments"
+JVP_SEQ = "tests/grad/test_forward_mode.py::test_reference_forward_jvp_each_tangent_alone"
+JVP_STEP = "tests/grad/test_forward_mode.py::test_reference_step_jvp_is_the_sequence_at_one_step"
+RBACK = "tests/grad/test_second_order.py::test_reference_backward_jvp_arguments"
+MODES = "tests/grad/test_gradcheck_modes.py::test_gradcheck_mode_arguments_and_refusals"
 
 
 def each(test, names):
@@ -182,7 +182,7 @@ CASES = {
     REC + "RNNBase.last_forward": {},
     REC + "RNNBase.last_caches": {},
     REC + "RNNBase.preserve_record": {},
-    REC + "RNNBase.jvp": each("tests/test_forward_mode.py::test_model_jvp_method_defaults_and_"
+    REC + "RNNBase.jvp": each("tests/grad/test_forward_mode.py::test_model_jvp_method_defaults_and_"
                               "untouched_record", "state tangents lengths"),
     REC + "ForwardRecord": {"freed": ONCE + "test_retain_graph_keeps_the_record_for_one_more"},
     "minirnn.nn.cells.RNNCell": each(CELL, "bias nonlinearity dtype seed backend"),
@@ -205,7 +205,7 @@ CASES = {
         "using_backend", "zero_grad")},
     "minirnn.nn.layers.Linear": {**each(LAYERS, "dtype seed bias")},
     "minirnn.nn.layers.Embedding": {**each(LAYERS, "dtype seed"), "padding_idx":
-                                    "tests/test_train_layers.py::"
+                                    "tests/train/test_train_layers.py::"
                                     "test_embedding_forward_backward_match_torch"},
     "minirnn.nn.layers.Embedding.check_ids": each(LAYERS, "name"),
     "minirnn.nn.layers.Dropout": each(LAYERS, "p dtype seed"),
@@ -244,13 +244,13 @@ CASES = {
         "passed", "failed", "judged", "verdict", "table", "to_dict", "raise_if_failed")},
     "minirnn.debug.explore.explore": {
         **each(EXPLORE, "path hx token_level tokens title connect"),
-        **each("tests/test_explore.py::test_predictions_and_loss_are_the_heads",
+        **each("tests/debug/test_explore.py::test_predictions_and_loss_are_the_heads",
                "head targets top_k"),
-        "vocab": "tests/test_explore.py::test_language_model_scores_the_next_token_and_is_left_"
-                 "as_found",
-        "labels": "tests/test_explore.py::test_classifier_backward_is_the_models_own",
+        "vocab": "tests/debug/test_explore.py::test_language_model_scores_the_next_token_and_is_"
+                 "left_as_found",
+        "labels": "tests/debug/test_explore.py::test_classifier_backward_is_the_models_own",
         "loss": "tests/test_newuser_fixes.py::test_explore_takes_the_loss_as_an_argument",
-        "overwrite": "tests/test_issue28_small.py::test_explore_refuses_to_replace_a_page_"
+        "overwrite": "tests/test_newuser_details.py::test_explore_refuses_to_replace_a_page_"
                      "unless_told"},
     # ---- training -----------------------------------------------------------------------------
     "minirnn.train.optim.SGD": each(OPTIM + "test_sgd_matches_torch",
@@ -261,7 +261,7 @@ CASES = {
         "SGD.step", "Adam.step", "Optimizer.load_state_dict", "Optimizer.state_dict",
         "Optimizer.zero_grad", "clip_grad_norm")},
     "minirnn.train.checkpoint.save_checkpoint": {
-        **each("tests/test_train_checkpoint.py::test_round_trip",
+        **each("tests/train/test_train_checkpoint.py::test_round_trip",
                "config vocab labels step extra"), "optimizer": ENGINE},
     "minirnn.train.checkpoint.load_checkpoint": {},
     "minirnn.train.checkpoint.load_model_state": {},
@@ -272,10 +272,10 @@ CASES = {
     "minirnn.nn.models.SequenceClassifier.backward": {},
     "minirnn.nn.models.LanguageModel": {
         **each(LM, "cell num_layers seed"),
-        **each("tests/test_train_torch_backend.py::test_models_rebuild_from_their_config",
+        **each("tests/train/test_train_torch_backend.py::test_models_rebuild_from_their_config",
                "dropout"),
-        **each("tests/test_train_torch_backend.py::test_float32_twin", "dtype"),
-        "backend": "tests/test_train_torch_backend.py::"
+        **each("tests/train/test_train_torch_backend.py::test_float32_twin", "dtype"),
+        "backend": "tests/train/test_train_torch_backend.py::"
                    "test_numba_language_model_gives_the_numpy_numbers"},
     "minirnn.nn.models.LanguageModel.forward": each(LM, "state"),
     "minirnn.nn.models.LanguageModel.backward": {},
@@ -283,10 +283,10 @@ CASES = {
     "minirnn.nn.models._Composed.backend": {},
     "minirnn.nn.models._Composed.embed": {},
     "minirnn.train.engine.Engine": {
-        **each("tests/test_train_engine.py::test_training_run_matches_torch_loss_curve",
+        **each("tests/train/test_train_engine.py::test_training_run_matches_torch_loss_curve",
                "optimizer lr momentum clip class_weight weight_decay nesterov"),
         **each(ENGINE, "backend device seed"), "ignore_index": LM,
-        "distributed": "tests/test_distributed.py::"
+        "distributed": "tests/train/test_distributed.py::"
                        "test_engine_refuses_a_nccl_group_for_its_own_kernels"},
     "minirnn.train.engine.Engine.load": each(ENGINE, "backend device distributed"),
     "minirnn.train.engine.Engine.save": each(ENGINE, "config vocab labels step extra"),
@@ -298,7 +298,7 @@ CASES = {
     "minirnn.train.engine.Engine.trainer": {},
     "minirnn.train.engine.Engine.add_hook": each(ENGINE, "every"),
     "minirnn.train.engine.Engine.step_truncated": each(
-        "tests/test_train_truncated.py::test_equal_k1_k2_is_step_lm_on_chunks", "k2 state"),
+        "tests/train/test_train_truncated.py::test_equal_k1_k2_is_step_lm_on_chunks", "k2 state"),
 }
 
 

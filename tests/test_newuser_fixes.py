@@ -3,7 +3,7 @@ before its fix: the dtype hint, the progress bar's loss, one loss for `step` and
 --proj-size on a cell without a projection, non-finite and wrong-shape checkpoints, output
 paths (--mkdir, --overwrite), the gradflow study's band and step numbers, help texts that
 name every cell, flagged bench rows, and Ctrl-C at the debugger's prompt (in a real pty).
-The explorer page's axes and strip labels are checked in tests/test_explore_browser.py."""
+The explorer page's axes and strip labels are checked in tests/debug/test_explore_browser.py."""
 import io
 import json
 import os

@@ -248,12 +248,8 @@ def test_the_environment_variable_holds_in_a_fresh_process():
 
 # ---- benchmarks/thread_policy.py's verdicts (the measurement itself is not a test) ----------
 def _policy_script():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "thread_policy_bench", os.path.join(ROOT, "benchmarks", "thread_policy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from tests.helpers import load_script
+    return load_script("benchmarks/thread_policy.py", "thread_policy_bench")
 
 
 def _mode(median, p90, calls=200):

@@ -16,7 +16,7 @@ One layer, with the parameter Jacobian too (UORO), comes from the cell's analyti
 
     J, M, state_next = layer_jacobians(spec, x_t, state, params, layout)   # + M̄ (B, S, P)
 
-The two routes are independent derivations of the same J (tests/test_study_lyapunov.py
+The two routes are independent derivations of the same J (tests/studies/test_study_lyapunov.py
 compares them).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ of tangents, taken apart one direction at a time by Gram-Schmidt (QR):
 directions); all λ_i < 0: the dynamics contract (gradients must vanish). `warmup` steps run
 first without counting, so that the frame forgets its random start.
 
-Two answers known in advance (tests/test_study_lyapunov.py):
+Two answers known in advance (tests/studies/test_study_lyapunov.py):
   * at a fixed point s* the Jacobian is one constant matrix J*, and the exponents are
     log|eig(J*)|, sorted, each eigenvalue counted with multiplicity (a complex pair gives two
     equal exponents). A tanh RNN with zero input and zero bias sits at s* = 0 with J* = W_hh.

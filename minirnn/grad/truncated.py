@@ -15,7 +15,7 @@ the same in every chunk. The usual forms:
     k1 = k2 = k   chunks of k steps, the state carried from one chunk into the next
                   (Engine.step_lm on chunks); L_t at chunk position j sees lags 0..j only
     k1 = 1, k2 = k   every loss sees exactly its last k steps: the sum over lags < k of
-                  minirnn.grad.gradient_by_lag (tests/test_study_truncated.py checks it)
+                  minirnn.grad.gradient_by_lag (tests/studies/test_study_truncated.py checks it)
     k1 >= T (one chunk), or k2 >= T + k1 - 1 (every window starts at step 0; k1 = 1,
                   k2 >= T is one case): full BPTT
 

@@ -38,7 +38,7 @@ rounding; not a fastmath flag), hardware on every x86 since 2013, correctly emul
 elsewhere. Every operation is IEEE with a fixed order, so a result does not depend on
 whether its loop was vectorised, nor on the machine.
 
-Measured (tests/test_vmath.py; ULP = unit in the last place):
+Measured (tests/kernels/test_vmath.py; ULP = unit in the last place):
     float32, against float64 libm rounded to float32 (bit-pattern distance):
         exp <= 1 ULP: exhaustive, every float32 in [-104, 104] (all finite non-zero results)
         tanh <= 2 ULP, sigmoid <= 2 ULP: exhaustive over |x| <= 20 (MINIRNN_EXHAUSTIVE=1),

@@ -7,7 +7,7 @@
 
 Everything comes from ``model.backward(..., return_steps=True)``: its per-step records hold
 dL/dh_t (and dL/dc_t for the LSTM) for every layer and direction, so what is plotted here is
-exactly what the engine computes when it trains. tests/test_study.py checks it against torch
+exactly what the engine computes when it trains. tests/studies/test_study.py checks it against torch
 autograd with retain_grad on every step.
 
 Time index: every per-step array here is in the sequence's own time order (the reverse

@@ -16,7 +16,7 @@ epoch) or class weights stay exact. One all-reduce of (W_r, W_r l_r) per step gi
 the global loss. Clipping then sees the averaged gradient, so every rank clips by the global
 norm and takes the same step: the parameters stay bitwise equal on every rank (checked at
 every save), and a run on N ranks ends where a single-process run on the same global batches
-ends, to rounding (tests/test_distributed.py: float64 <= 1e-12 after 20 steps).
+ends, to rounding (tests/train/test_distributed.py: float64 <= 1e-12 after 20 steps).
 
 minirnn's own gradients are all-reduced in place: each model.grads array is handed to
 torch.distributed.all_reduce as torch.from_numpy(array), a tensor on the same memory (its data

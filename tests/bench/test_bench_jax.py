@@ -159,9 +159,8 @@ def split_row_cells(doc, r):
 
 
 def _readme_tables(head):
-    from pathlib import Path
     import re
-    root = Path(__file__).resolve().parents[1]
+    from tests.helpers import ROOT as root
     lines = (root / "docs" / "benchmark-results.md").read_text(encoding="utf-8").splitlines()
     cells = lambda s: [c.strip() for c in s.strip().strip("|").split("|")]  # noqa: E731
     out = []
@@ -201,13 +200,11 @@ def test_readme_jax_prose_is_the_files():
     """Every number the benchmark page's prose on the jax runs quotes, recomputed from docs/."""
     import json
     import re
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
+    from tests.helpers import ROOT as root
     flat = " ".join((root / "docs" / "benchmark-results.md").read_text(encoding="utf-8").split())
     load = lambda n: json.loads((root / "docs" / n).read_text(encoding="utf-8"))  # noqa: E731
-    sys.path.insert(0, str(root / "benchmarks"))
-    import targets as T
+    from tests.helpers import load_script
+    T = load_script("benchmarks/targets.py", "bench_targets")
 
     def said(pattern):
         m = re.search(pattern, flat)

@@ -255,7 +255,7 @@ def test_cli_writes_outputs(tmp_path, capsys, monkeypatch):
     from minirnn.cli import main
     monkeypatch.setattr(problems, "QUICK", {"small": [(3, 1, 2, 3)]})
     # a busy test machine would flag the one row "load", and a run with nothing judged exits 1
-    # (tests/test_bench_summary.py): here only the outputs are under test
+    # (tests/bench/test_bench_summary.py): here only the outputs are under test
     monkeypatch.setattr(rows, "LOAD_LIMIT", float("inf"))
     js, png = tmp_path / "b.json", tmp_path / "b.png"
     cell = BUILTIN[0]

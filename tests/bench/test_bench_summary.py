@@ -11,13 +11,11 @@ import copy
 import json
 import re
 import statistics
-from pathlib import Path
-
 import pytest
 
 from minirnn.bench import format_report, format_table, judged, save_plot, summarise, too_few
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ("order", "load", "spread", "peak")
 
 

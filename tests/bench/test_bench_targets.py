@@ -6,26 +6,17 @@ malformed JSON is a one-line error. The documents are synthetic bench JSONs buil
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, load_script
+
 SCRIPT = ROOT / "benchmarks" / "targets.py"
 
 
-def _targets():
-    spec = importlib.util.spec_from_file_location("bench_targets_t", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-T = _targets()
+T = load_script("benchmarks/targets.py", "bench_targets_t")
 SIZES = [(c, dt, H) for c in ("lstm", "gru", "rnn_tanh", "rnn_relu")
          for dt in ("float32", "float64") for H in (32, 64, 128, 256)]       # 32 rows, as bench
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from minirnn.cells import gru
 from minirnn.cells.gru import GRUCache, GRUGradSteps
 from minirnn.testing import assert_close
+from tests.helpers import central_grad
 
 SETTINGS = settings(max_examples=60, deadline=None)
 TORCH_RTOL = 1e-12
@@ -134,22 +135,7 @@ def test_the_two_biases_do_not_merge_in_the_n_gate():
 
 # ---- the reference against finite differences --------------------------------------------
 
-EPS = 1e-6
 FD_RTOL = 1e-7
-
-
-def _numerical_grad(loss, arr):
-    """dL/darr by central differences, perturbing `arr` in place (restored after)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = loss()
-        arr[idx] = old - EPS
-        down = loss()
-        arr[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 @settings(max_examples=25, deadline=None)
@@ -171,7 +157,7 @@ def test_reference_backward_matches_finite_differences(shape, bias, ragged, seed
         if arr is None:
             assert analytic is None, f"{name}: expected None without bias"
             continue
-        num = _numerical_grad(loss, arr)
+        num = central_grad(loss, arr)
         if name in ("dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"):    # x may be all padding: no
             assert np.abs(num).max() > 0, f"{name}: loss does not depend on it at all"
         assert_close(analytic, num, rtol=FD_RTOL, atol=1e-10, name=name)

@@ -7,7 +7,7 @@ The displayed numbers are read from the page's data-value attributes (JavaScript
 string of the float32 value) and compared EXACTLY with np.float32 of the trace's numbers.
 
 The docs' screenshot (docs/debugger.md): MINIRNN_EXPLORE_SCREENSHOT=docs/explore.png python -m pytest
-tests/test_explore_browser.py -k screenshot   (also copies the checked PNG there).
+tests/debug/test_explore_browser.py -k screenshot   (also copies the checked PNG there).
 """
 import os
 import shutil

@@ -13,14 +13,13 @@ its file, or a file refreshed without the page, fails here, naming both values.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, load_script
+
 PAGE = "docs/benchmark-results.md"
 TEXT = (ROOT / PAGE).read_text(encoding="utf-8")
 FLAT = " ".join(TEXT.split())                     # prose with line breaks as single spaces
@@ -34,11 +33,7 @@ def _load(name):
 
 def _targets_module():
     """benchmarks/targets.py: the targets and the floor measure the page's table uses."""
-    spec = importlib.util.spec_from_file_location("bench_targets",
-                                                  ROOT / "benchmarks" / "targets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/targets.py", "bench_targets")
 
 
 TARGETS = _targets_module()

@@ -1,5 +1,6 @@
 """The documentation site: README as a front door, the strict mkdocs build, and the built site
-in a real browser (headless Chromium driven by Selenium, as tests/test_explore_browser.py does).
+in a real browser (headless Chromium driven by Selenium, as
+tests/debug/test_explore_browser.py does).
 
 The build needs the `docs` extra (mkdocs, mkdocs-material, mkdocstrings); the browser needs
 Debian's `chromium` and `chromium-driver` (.ci/run installs them when apt-get is there; the

@@ -7,7 +7,6 @@ import importlib.util
 import math
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +16,9 @@ from hypothesis import strategies as st
 from minirnn.nn.layers import Linear
 from minirnn.nn.models import SequenceClassifier
 from minirnn.testing import assert_close
+from tests.helpers import load_script
 
-_path = Path(__file__).resolve().parents[1] / "examples" / "dp_sgd_names.py"
-_spec = importlib.util.spec_from_file_location("dp_sgd_names", _path)
-dp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dp)
+dp = load_script("examples/dp_sgd_names.py")
 
 
 def _one_alone(model, tokens, n, y):

@@ -5,7 +5,7 @@ import importlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
@@ -13,165 +13,47 @@ from minirnn.cells import gru as gru_ref
 from minirnn.cells import lstm as lstm_ref
 from minirnn.cells import rnn as rnn_ref
 from minirnn.grad import JVPResult, jvp
-from minirnn.cells import BUILTIN, get_cell
 from minirnn.nn import make_recurrent
 
 torch = pytest.importorskip("torch")
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
-
 from minirnn.parity.torch_ref import load_forward_ad  # noqa: E402
+from tests.helpers.derivatives import (CONFIGS, SETTINGS, central_jvp, make_case,  # noqa: E402
+                                       make_data, make_layer, make_model, make_tangents,
+                                       rel, torch_jvp)
 
 load_forward_ad()           # torch.func.jvp below, without torch's TorchScript warnings
-
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _model(cell, I, H, layers=1, bidirectional=False, batch_first=False, proj=False, bias=True,
-           seed=0, backend="numpy"):
-    kw = {"proj_size": H - 1} if proj and cell == "lstm" else {}
-    return make_recurrent(cell, I, H, num_layers=layers, bidirectional=bidirectional,
-                          batch_first=batch_first, bias=bias, seed=seed, backend=backend, **kw)
-
-
-def _data(model, T, B, rng, unbatched=False):
-    """Fresh non-zero x and state (uniform tuple) in the model's layout."""
-    LD = model.num_layers * model.num_directions
-    x = rng.standard_normal((T, model.input_size) if unbatched else
-                            ((B, T, model.input_size) if model.batch_first else
-                             (T, B, model.input_size)))
-    lead = (LD,) if unbatched else (LD, B)
-    state = tuple(rng.standard_normal(lead + (model.out_size if n == "h" else model.hidden_size,))
-                  for n in model.spec.state_names)
-    return x, state
-
-
-def _tangents(model, x, state, rng):
-    t = {"x": rng.standard_normal(x.shape)}
-    t.update({f"{n}0": rng.standard_normal(s.shape) for n, s in zip(model.spec.state_names, state)})
-    t.update({k: rng.standard_normal(p.shape) for k, p in model.params.items()})
-    return t
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    nb = np.linalg.norm(b)
-    return np.linalg.norm(a - b) / nb if nb > 0 else np.linalg.norm(a)
-
-
-def torch_twin(model):
-    """torch's module with the same configuration and weights (float64)."""
-    kw = dict(model.spec.module_kwargs())
-    if model.proj_size:
-        kw["proj_size"] = model.proj_size
-    t = getattr(torch.nn, model.spec.module)(
-        model.input_size, model.hidden_size, num_layers=model.num_layers, bias=model.bias,
-        batch_first=model.batch_first, bidirectional=model.bidirectional, dtype=torch.float64,
-        **kw)
-    t.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
-    return t
-
-
-def torch_outputs(t, model, params, x, state, lengths):
-    """(out, *state_n) of torch's module with parameters `params` (name -> tensor)."""
-    hx = state[0] if len(state) == 1 else tuple(state)
-    if lengths is None:
-        out, hn = torch.func.functional_call(t, params, (x, hx))
-    else:
-        packed = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=model.batch_first,
-                                      enforce_sorted=False)
-        out, hn = torch.func.functional_call(t, params, (packed, hx))
-        out = pad_packed_sequence(out, batch_first=model.batch_first,
-                                  total_length=x.shape[1 if model.batch_first else 0])[0]
-    return (out,) + ((hn,) if len(state) == 1 else tuple(hn))
-
-
-def torch_jvp(model, x, state, tangents, lengths):
-    """torch's tangents of (out, *state_n): torch.func.jvp, or, where forward-mode AD has no
-    formula (packed sequences), the double-VJP trick J v = d/du <Jᵀu, v>."""
-    t = torch_twin(model)
-    T = torch.from_numpy
-    names = [k for k, _ in t.named_parameters()]
-    primal = ({k: p.detach() for k, p in t.named_parameters()}, T(x), *map(T, state))
-    tang = ({k: T(tangents[k]) for k in names}, T(tangents["x"]),
-            *[T(tangents[f"{n}0"]) for n in model.spec.state_names])
-    if lengths is None:
-        f = lambda p, xx, *ss: torch_outputs(t, model, p, xx, ss, None)     # noqa: E731
-        return [o.numpy() for o in torch.func.jvp(f, primal, tang)[1]]
-    leaves = [a.clone().requires_grad_(True) for a in [*primal[0].values(), *primal[1:]]]
-    params = dict(zip(names, leaves[:len(names)]))
-    outs = torch_outputs(t, model, params, leaves[len(names)], leaves[len(names) + 1:], lengths)
-    us = [torch.zeros_like(o, requires_grad=True) for o in outs]
-    vjp = torch.autograd.grad(outs, leaves, us, create_graph=True, allow_unused=True)
-    flat = [*tang[0].values(), *tang[1:]]
-    total = sum((g * v).sum() for g, v in zip(vjp, flat) if g is not None)
-    return [g.numpy() for g in torch.autograd.grad(total, us)]
-
-
-CONFIGS = dict(cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2),
-               bidirectional=st.booleans(), batch_first=st.booleans(), use_lengths=st.booleans(),
-               unbatched=st.booleans(), proj=st.booleans(), bias=st.booleans(),
-               T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(2, 4),
-               seed=st.integers(0, 2**16))
-
-
-def central_jvp(model, x, state, lengths, tangents, eps):
-    """(f(p + eps v) - f(p - eps v)) / 2 eps for f = (out, *state_n), along every tangent at
-    once (parameters, x, the initial states); the parameters are restored afterwards."""
-    saved = {k: p.copy() for k, p in model.params.items()}
-
-    def shifted(sign):
-        for k, p in model.params.items():
-            p[...] = saved[k] + sign * eps * tangents[k]
-        out, st_n = model.forward_state(x + sign * eps * tangents["x"],
-                                        tuple(s + sign * eps * tangents[f"{n}0"] for n, s in
-                                              zip(model.spec.state_names, state)), lengths)
-        return [out, *st_n]
-    plus, minus = shifted(1.0), shifted(-1.0)
-    model.load_state_dict(saved)
-    return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
-
-
-def _case(cell, layers, bidirectional, batch_first, use_lengths, unbatched, proj, bias, T, B, I,
-          H, seed, backend="numpy"):
-    rng = np.random.default_rng(seed)
-    model = _model(cell, I, H, layers, bidirectional, batch_first, proj, bias, seed, backend)
-    x, state = _data(model, T, B, rng, unbatched)
-    lengths = None
-    if use_lengths and not unbatched:
-        lengths = rng.integers(1, T + 1, size=B)
-    return model, x, state, lengths, _tangents(model, x, state, rng)
 
 
 @settings(max_examples=25, **SETTINGS)
 @given(**CONFIGS)
 def test_jvp_matches_torch(**cfg):
     """≤ 1e-12 relative on every output tangent, any cell, layout, lengths and direction."""
-    model, x, state, lengths, tangents = _case(**cfg)
+    model, x, state, lengths, tangents = make_case(**cfg)
     res = jvp(model, x, state, tangents, lengths)
     out, state_n = model.forward_state(x, state, lengths)
     np.testing.assert_array_equal(res.out, out)
     want = torch_jvp(model, x, state, tangents, lengths)
     for name, got, ref in zip(["out", *model.spec.state_names], [res.out_dot, *res.state_dot],
                               want):
-        assert _rel(got, ref) <= 1e-12, (name, _rel(got, ref))
+        assert rel(got, ref) <= 1e-12, (name, rel(got, ref))
 
 
 @settings(max_examples=12, **SETTINGS)
 @given(**CONFIGS)
 def test_jvp_against_central_differences(**cfg):
     """The JVP along all tangents at once against (f(p + eps v) - f(p - eps v)) / 2 eps."""
-    model, x, state, lengths, tangents = _case(**cfg)
+    model, x, state, lengths, tangents = make_case(**cfg)
     res = model.jvp(x, state, tangents, lengths)
     for got, fd in zip([res.out_dot, *res.state_dot],
                        central_jvp(model, x, state, lengths, tangents, eps=1e-6)):
-        assert _rel(got, fd) <= 1e-7
+        assert rel(got, fd) <= 1e-7
 
 
 @settings(max_examples=15, **SETTINGS)
 @given(**CONFIGS)
 def test_dot_product_test_links_jvp_and_bptt(**cfg):
     """⟨J u, w⟩ = ⟨u, Jᵀ w⟩ to round-off (≤ 1e-13 of the terms' size), u over every input."""
-    model, x, state, lengths, u = _case(**cfg)
+    model, x, state, lengths, u = make_case(**cfg)
     rng = np.random.default_rng(cfg["seed"] + 1)
     res = jvp(model, x, state, u, lengths)
     w = [rng.standard_normal(np.shape(o)) for o in (res.out, *res.state)]
@@ -193,7 +75,7 @@ def test_numba_tangent_kernels_match_the_reference(big_batch, **cfg):
     tangents to round-off."""
     if big_batch:
         cfg["B"], cfg["unbatched"] = 9, False
-    model, x, state, lengths, tangents = _case(**cfg)
+    model, x, state, lengths, tangents = make_case(**cfg)
     ref = jvp(model, x, state, tangents, lengths)
     model.backend = "numba"
     fast = jvp(model, x, state, tangents, lengths)
@@ -203,15 +85,15 @@ def test_numba_tangent_kernels_match_the_reference(big_batch, **cfg):
 
 def test_model_jvp_method_defaults_and_untouched_record():
     rng = np.random.default_rng(5)
-    model = _model("lstm", 3, 4, layers=2, bidirectional=True, seed=5)
-    x, state = _data(model, 4, 2, rng)
+    model = make_model("lstm", 3, 4, layers=2, bidirectional=True, seed=5)
+    x, state = make_data(model, 4, 2, rng)
     model.forward_state(x)
     record, grads = model.last_forward, model.grad_dict()
     none = model.jvp(x)                                   # no tangents: all zero, zero state
     assert isinstance(none, JVPResult)
     assert all(not np.any(t) for t in (none.out_dot, *none.state_dot))
     np.testing.assert_array_equal(none.out, model.forward_state(x)[0])
-    tangents = _tangents(model, x, state, rng)
+    tangents = make_tangents(model, x, state, rng)
     a = model.jvp(x, state, tangents, lengths=[4, 2])
     b = jvp(model, x, state=state, tangents=tangents, lengths=[4, 2])
     np.testing.assert_array_equal(a.out_dot, b.out_dot)
@@ -225,9 +107,9 @@ def test_model_jvp_method_defaults_and_untouched_record():
 def test_jvp_linear_in_tangents_and_partial_tangents():
     """A missing tangent is zero: the JVP of a sum of tangents is the sum of the JVPs."""
     rng = np.random.default_rng(6)
-    model = _model("gru", 2, 3, layers=2, seed=6)
-    x, state = _data(model, 5, 2, rng)
-    t = _tangents(model, x, state, rng)
+    model = make_model("gru", 2, 3, layers=2, seed=6)
+    x, state = make_data(model, 5, 2, rng)
+    t = make_tangents(model, x, state, rng)
     whole = jvp(model, x, state, t).out_dot
     parts = sum(jvp(model, x, state, {k: v}).out_dot for k, v in t.items())
     minirnn.assert_close(parts, whole, rtol=1e-13)
@@ -235,8 +117,8 @@ def test_jvp_linear_in_tangents_and_partial_tangents():
 
 def test_jvp_refusals():
     rng = np.random.default_rng(7)
-    model = _model("lstm", 3, 4, layers=2, seed=7)
-    x, state = _data(model, 3, 2, rng)
+    model = make_model("lstm", 3, 4, layers=2, seed=7)
+    x, state = make_data(model, 3, 2, rng)
     with pytest.raises(ValueError, match="weight_nope"):
         jvp(model, x, state, {"weight_nope": np.ones(3)})
     with pytest.raises(ValueError, match=r"tangents\['weight_hh_l0'\]"):
@@ -256,27 +138,13 @@ def test_jvp_refusals():
 
 # ---- the reference functions themselves -------------------------------------------------
 
-def _layer(cell, T, B, I, H, P, rng, bias=True):
-    spec = get_cell(cell)
-    G, Pp = spec.gates, P or H
-    params = {"weight_ih": rng.standard_normal((G * H, I)) * 0.6,
-              "weight_hh": rng.standard_normal((G * H, Pp)) * 0.6}
-    if bias:
-        params.update(bias_ih=rng.standard_normal(G * H), bias_hh=rng.standard_normal(G * H))
-    if P:
-        params["weight_hr"] = rng.standard_normal((P, H)) * 0.6
-    x = rng.standard_normal((T, B, I))
-    state = tuple(rng.standard_normal((B, Pp if n == "h" else H)) for n in spec.state_names)
-    return spec, params, x, state
-
-
 @pytest.mark.parametrize("cell,P", [("rnn_tanh", 0), ("rnn_relu", 0), ("lstm", 0), ("lstm", 2),
                                     ("gru", 0)])
 def test_reference_forward_jvp_each_tangent_alone(cell, P):
     """forward_jvp with each of x_dot, h0_dot, c0_dot, w_ih_dot, w_hh_dot, b_ih_dot, b_hh_dot,
     w_hr_dot given alone (the others absent, i.e. zero) against torch.func.jvp of one layer."""
     rng = np.random.default_rng(8)
-    spec, params, x, state = _layer(cell, 4, 2, 3, 4, P, rng)
+    spec, params, x, state = make_layer(cell, 4, 2, 3, 4, P, rng)
     ref = importlib.import_module("minirnn.cells." + spec.family)
     out, _, cache = spec.forward(x, state, params)
     kw = {"proj_size": P} if P else {}
@@ -304,9 +172,9 @@ def test_reference_forward_jvp_each_tangent_alone(cell, P):
             return (o, *((hn,) if len(ss) == 1 else hn))
         primal = ({k: p.detach() for k, p in t.named_parameters()}, T_(x), *map(T_, state))
         want = torch.func.jvp(f, primal, (tang, x_t, *s_t))[1]
-        assert _rel(res[0], want[0]) <= 1e-12, arg
+        assert rel(res[0], want[0]) <= 1e-12, arg
         for got, w in zip(res[1:-1], want[1:]):
-            assert _rel(got, w[0]) <= 1e-12, arg
+            assert rel(got, w[0]) <= 1e-12, arg
 
 
 @pytest.mark.parametrize("cell,P", [("rnn_tanh", 0), ("rnn_relu", 0), ("lstm", 0), ("lstm", 2),
@@ -314,7 +182,7 @@ def test_reference_forward_jvp_each_tangent_alone(cell, P):
 def test_reference_step_jvp_is_the_sequence_at_one_step(cell, P):
     """step_jvp (nonlinearity; w_hr, w_hr_dot for the LSTM) is forward_jvp at T = 1."""
     rng = np.random.default_rng(9)
-    spec, params, x, state = _layer(cell, 1, 3, 2, 4, P, rng)
+    spec, params, x, state = make_layer(cell, 1, 3, 2, 4, P, rng)
     ref = importlib.import_module("minirnn.cells." + spec.family)
     _, _, cache = spec.forward(x, state, params)
     dots = {k: rng.standard_normal(v.shape) for k, v in params.items()}

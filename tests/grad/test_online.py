@@ -4,7 +4,7 @@ that each check catches by a wide margin.
 Exact identities are asserted to 1e-12 relative in float64; a planted error (the same method
 with one term dropped) must miss by more than 1e-4 relative, eight orders of magnitude
 above the tolerance. The unbiasedness of the stochastic methods: _assert_unbiased below (the
-criterion tests/test_study_uoro.py applies to UORO)."""
+criterion tests/studies/test_study_uoro.py applies to UORO)."""
 from __future__ import annotations
 
 import numpy as np
@@ -89,7 +89,7 @@ def _apply(model, mask):
 @pytest.mark.parametrize("cell, proj", CONFIGS)
 def test_rtrl_method_is_rtrl_gradient(cell, proj):
     """Every argument rtrl_gradient takes, the same numbers (rtrl_gradient = BPTT is
-    tests/test_rtrl.py's)."""
+    tests/grad/test_rtrl.py's)."""
     model, x, y = _problem(cell, proj, batch_first=True, bias=False)
     rng = np.random.default_rng(5)
     state = tuple(rng.standard_normal((2, n)) for n in ol.layer_layout(model).sizes)
@@ -267,7 +267,7 @@ def _estimates(tracker_cls, model, x, y, n, **kw):
 def _assert_unbiased(est, exact):
     """Hotelling's T² of the mean against χ²_r's 99.9% quantile, the error along the exact
     gradient within 3 standard errors, and every component within the Bonferroni bound
-    (tests/test_study_uoro.py says why all three)."""
+    (tests/studies/test_study_uoro.py says why all three)."""
     e = UOROEstimates([], est, exact, exact)
     t2, rank = e.hotelling()
     assert t2 <= chi2_quantile(rank, 0.999), (t2, rank)

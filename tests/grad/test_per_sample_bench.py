@@ -2,21 +2,18 @@
 (B × |θ| and the largest batch the default limit admits) and the environment recorded."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import load_script
 
 pytest.importorskip("torch")
 
 
 @pytest.mark.slow
 def test_per_sample_benchmark_reports_rows_memory_and_environment(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "per_sample.py"
-    spec = importlib.util.spec_from_file_location("per_sample_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/per_sample.py", "per_sample_bench")
     out = tmp_path / "ps.json"
     bench.main(["--cells", "gru", "--B", "3", "--T", "4", "--I", "2", "--H", "5", "--rounds", "1",
                 "--repeats", "1", "--json", str(out)])

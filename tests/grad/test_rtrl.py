@@ -1,7 +1,7 @@
 """RTRL: each cell's step Jacobians against torch autograd's (through the registry and
 called directly), the exact RTRL gradient against BPTT (the model's own backward) over cells,
 sizes, layouts, lengths, losses and both backends, and the refusals. float64 throughout,
-fresh random data. The online form and the kernel: tests/test_rtrl_online.py."""
+fresh random data. The online form and the kernel: tests/grad/test_rtrl_online.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,29 +13,8 @@ from minirnn.cells import BUILTIN, get_cell
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
-
-SETTINGS = settings(max_examples=12, deadline=None)
-RTOL = 1e-12
-# (cell, proj_size): every registry cell, the LSTM with and without a projection
-CONFIGS = [(c, 0) for c in BUILTIN] + [("lstm", 2)]
-seeds = st.integers(0, 2**31 - 1)
-
-
-def _params(rng, spec, I, H, P, bias):
-    """Fresh random weights in the registry's names (missing optional ones as None)."""
-    G, P = spec.gates, P or H
-    p = {"weight_ih": rng.standard_normal((G * H, I)) * 0.6,
-         "weight_hh": rng.standard_normal((G * H, P)) * 0.6,
-         "bias_ih": rng.standard_normal(G * H) * 0.5 if bias else None,
-         "bias_hh": rng.standard_normal(G * H) * 0.5 if bias else None}
-    if spec.extra_params:
-        p["weight_hr"] = rng.standard_normal((P, H)) * 0.6 if P != H else None
-    return p
-
-
-def _state(rng, spec, B, H, P):
-    sizes = {"h": P or H, "c": H}
-    return tuple(rng.standard_normal((B, sizes[n])) * 0.8 for n in spec.state_names)
+from tests.helpers.rtrl import (CONFIGS, RTOL, SETTINGS, cubic_loss, make_data,  # noqa: E402
+                                make_model, random_params, random_state, seeds)
 
 
 def _torch_step_jacobians(spec, x_t, state, params, H, P):
@@ -75,8 +54,8 @@ def _torch_step_jacobians(spec, x_t, state, params, H, P):
 def test_step_jacobians_match_torch_autograd(cell, proj, bias, B, I, H, seed):
     spec, rng = get_cell(cell), np.random.default_rng(seed)
     H = max(H, proj + 1)
-    params = _params(rng, spec, I, H, proj, bias)
-    state = _state(rng, spec, B, H, proj)
+    params = random_params(rng, spec, I, H, proj, bias)
+    state = random_state(rng, spec, B, H, proj)
     x_t = rng.standard_normal((B, I))
     J_state, J = spec.step_jacobians(x_t, state, params)
     ref_state, ref = _torch_step_jacobians(spec, x_t, state, params, H, proj)
@@ -111,8 +90,8 @@ def test_reference_step_jacobians_optional_arguments():
     for cell, proj in (("rnn_tanh", 0), ("rnn_relu", 0), ("gru", 0), ("lstm", 0), ("lstm", P)):
         spec = get_cell(cell)
         for bias in (False, True):
-            p = _params(rng, spec, I, H, proj, bias)
-            state = _state(rng, spec, B, H, proj)
+            p = random_params(rng, spec, I, H, proj, bias)
+            state = random_state(rng, spec, B, H, proj)
             kw = {"b_ih": p["bias_ih"], "b_hh": p["bias_hh"]} if bias else {}
             w = (x_t, *state, p["weight_ih"], p["weight_hh"])
             if spec.family == "rnn":
@@ -129,8 +108,8 @@ def test_reference_step_jacobians_optional_arguments():
 def test_registry_step_jacobians_takes_a_module_and_a_missing_optional_param():
     """fns given explicitly (the reference module), and params without the optional keys."""
     spec, rng = get_cell("gru"), np.random.default_rng(7)
-    params = _params(rng, spec, 3, 4, 0, True)
-    state = _state(rng, spec, 2, 4, 0)
+    params = random_params(rng, spec, 3, 4, 0, True)
+    state = random_state(rng, spec, 2, 4, 0)
     x_t = rng.standard_normal((2, 3))
     J_state, J = spec.step_jacobians(x_t, state, params)
     bare = {k: params[k] for k in ("weight_ih", "weight_hh")}         # no bias keys at all
@@ -142,36 +121,6 @@ def test_registry_step_jacobians_takes_a_module_and_a_missing_optional_param():
 
 
 # ---- RTRL against BPTT ------------------------------------------------------------------------
-
-def _model(cell, proj, I, H, bias, layout, backend, seed, dtype="float64"):
-    from minirnn.nn import make_recurrent
-    kw = dict(bias=bias, batch_first=layout == "batch_first", dtype=dtype, seed=seed,
-              backend=backend)
-    if proj:
-        kw["proj_size"] = proj
-    return make_recurrent(cell, I, H, **kw)
-
-
-def _data(rng, model, T, B, layout, ragged):
-    """x, target in the model's layout; a state tuple of (B, size) (or (size,)); lengths."""
-    I, P, H = model.input_size, model.out_size, model.hidden_size
-    shape = {"time_major": (T, B), "batch_first": (B, T), "unbatched": (T,)}[layout]
-    x = rng.standard_normal(shape + (I,))
-    target = rng.standard_normal(shape + (P,))
-    lead = () if layout == "unbatched" else (B,)
-    state = tuple(rng.standard_normal(lead + ((P if n == "h" else H),)) * 0.8
-                  for n in model.spec.state_names)
-    lengths = None
-    if ragged and layout != "unbatched" and B > 1:
-        lengths = rng.integers(1, T + 1, size=B)
-        lengths[rng.integers(B)] = T
-    return x, target, state, lengths
-
-
-def _cubic(out_t, y_t):
-    """A custom per-step loss: Σ (out - y)^3 / 3, gradient (out - y)^2."""
-    d = out_t - y_t
-    return float(np.sum(d ** 3) / 3.0), d * d
 
 
 def _d_out(loss, out, target):
@@ -194,14 +143,14 @@ def _bptt(model, x, target, state, lengths, loss):
 @settings(max_examples=10, deadline=None)
 @given(T=st.integers(1, 5), B=st.integers(1, 3), I=st.integers(1, 4), H=st.integers(1, 5),
        bias=st.booleans(), layout=st.sampled_from(["time_major", "batch_first", "unbatched"]),
-       ragged=st.booleans(), loss=st.sampled_from(["squared_error", "projection", _cubic]),
+       ragged=st.booleans(), loss=st.sampled_from(["squared_error", "projection", cubic_loss]),
        backend=st.sampled_from(["numpy", "numba"]), give_state=st.booleans(), seed=seeds)
 def test_rtrl_equals_bptt(cell, proj, T, B, I, H, bias, layout, ragged, loss, backend,
                           give_state, seed):
     from minirnn.grad import rtrl_gradient
     rng = np.random.default_rng(seed)
-    model = _model(cell, proj, I, max(H, proj + 1), bias, layout, backend, seed)
-    x, target, state, lengths = _data(rng, model, T, B, layout, ragged)
+    model = make_model(cell, proj, I, max(H, proj + 1), bias, layout, backend, seed)
+    x, target, state, lengths = make_data(rng, model, T, B, layout, ragged)
     res = rtrl_gradient(model, x, target, loss=loss, state=state if give_state else None,
                         lengths=lengths)
     if not give_state:
@@ -224,12 +173,12 @@ def _loss_value(loss, out, target, valid):
             "projection": np.sum((target * out)[m])}.get(loss, np.sum(d ** 3) / 3.0)
 
 
-@pytest.mark.parametrize("loss", ["squared_error", "projection", _cubic])
+@pytest.mark.parametrize("loss", ["squared_error", "projection", cubic_loss])
 def test_rtrl_loss_value_counts_only_steps_inside_each_sequence(loss):
     from minirnn.grad import rtrl_gradient
     rng = np.random.default_rng(3)
-    model = _model("gru", 0, 3, 4, True, "time_major", "numpy", 3)
-    x, target, state, _ = _data(rng, model, 5, 3, "time_major", False)
+    model = make_model("gru", 0, 3, 4, True, "time_major", "numpy", 3)
+    x, target, state, _ = make_data(rng, model, 5, 3, "time_major", False)
     lengths = np.array([5, 2, 4])
     res = rtrl_gradient(model, x, target, loss=loss, state=state, lengths=lengths)
     valid = np.arange(5)[:, None] < lengths[None, :]
@@ -247,7 +196,7 @@ def test_rtrl_on_a_cell_equals_the_sequence_module():
         one = make_cell(cell, 3, 4, seed=1)
         seq = make_recurrent(cell, 3, 4, seed=2)
         seq.load_state_dict({f"{k}_l0": v for k, v in one.params.items()})
-        x, target, state, _ = _data(rng, seq, 5, 2, "time_major", False)
+        x, target, state, _ = make_data(rng, seq, 5, 2, "time_major", False)
         res = rtrl_gradient(one, x, target, state=state)
         grads, _, _ = _bptt(seq, x, target, state, None, "squared_error")
         for k in one.params:

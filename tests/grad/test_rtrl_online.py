@@ -1,10 +1,7 @@
 """RTRL's online form against a torch hand loop, the influence it carries, and the Numba
 kernel against the reference (one step, and whole online runs in float64 and float32); the
-cost benchmark's smoke test. The cases and helpers are tests/test_rtrl.py's."""
+cost benchmark's smoke test. The cases are tests/helpers/rtrl.py's."""
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +10,10 @@ from hypothesis import strategies as st
 
 from minirnn.cells import get_cell
 from minirnn.testing import assert_close
+from tests.helpers import ROOT, load_script
 
 torch = pytest.importorskip("torch")
-_spec = importlib.util.spec_from_file_location("_rtrl_cases",
-                                               Path(__file__).with_name("test_rtrl.py"))
-rt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rt)            # the configurations and random cases, written once
+from tests.helpers import rtrl as rt  # noqa: E402  (the configurations and random cases)
 
 
 # ---- the online form against a torch hand loop -----------------------------------------------
@@ -59,8 +54,8 @@ def _torch_online(model, x, target, state, valid, lr):
 def test_online_equals_torch_hand_loop(cell, proj, backend):
     from minirnn.grad import rtrl_online
     rng = np.random.default_rng(11)
-    model = rt._model(cell, proj, 3, 4, True, "time_major", backend, 11)
-    x, target, state, _ = rt._data(rng, model, 6, 3, "time_major", False)
+    model = rt.make_model(cell, proj, 3, 4, True, "time_major", backend, 11)
+    x, target, state, _ = rt.make_data(rng, model, 6, 3, "time_major", False)
     lengths = np.array([6, 3, 5])
     valid = np.arange(6)[:, None] < lengths[None, :]
     before = {k: v.copy() for k, v in model.params.items()}
@@ -75,14 +70,14 @@ def test_online_equals_torch_hand_loop(cell, proj, backend):
     assert run.losses.shape == (6,) and np.all(np.isfinite(run.losses))
 
 
-@pytest.mark.parametrize("loss", ["squared_error", "projection", rt._cubic])
+@pytest.mark.parametrize("loss", ["squared_error", "projection", rt.cubic_loss])
 def test_online_class_step_by_step_equals_rtrl_online(loss):
     """RTRLOnline, fed one step at a time (valid masks, a given state), is rtrl_online."""
     from minirnn.grad import RTRLOnline, rtrl_online
     rng = np.random.default_rng(5)
-    a = rt._model("lstm", 2, 3, 4, True, "time_major", "numpy", 5)
-    b = rt._model("lstm", 2, 3, 4, True, "time_major", "numpy", 5)
-    x, target, state, _ = rt._data(rng, a, 5, 2, "time_major", False)
+    a = rt.make_model("lstm", 2, 3, 4, True, "time_major", "numpy", 5)
+    b = rt.make_model("lstm", 2, 3, 4, True, "time_major", "numpy", 5)
+    x, target, state, _ = rt.make_data(rng, a, 5, 2, "time_major", False)
     lengths = np.array([5, 3])
     valid = np.arange(5)[:, None] < lengths[None, :]
     run = rtrl_online(a, x, target, 0.2, loss=loss, state=state, lengths=lengths)
@@ -94,7 +89,7 @@ def test_online_class_step_by_step_equals_rtrl_online(loss):
     for s, ref in zip(trainer.state, run.state):
         assert_close(s, ref, rtol=rt.RTOL, name="state")
     # defaults: loss, state (zeros), batch_size 1, backend (the model's), valid
-    c = rt._model("gru", 0, 3, 4, True, "time_major", "numba", 6)
+    c = rt.make_model("gru", 0, 3, 4, True, "time_major", "numba", 6)
     trainer = RTRLOnline(c, 0.1)
     value = trainer.step(rng.standard_normal((1, 3)), rng.standard_normal((1, 4)))
     assert np.isfinite(value) and trainer.state[0].shape == (1, 4)
@@ -106,8 +101,8 @@ def test_influence_is_the_jacobian_of_the_state(cell, proj):
     is BPTT's gradient of u · s_T."""
     from minirnn.grad import RTRLOnline
     rng = np.random.default_rng(9)
-    model = rt._model(cell, proj, 3, 4, True, "time_major", "numpy", 9)
-    x, target, state, _ = rt._data(rng, model, 4, 2, "time_major", False)
+    model = rt.make_model(cell, proj, 3, 4, True, "time_major", "numpy", 9)
+    x, target, state, _ = rt.make_data(rng, model, 4, 2, "time_major", False)
     trainer = RTRLOnline(model, 0.0, batch_size=2, state=state, backend="numba")
     for t in range(4):
         trainer.step(x[t], target[t])
@@ -133,8 +128,8 @@ def test_kernel_step_matches_the_reference_jacobians(cell, proj, B, I, H, bias, 
     ∂s/∂W_ih = Zi ⊗ x_t, ∂s/∂W_hh = Zh ⊗ h_{t-1}, ∂s/∂b_ih = Zi, ∂s/∂b_hh = Zh."""
     spec, rng = get_cell(cell), np.random.default_rng(seed)
     H = max(H, proj + 1)
-    params = rt._params(rng, spec, I, H, proj, bias)
-    state = rt._state(rng, spec, B, H, proj)
+    params = rt.random_params(rng, spec, I, H, proj, bias)
+    state = rt.random_state(rng, spec, B, H, proj)
     x_t = rng.standard_normal((B, I))
     new, J_state, Zi, Zh, r = spec.twin("numba").rtrl_step(x_t, state, params,
                                                            spec.nonlinearity)
@@ -164,7 +159,7 @@ def test_kernel_influence_and_online_run_match_the_reference(cell, proj, dtype, 
     x, target = rng.standard_normal((6, 3, 3)), rng.standard_normal((6, 3, proj or 5))
     valid = np.arange(6)[:, None] < np.array([6, 2, 4])[None, :]
     for backend in ("numpy", "numba"):
-        model = rt._model(cell, proj, 3, 5, True, "time_major", backend, 21, dtype)  # same θ
+        model = rt.make_model(cell, proj, 3, 5, True, "time_major", backend, 21, dtype)  # same θ
         trainer = RTRLOnline(model, 0.05, batch_size=3)
         losses = [trainer.step(x[t].astype(dtype), target[t].astype(dtype), valid=valid[t])
                   for t in range(6)]
@@ -184,7 +179,7 @@ def test_optional_arguments_absent_and_the_backend_override():
     from minirnn.grad import rtrl_gradient, rtrl_online
     rng = np.random.default_rng(8)
     x, y = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 4))
-    a, b = (rt._model("rnn_tanh", 0, 3, 4, True, "time_major", "numpy", 8) for _ in range(2))
+    a, b = (rt.make_model("rnn_tanh", 0, 3, 4, True, "time_major", "numpy", 8) for _ in range(2))
     g_a, g_b = rtrl_gradient(a, x, y), rtrl_gradient(b, x, y, backend="numba")
     for key in g_a.grads:
         assert_close(g_b.grads[key], g_a.grads[key], rtol=1e-13, name=key)
@@ -199,13 +194,8 @@ def test_optional_arguments_absent_and_the_backend_override():
 
 def test_cost_benchmark_runs_and_reports_every_row(tmp_path, capsys):
     """benchmarks/rtrl_cost.py at the smallest size: a row per cell and H, both backends."""
-    import importlib.util
     import json
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rtrl_cost.py"
-    spec = importlib.util.spec_from_file_location("rtrl_cost", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/rtrl_cost.py")
     bench.main(["--cells", "gru,lstm", "--hidden", "2,3", "--steps", "2", "--rounds", "1",
                 "--json", str(tmp_path / "cost.json")])
     text = capsys.readouterr().out
@@ -221,7 +211,7 @@ def test_readme_cost_table_is_the_recorded_runs():
     docs/rtrl-cost.json (the three runs of benchmarks/rtrl_cost.py it quotes)."""
     import json
     import re
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     runs = json.loads((root / "docs" / "rtrl-cost.json").read_text(encoding="utf-8"))["runs"]
     text = (root / "docs" / "exact-derivatives.md").read_text(encoding="utf-8")
     section = text[text.index("## RTRL"):]

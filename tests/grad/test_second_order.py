@@ -1,8 +1,7 @@
 """Second order: the Hessian-vector product (R-operator on the hand-written BPTT) and the
 Gauss-Newton product, against torch's double backward (float64, its non-cuDNN CPU path),
 central differences of the gradient, and the Numba twin; the losses; the refusals."""
-import importlib.util
-from pathlib import Path
+import importlib
 
 import numpy as np
 import pytest
@@ -16,44 +15,14 @@ from minirnn.grad.second_order import hessian_vector
 from minirnn.cells import get_cell
 
 torch = pytest.importorskip("torch")
-_spec = importlib.util.spec_from_file_location(
-    "_fwd_helpers", Path(__file__).with_name("test_forward_mode.py"))
-fm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fm)          # the torch twin and the configurations, written once
-
-
-def _torch_products(model, x, state, lengths, target, v, kind):
-    """torch's H v (double backward) and Jᵀ H_L J v for L = mean((out - target)^2) or
-    sum(target * out) (kind "linear")."""
-    t = fm.torch_twin(model)
-    T = torch.from_numpy
-    names = [k for k, _ in t.named_parameters()]
-    leaves = {k: p.detach().clone().requires_grad_(True) for k, p in t.named_parameters()}
-    vs = [T(v[k]) for k in names]
-
-    def outputs():
-        return fm.torch_outputs(t, model, leaves, T(x), [T(s) for s in state], lengths)[0]
-
-    def loss(out):
-        return ((out - T(target)) ** 2).mean() if kind == "mse" else (T(target) * out).sum()
-    g = torch.autograd.grad(loss(outputs()), list(leaves.values()), create_graph=True)
-    hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, vs)), list(leaves.values()))
-    out = outputs()
-    u = torch.zeros_like(out, requires_grad=True)
-    vjp = torch.autograd.grad(out, list(leaves.values()), u, create_graph=True)
-    jv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(vjp, vs)), u)[0]
-    h_jv = 2.0 * jv / jv.numel() if kind == "mse" else torch.zeros_like(jv)
-    gn = torch.autograd.grad(outputs(), list(leaves.values()), h_jv, allow_unused=True)
-    zero = lambda a, k: torch.zeros_like(leaves[k]) if a is None else a     # noqa: E731
-    return ({k: a.numpy() for k, a in zip(names, hv)},
-            {k: zero(a, k).numpy() for k, a in zip(names, gn)})
+from tests.helpers import derivatives as fm  # noqa: E402  (the torch twin and the configurations)
 
 
 @settings(max_examples=20, **fm.SETTINGS)
 @given(**fm.CONFIGS, kind=st.sampled_from(["mse", "linear"]))
 def test_hvp_and_gnvp_match_torch_double_backward(kind, **cfg):
     """≤ 1e-10 relative for every parameter, any cell, layout, lengths and direction."""
-    model, x, state, lengths, _ = fm._case(**cfg)
+    model, x, state, lengths, _ = fm.make_case(**cfg)
     model.eval()
     rng = np.random.default_rng(cfg["seed"] + 2)
     out, _ = model.forward_state(x, state, lengths)
@@ -63,29 +32,13 @@ def test_hvp_and_gnvp_match_torch_double_backward(kind, **cfg):
     hv = hvp(model, x, loss, v, state, lengths)
     gv = gnvp(model, x, loss, v, state, lengths)
     assert list(hv) == list(model.grads) == list(gv)
-    want_hv, want_gv = _torch_products(model, x, state, lengths, target, v, kind)
+    want_hv, want_gv = fm.torch_products(model, x, state, lengths, target, v, kind)
     for k in model.params:
-        assert fm._rel(hv[k], want_hv[k]) <= 1e-10, (k, fm._rel(hv[k], want_hv[k]))
+        assert fm.rel(hv[k], want_hv[k]) <= 1e-10, (k, fm.rel(hv[k], want_hv[k]))
         if kind == "linear":
             assert not np.any(gv[k])                       # a linear loss has no curvature
         else:
-            assert fm._rel(gv[k], want_gv[k]) <= 1e-10, k
-
-
-def central_hvp(model, x, state, lengths, loss, v, eps):
-    """(∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ∇L from the model's own backward, keyed like
-    model.grads; the parameters are restored afterwards."""
-    saved = model.state_dict()
-
-    def gradient(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
-        model.zero_grad()
-        out, _ = model.forward_state(x, state, lengths)
-        model.backward_state(loss.grad(out))
-        return model.grad_dict()
-    plus, minus = gradient(1.0), gradient(-1.0)
-    model.load_state_dict(saved)
-    return {k: (plus[k] - minus[k]) / (2 * eps) for k in plus}
+            assert fm.rel(gv[k], want_gv[k]) <= 1e-10, k
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
@@ -93,22 +46,22 @@ def test_hvp_against_central_differences_of_the_gradient(cell):
     """H v against (∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ≤ 1e-6 relative; ∇L from the
     model's own backward."""
     rng = np.random.default_rng(10)
-    model = fm._model(cell, 3, 5, layers=2, bidirectional=True, proj=cell == "lstm", seed=10)
-    x, state = fm._data(model, 6, 3, rng)
+    model = fm.make_model(cell, 3, 5, layers=2, bidirectional=True, proj=cell == "lstm", seed=10)
+    x, state = fm.make_data(model, 6, 3, rng)
     lengths = [6, 2, 4]
     out, _ = model.forward_state(x, state, lengths)
     loss = MSELoss(rng.standard_normal(out.shape))
     v = {k: rng.standard_normal(p.shape) for k, p in model.params.items()}
     hv = hvp(model, x, loss, v, state=state, lengths=lengths)
-    fd = central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
+    fd = fm.central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
     for k in model.params:
-        assert fm._rel(hv[k], fd[k]) <= 1e-6, k
+        assert fm.rel(hv[k], fd[k]) <= 1e-6, k
 
 
 @settings(max_examples=12, **fm.SETTINGS)
 @given(**fm.CONFIGS)
 def test_numba_twin_hvp_matches_the_reference(**cfg):
-    model, x, state, lengths, _ = fm._case(**cfg)
+    model, x, state, lengths, _ = fm.make_case(**cfg)
     model.eval()
     rng = np.random.default_rng(cfg["seed"] + 3)
     out, _ = model.forward_state(x, state, lengths)
@@ -125,8 +78,8 @@ def test_numba_twin_hvp_matches_the_reference(**cfg):
 
 def test_hvp_is_symmetric_and_gauss_newton_is_psd():
     rng = np.random.default_rng(11)
-    model = fm._model("lstm", 3, 4, layers=2, seed=11)
-    x, state = fm._data(model, 5, 2, rng)
+    model = fm.make_model("lstm", 3, 4, layers=2, seed=11)
+    x, state = fm.make_data(model, 5, 2, rng)
     out, _ = model.forward_state(x, state)
     loss = MSELoss(rng.standard_normal(out.shape))
     u, v = ({k: rng.standard_normal(p.shape) for k, p in model.params.items()} for _ in range(2))
@@ -144,7 +97,7 @@ def test_reference_backward_jvp_arguments(cell, P):
     input_grad=False, against torch's double backward through one layer; the R-terms of
     step_backward_jvp (nonlinearity; w_hr, w_hr_dot) through the sequence at T = 1."""
     rng = np.random.default_rng(12)
-    spec, params, x, state = fm._layer(cell, 4, 2, 3, 4, P, rng)
+    spec, params, x, state = fm.make_layer(cell, 4, 2, 3, 4, P, rng)
     ref = importlib.import_module("minirnn.cells." + spec.family)
     out, st_T, cache = spec.forward(x, state, params)
     dots = {k: rng.standard_normal(p.shape) for k, p in params.items()}
@@ -177,9 +130,9 @@ def test_reference_backward_jvp_arguments(cell, P):
     got = [res[0], *res[1:1 + S], *[r for r in res[1 + S:] if r is not None]]
     got_dot = [res_dot[0], *res_dot[1:1 + S], *[r for r in res_dot[1 + S:] if r is not None]]
     for a, b in zip(got, g):
-        assert fm._rel(a, b.detach().numpy()) <= 1e-12
+        assert fm.rel(a, b.detach().numpy()) <= 1e-12
     for a, b in zip(got_dot, hv):
-        assert fm._rel(a, b.numpy()) <= 1e-12
+        assert fm.rel(a, b.numpy()) <= 1e-12
     # absent final-state gradients are zeros; input_grad=False drops dx and its tangent
     bare, bare_dot = ref.backward_jvp(cache, tcache, u, None, input_grad=False)
     zeros = ref.backward_jvp(cache, tcache, u, np.zeros_like(u),
@@ -256,8 +209,8 @@ def test_losses_value_grad_hvp():
 
 def test_hvp_refusals_and_what_it_leaves_alone():
     rng = np.random.default_rng(14)
-    model = fm._model("gru", 3, 4, layers=2, seed=14)
-    x, state = fm._data(model, 4, 2, rng)
+    model = fm.make_model("gru", 3, 4, layers=2, seed=14)
+    x, state = fm.make_data(model, 4, 2, rng)
     out, _ = model.forward_state(x)
     loss = MSELoss(rng.standard_normal(out.shape))
     with pytest.raises(TypeError, match="loss"):
@@ -299,7 +252,7 @@ def test_numba_tangent_modules_cover_every_family():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_empty_batch_gives_empty_tangents_and_zero_products(backend):
     """B = 0 is a valid batch (as in torch): tangents are empty, the products zero."""
-    model = fm._model("lstm", 3, 4, layers=2, bidirectional=True, seed=15, backend=backend)
+    model = fm.make_model("lstm", 3, 4, layers=2, bidirectional=True, seed=15, backend=backend)
     x = np.zeros((5, 0, 3))
     res = minirnn.grad.jvp(model, x, tangents={"x": x})
     assert res.out_dot.shape == (5, 0, 8) and res.state_dot[1].shape == (4, 0, 4)

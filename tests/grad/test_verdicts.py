@@ -7,7 +7,6 @@ never read back from the report under test."""
 import ast
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ from minirnn.cli import main
 from minirnn.grad.gradcheck import GradcheckReport, GradcheckRow, gradcheck
 from minirnn.cells import BUILTIN as CELL_NAMES
 from minirnn.nn import make_cell, make_recurrent
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 MODES = [dict(mode="rev"), dict(mode="fwd"), dict(mode="fast"), dict(mode="rev", dot=True),
          dict(order=2)]
 

@@ -484,7 +484,7 @@ def test_no_time_steps(name, batch_first, shape):
 @pytest.mark.parametrize("name", MODULES)
 def test_empty_batch_matches_torch(name):
     """torch runs an empty batch (B=0) through a sequence module and returns empty arrays of
-    the right shapes; so does minirnn (backward and more layouts: tests/test_empty_batch.py)."""
+    the right shapes; so does minirnn (backward and more layouts: tests/nn/test_empty_batch.py)."""
     t, m = build_torch(name, 3, 4), build_mini(name, 3, 4)
     assert_same_numbers(t, m, np.zeros((5, 0, 3)))
 

@@ -4,7 +4,6 @@ every output, cache field, gradient and per-step record; ragged lengths; both dt
 packing, the path choice, and the FMA-peak probe."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import minirnn
 from minirnn.functional import LSTMCache
 from minirnn.cells import lstm
 from minirnn.testing import assert_close
+from tests.helpers import numba_threads
 
 numba = pytest.importorskip("numba")
 K = pytest.importorskip("minirnn.kernels")
@@ -71,16 +71,6 @@ def _check(T, B, I, H, dtype, ragged, bias, seed, d_state):
     for field in g_ref[8]._fields:
         assert_close(getattr(g_got[8], field), getattr(g_ref[8], field), rtol=rt, atol=at,
                      name="steps." + field)
-
-
-@contextmanager
-def numba_threads(n):
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 @settings(max_examples=40, deadline=None)

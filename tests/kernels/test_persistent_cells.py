@@ -1,11 +1,9 @@
 """The persistent kernel for every cell (minirnn/kernels/_persistent_cells.py: Elman tanh and
 relu, GRU, LSTM) against the NumPy reference: outputs, cache fields, gradients and per-step
 records; ragged lengths; both dtypes; 1 and 2 Numba threads; several panels a thread; both
-directions through the modules (tests/test_persistent.py: the LSTM's own cases, packing)."""
+directions through the modules (tests/kernels/test_persistent.py: the LSTM's own cases,
+packing)."""
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ import minirnn
 from minirnn.cells import gru, lstm, rnn
 from minirnn.cells import get_cell
 from minirnn.testing import assert_close
+from tests.helpers import numba_threads
 
 numba = pytest.importorskip("numba")
 K = pytest.importorskip("minirnn.kernels")
@@ -29,11 +28,6 @@ RTOL = {"float64": 1e-13, "float32": 2e-5}
 ATOL = {"float64": 1e-15, "float32": 1e-7}
 THREADS = [n for n in (1, 2) if n <= numba.config.NUMBA_NUM_THREADS]
 CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
-_spec = importlib.util.spec_from_file_location(
-    "_persistent_lstm_tests", Path(__file__).with_name("test_persistent.py"))
-_lstm_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_lstm_tests)
-numba_threads = _lstm_tests.numba_threads     # the thread-count context, written once
 
 
 def _random(rng, dtype, *shape, scale=0.5):

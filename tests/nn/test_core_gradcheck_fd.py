@@ -12,23 +12,9 @@ import pytest
 
 import minirnn
 from minirnn.testing import assert_close
+from tests.helpers import central_grad
 
-EPS = 1e-6
 RTOL = 1e-7          # central differences in float64 are good to ~1e-9 here
-
-
-def numerical_grad(loss, arr):
-    """dL/darr by central differences, perturbing `arr` in place (restored after)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = loss()
-        arr[idx] = old - EPS
-        down = loss()
-        arr[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def make_model(cell, I, H, **kw):
@@ -94,14 +80,14 @@ def test_module_bptt_matches_finite_differences(case):
     analytic = {"x": dx, "h0": dh0} | ({"c0": dc0} if cell == "lstm" else {})
     inputs = {"x": x, "h0": h0} | ({"c0": c0} if cell == "lstm" else {})
     for name, arr in inputs.items():
-        num = numerical_grad(loss, arr)
+        num = central_grad(loss, arr)
         if cell != "rnn_relu":                       # relu units may be dead at step 0
             assert np.abs(num).max() > 0, f"{name}: loss does not depend on it at all"
         assert_close(analytic[name], num, rtol=RTOL, name=f"d{name}")
     grads = m.grad_dict()
     assert set(grads) == set(m.params)
     for name, p in m.params.items():
-        assert_close(grads[name], numerical_grad(loss, p), rtol=RTOL, name=f"grad {name}")
+        assert_close(grads[name], central_grad(loss, p), rtol=RTOL, name=f"grad {name}")
 
 
 @pytest.mark.parametrize("kind", ["tanh", "relu", "lstm"])
@@ -129,11 +115,11 @@ def test_cells_match_finite_differences(kind, bias, batched):
     loss()
     if kind == "lstm":
         dx, (dh, dc) = cell.backward(d_h, d_c)
-        assert_close(dc, numerical_grad(loss, c), rtol=RTOL, name="dc")
+        assert_close(dc, central_grad(loss, c), rtol=RTOL, name="dc")
     else:
         dx, dh = cell.backward(d_h)
     assert dx.shape == x.shape and dh.shape == h.shape
-    assert_close(dx, numerical_grad(loss, x), rtol=RTOL, name="dx")
-    assert_close(dh, numerical_grad(loss, h), rtol=RTOL, name="dh")
+    assert_close(dx, central_grad(loss, x), rtol=RTOL, name="dx")
+    assert_close(dh, central_grad(loss, h), rtol=RTOL, name="dh")
     for name, p in cell.params.items():
-        assert_close(cell.grads[name], numerical_grad(loss, p), rtol=RTOL, name=f"grad {name}")
+        assert_close(cell.grads[name], central_grad(loss, p), rtol=RTOL, name=f"grad {name}")

@@ -2,9 +2,6 @@
 torch autograd's, found with a separate copy of the parameters for every time step (the
 gradient of L_t alone with respect to step tau's copy is the (t, tau) term); the cumulative
 sums are truncated BPTT with k1 = 1."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -14,17 +11,12 @@ from minirnn.grad.truncated import truncated_gradient
 from minirnn.cells import BUILTIN
 from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
-
-
-_spec = importlib.util.spec_from_file_location(
-    "_truncated_tests", Path(__file__).with_name("test_study_truncated.py"))
-_truncated_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_truncated_tests)
+from tests.helpers import recurrent_problem
 
 
 def _problem(cell, T=7, **kw):
     """A model, x, d_out and a random initial state: the truncation tests' problem, T=7."""
-    return _truncated_tests._problem(cell, T=T, **kw)
+    return recurrent_problem(cell, T=T, **kw)
 
 
 def _bptt(m, x, d, state):

@@ -4,9 +4,7 @@ gradient (1 for a method that is RTRL, below for one that is not), the CLI write
 and refuses bad flags, and benchmarks/online_cost.py reports every row."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +14,7 @@ from minirnn.studies.seqtask import dependency_floors
 from minirnn.studies.online import train_online
 from minirnn.studies.online_tasks import (CHAOTIC, adding_stream, chaotic_stream,
                                           two_dependency_stream)
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 
 def test_two_dependency_stream_is_the_task():
@@ -154,10 +151,7 @@ def test_cli_anchor_settings_and_refusals(tmp_path, capsys):
 
 
 def test_cost_benchmark_reports_every_row(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("online_cost",
-                                                  ROOT / "benchmarks" / "online_cost.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/online_cost.py")
     path = tmp_path / "cost.json"
     bench.main(["--cells", "gru", "--hidden", "4,6", "--steps", "1", "--rounds", "1",
                 "--json", str(path)])

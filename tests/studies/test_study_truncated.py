@@ -10,17 +10,7 @@ from minirnn.grad.truncated import (full_gradient, gradient_agreement, tbptt_win
 from minirnn.cells import BUILTIN
 from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
-
-
-def _problem(cell, T=9, B=2, I=3, H=4, seed=0, **kw):
-    m = make_recurrent(cell, I, H, seed=seed, **kw)
-    rng = np.random.default_rng(seed + 100)
-    shape = (B, T) if m.batch_first else (T, B)
-    x = rng.standard_normal(shape + (I,))
-    d_out = rng.standard_normal(shape + (m.out_size,))
-    state = tuple(rng.standard_normal((m.num_layers, B, m.out_size if n == "h" else H))
-                  for n in m.spec.state_names)
-    return m, x, d_out, state
+from tests.helpers import recurrent_problem
 
 
 # ---- the schedule ---------------------------------------------------------------------------
@@ -82,7 +72,7 @@ def _torch_truncated(model, x, d_out, state, k1, k2):
 @pytest.mark.parametrize("cell", BUILTIN)
 @pytest.mark.parametrize("k1, k2", [(1, 1), (2, 3), (3, 3), (1, 4), (4, 7)])
 def test_truncated_gradient_matches_torch_with_detach(cell, k1, k2):
-    m, x, d, state = _problem(cell, num_layers=2, seed=k1 + 7 * k2)
+    m, x, d, state = recurrent_problem(cell, num_layers=2, seed=k1 + 7 * k2)
     g = truncated_gradient(m, x, d, k1, k2, state=state)
     ref = _torch_truncated(m, x, d, state, k1, k2)
     assert set(g) == set(ref)
@@ -96,7 +86,7 @@ def test_truncated_gradient_matches_torch_with_detach(cell, k1, k2):
        backend=st.sampled_from(["numpy", "numba"]), seed=st.integers(0, 99))
 def test_truncation_at_T_or_more_is_full_bptt(cell, T, B, layers, batch_first, over, backend,
                                               seed):
-    m, x, d, state = _problem(cell, T=T, B=B, num_layers=layers, batch_first=batch_first,
+    m, x, d, state = recurrent_problem(cell, T=T, B=B, num_layers=layers, batch_first=batch_first,
                               seed=seed, backend=backend)
     m.forward_state(x, state)
     m.zero_grad()
@@ -112,7 +102,7 @@ def test_truncation_at_T_or_more_is_full_bptt(cell, T, B, layers, batch_first, o
 
 
 def test_full_gradient_and_defaults():
-    m, x, d, state = _problem("lstm", proj_size=2)
+    m, x, d, state = recurrent_problem("lstm", proj_size=2)
     m.forward_state(x, state)
     m.zero_grad()
     m.backward_state(d, None)
@@ -129,7 +119,7 @@ def test_full_gradient_and_defaults():
 
 
 def test_shorter_window_changes_the_gradient():
-    m, x, d, state = _problem("rnn_tanh", T=12)
+    m, x, d, state = recurrent_problem("rnn_tanh", T=12)
     full = full_gradient(m, x, d, state)
     cos, rel = gradient_agreement(truncated_gradient(m, x, d, 2, state=state), full)
     assert rel > 1e-3 and cos < 1 - 1e-6              # a cut gradient is a different vector
@@ -151,7 +141,7 @@ def test_gradient_agreement_known_answers():
 @pytest.mark.parametrize("k1", [None, 1])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_truncation_bias(k1, with_state):
-    m, x, d, state = _problem("gru", T=10)
+    m, x, d, state = recurrent_problem("gru", T=10)
     state = state if with_state else None
     bias = truncation_bias(m, x, d, [1, 3, 10, 14], k1=k1, state=state)
     full = full_gradient(m, x, d, state)
@@ -166,7 +156,7 @@ def test_truncation_bias(k1, with_state):
 
 
 def test_refusals():
-    m, x, d, _ = _problem("lstm")
+    m, x, d, _ = recurrent_problem("lstm")
     bi = make_recurrent("rnn_tanh", 3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="model: expected a unidirectional model"):
         truncated_gradient(bi, x, np.zeros(x.shape[:2] + (8,)), 2)

@@ -1,9 +1,10 @@
-"""One rank of the 2-process gloo group that tests/test_distributed.py starts (it sets RANK,
+"""One rank of the 2-process gloo group that tests/train/test_distributed.py starts (it sets RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT):
 
-    python tests/dist_worker.py equiv OUT     every case of CASES data-parallel -> OUT/rank<r>.npz,
-                                              then the Group's collectives -> OUT/api<r>.json
-    python tests/dist_worker.py fail R        rank R raises at step 3; the others must end too
+    python tests/train/dist_worker.py equiv OUT   every case of CASES data-parallel ->
+                                                OUT/rank<r>.npz, then the Group's collectives
+                                                -> OUT/api<r>.json
+    python tests/train/dist_worker.py fail R      rank R raises at step 3; the others must end
 
 The test imports this file too: run_case(..., group=None) is the single-process reference.
 """

@@ -3,7 +3,6 @@ port, bounded timeouts. The test that matters: with the same global batches, see
 world_size=2 run ends with the parameters of a single-process run (float64 <= 1e-12 after 20
 steps, numba and torch; float32 within float32 tolerance), in the library and through
 `python -m minirnn train char` under the launcher's environment (with --resume)."""
-import importlib.util
 import json
 import os
 import socket
@@ -19,13 +18,11 @@ from hypothesis import strategies as st
 from minirnn._threads import usable_cores
 from minirnn.testing import assert_close
 from minirnn.train import distributed as D
+from tests.helpers import ROOT
+from tests.train import dist_worker as W
 
 torch = pytest.importorskip("torch")
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "dist_worker.py")
-_spec = importlib.util.spec_from_file_location("dist_worker", WORKER)
-W = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(W)
+WORKER = W.__file__                   # run as a script by each rank; imported for its cases
 
 
 def _free_port():
@@ -38,7 +35,7 @@ def _start(argv, world=2, env=None):
     """Start `argv` as `world` ranks with torchrun's environment -> the processes."""
     base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                 WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), OMP_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1", PYTHONPATH=os.path.dirname(HERE), **(env or {}))
+                OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT), **(env or {}))
     return [subprocess.Popen(argv, env=dict(base, RANK=str(r), LOCAL_RANK=str(r)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for r in range(world)]
@@ -71,7 +68,7 @@ def _ok(results):
 # ---- the equivalence -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    """One 2-rank run of every case, then the Group's collectives (tests/dist_worker.py)."""
+    """One 2-rank run of every case, then the Group's collectives (tests/train/dist_worker.py)."""
     out = tmp_path_factory.mktemp("equiv")
     _ok(_launch([sys.executable, WORKER, "equiv", str(out)]))
     ranks = [np.load(out / f"rank{r}.npz") for r in range(2)]
