@@ -20,6 +20,7 @@ import faulthandler
 import inspect
 import linecache
 import math
+import os
 import resource
 import signal
 import tempfile
@@ -246,6 +247,17 @@ def attempt(call, seconds=CALL_SECONDS):
             raise
         exc = e
     return verdict(exc, call.accept), exc
+
+
+@contextlib.contextmanager
+def working_in(path):
+    """Run the block in directory `path` (a relative path a call writes lands there)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(before)
 
 
 def scratch_dir():

@@ -8,10 +8,9 @@ import numpy as np
 
 import minirnn
 from minirnn import grad, studies
-from minirnn.train import checkpoint
 
 from tests._fuzz_recipes import _record
-from tests._fuzz_world import B, CELLS, H, I, RECORD_ORDER_ERROR, T, VOCAB, call, getter, recipe
+from tests._fuzz_world import B, CELLS, H, I, T, call, getter, recipe
 
 G = "minirnn.grad."
 FILES = (OSError,)          # a path the system refuses: its OSError names the path

@@ -20,7 +20,6 @@ import numpy as np
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn import grad, studies
 from minirnn.cells import CellSpec, register_cell
 
 T, B, I, H = 3, 2, 3, 4             # small: the baselines run in milliseconds

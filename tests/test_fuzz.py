@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import tests._fuzz_recipes                      # noqa: F401 -- registers the core recipes
 import tests._fuzz_recipes_tools                # noqa: F401 -- and the tools'
 from tests._fuzz import CallTimeout, address_space_cap, attempt, crash_site, draw_degenerate, \
-    scratch_dir, verdict
+    scratch_dir, working_in
 from tests._fuzz_world import RECIPES, Call, World, build, excluded
 from tests._public_api import public_callables
 
@@ -47,7 +47,7 @@ def _short(value):
 def fuzz_case(data, name):
     """Build `name`'s baseline, spoil 0-2 of its arguments, call it -> (verdict, exception,
     the spoiled arguments {name: value})."""
-    with scratch_dir() as tmp:
+    with scratch_dir() as tmp, working_in(tmp):   # a spoiled path ("bogus") lands there
         w = World(data, tmp)
         names = []
         try:
