@@ -64,7 +64,7 @@ CASES = {
     "minirnn.cells.spec.CellSpec": {},
     **{SPEC + m: {} for m in ("add_twin", "backends", "states_of", "gates", "has", "has_cell_state",
                               "module_kwargs", "require", "split_gates", "step_forward",
-                              "supports_proj", "twin")},
+                              "step_grads_per_sample", "supports_proj", "twin")},
     SPEC + "forward": each(CONTRACT, "valid backend"),
     SPEC + "backward": each(CONTRACT, "return_steps input_grad backend per_sample"),
     SPEC + "forward_jvp": each(CONTRACT, "backend"),

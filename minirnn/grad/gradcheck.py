@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_bool, check_choice, check_int, to_numpy
+from .._checks import UnknownKey, check_bool, check_choice, check_int, to_numpy
 from .._table import text_table
 from . import gradcheck_modes as modes
 from ._gradcheck_rows import DOT_RTOL, GradcheckRow, index, row, sample
@@ -318,13 +318,18 @@ def _names(params, inputs, own, order):
     covered = own if order == 2 else inputs + own
     if params is None:
         return covered
+    if not isinstance(params, (str, list, tuple)):
+        raise TypeError(f"params: expected a name or a list of names, got "
+                        f"{type(params).__name__}")
     names = [params] if isinstance(params, str) else list(params)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"params: expected tensor names (str), got {names!r}")
     if not names:
         raise ValueError(f"params: got an empty list, which checks nothing; expected some of "
                          f"{covered}")
     unknown = [n for n in names if n not in inputs + own]
     if unknown:
-        raise KeyError(f"params: unknown tensor names {unknown}; expected some of "
+        raise UnknownKey(f"params: unknown tensor names {unknown}; expected some of "
                        f"{inputs + own}")
     outside = [n for n in names if n not in covered]
     if outside:

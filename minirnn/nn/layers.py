@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, check_int, check_token_ids
+from .._checks import as_float_array, check_fits, check_int, check_token_ids
 from .module import Module
 
 
@@ -27,7 +27,10 @@ class Linear(Module):
         super().__init__(dtype, seed)
         self.in_features = check_int("in_features", in_features)
         self.out_features = check_int("out_features", out_features)
-        bound = 1.0 / np.sqrt(in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
+        values = (self.in_features + 1) * self.out_features
+        check_fits("in_features, out_features", 2 * values * self.dtype.itemsize,
+                   f"{values} parameters and their gradients ({self.dtype.name})")
+        bound = 1.0 / np.sqrt(self.in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
         self.add_param("weight", (out_features, in_features), bound)
         if bias:
             self.add_param("bias", (out_features,), bound)
@@ -71,6 +74,9 @@ class Embedding(Module):
         super().__init__(dtype, seed)
         self.num_embeddings = check_int("num_embeddings", num_embeddings)
         self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        values = self.num_embeddings * self.embedding_dim      # the table, its gradient, the draw
+        check_fits("num_embeddings, embedding_dim", values * (2 * self.dtype.itemsize + 8),
+                   f"a ({num_embeddings}, {embedding_dim}) table and its gradient")
         if padding_idx is not None:
             if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
                     or not -num_embeddings <= padding_idx < num_embeddings:

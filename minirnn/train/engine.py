@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_lengths, check_token_ids, to_numpy
+from .._checks import check_lengths, check_real, check_token_ids, to_numpy
 from ..nn.losses import cross_entropy
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..nn.models import MODELS, LanguageModel, SequenceClassifier
@@ -167,8 +167,8 @@ class Engine:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
         if backend not in TRAIN_BACKENDS:
             raise ValueError(f"backend: expected one of {TRAIN_BACKENDS}, got {backend!r}")
-        if clip is not None and not float(clip) > 0:
-            raise ValueError(f"clip: expected None or a positive max norm, got {clip!r}")
+        if clip is not None:
+            check_real("clip", clip, low=0, low_open=True, why=" (None or a positive max norm)")
         if device != "cpu" and backend != "torch":
             raise ValueError(f"device: only backend='torch' runs on {device!r}; "
                              f"backend {backend!r} runs on 'cpu'")
