@@ -76,8 +76,8 @@ def check_seed(name, seed):
 
 
 def check_path(name, path):
-    """A file path: str, bytes or os.PathLike (the system's OSError names a bad one)."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
+    """A file path: str or os.PathLike (the system's OSError names a bad one)."""
+    if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
                         f"{type(path).__name__} {path!r}")
     return path
@@ -196,7 +196,7 @@ def check_keys(name, expected, given):
     unexpected = [k for k in given if k not in expected]
     if missing or unexpected:
         raise UnknownKey(f"{name}: missing keys {missing}, unexpected keys {unexpected}; "
-                       f"expected exactly {expected}")
+                         f"expected exactly {expected}")
 
 
 def check_token_ids(name, tokens, vocab_size) -> np.ndarray:

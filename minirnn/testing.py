@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_real, to_numpy
+from ._checks import check_fits, check_real, to_numpy
 
 
 def _real(name, value):
@@ -15,6 +15,7 @@ def _real(name, value):
                         f"that numpy cannot read as one ({e})") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
+    check_fits(name, arr.size * 8, f"a float64 copy of shape {arr.shape}")
     return arr.astype(np.float64)
 
 

@@ -317,3 +317,68 @@ MORE = [
 @pytest.mark.parametrize("fn, exc, match", MORE)
 def test_more_tools_refuse_bad_arguments_by_name(fn, exc, match):
     refused(fn, exc, match)
+
+
+# ---- the second run (30,000 calls) -------------------------------------------------------------------
+def _mse():
+    return grad.MSELoss(np.ones((2, 2)))
+
+
+ROUND_TWO = [
+    case(lambda: minirnn.explore(minirnn.GRU(3, 2), np.ones((2, 3)), path=None), TypeError,
+         r"path: expected a file path", "explore-path-none"),
+    case(lambda: _trace().series(["h"]), TypeError, r"name: expected", "trace-series-list"),
+    case(lambda: minirnn.gradcheck(minirnn.GRU(3, 2), np.ones((2, 1, 3)), rtol=np.ones(2)),
+         TypeError, r"rtol", "gradcheck-rtol-array"),
+    case(lambda: minirnn.gradcheck(minirnn.GRU(3, 2), np.ones((2, 1, 3)), atol="0.1"),
+         TypeError, r"atol", "gradcheck-atol-str"),
+    case(lambda: grad.lyapunov_spectrum(minirnn.GRU(3, 4), huge_view(2, HUGE, 3)), ValueError,
+         r"x: .*would need", "lyapunov-huge-view"),
+    case(lambda: grad.lyapunov_spectrum(minirnn.GRU(3, 4), np.ones((3, 2, 3)), seed=None),
+         TypeError, r"seed", "lyapunov-seed-none"),
+    case(lambda: _mse().hvp(huge_view(HUGE, 2), huge_view(HUGE, 2)), ValueError,
+         r"out: .*would need", "loss-hvp-huge-view"),
+    case(lambda: grad.RTRLOnline(minirnn.GRU(3, 4), lr=10**400), ValueError, r"lr",
+         "rtrl-lr-beyond-float"),
+    case(lambda: grad.gradient_agreement({}, {}), ValueError, r"reference: expected at least one",
+         "agreement-empty"),
+    case(lambda: _dropped().backward(np.ones((2, 3))), ValueError, r"dy: expected shape",
+         "dropout-backward-shape"),
+    case(lambda: minirnn.Module().add_module(["extra"], minirnn.Linear(2, 2)), TypeError,
+         r"name: expected a str", "add-module-name"),
+    case(lambda: minirnn.Module().add_module("extra", 3), TypeError, r"module: expected",
+         "add-module-module"),
+    case(lambda: studies.float32_error_growth("gru", steps=(3,), backends=("numpy",),
+                                              batch=np.uint8(200), hidden=np.uint8(200)),
+         None, None, "precision-uint8-sizes"),
+    case(lambda: minirnn.assert_close(huge_view(HUGE, 3), huge_view(HUGE, 3)), ValueError,
+         r"actual: .*would need", "assert-close-huge-view"),
+    case(lambda: minirnn.save_checkpoint(b"model.npz", lstm()), TypeError, r"path",
+         "save-path-bytes"),
+    case(lambda: minirnn.Engine(minirnn.SequenceClassifier(5, 2, 4), class_weight="x"),
+         TypeError, r"class_weight", "engine-class-weight-str"),
+]
+
+
+def _dropped():
+    d = minirnn.Dropout(0.5, seed=0)
+    d.forward(np.ones((2, 2)))
+    return d
+
+
+@pytest.mark.parametrize("fn, exc, match", ROUND_TWO)
+def test_round_two_refuses_bad_arguments_by_name(fn, exc, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if exc is None:                     # a valid call that used to crash: it runs now
+        fn()
+    else:
+        refused(fn, exc, match)
+
+
+def test_a_diverged_model_reads_nothing_back():
+    """memory_probe of a model whose state is not finite (training with lr=1e308 diverges)
+    answers NaN, the accuracy of nothing, where numpy's least squares raised LinAlgError."""
+    m = minirnn.LanguageModel(2, 2, 3, num_layers=1, seed=0)
+    m.rnn.params["weight_hh_l0"][...] = np.nan
+    acc = studies.memory_probe(m, batch=4, steps=20)
+    assert sorted(acc) == [3, 8] and all(np.isnan(v) for v in acc.values())

@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from .._checks import check_bool
+from .._checks import check_bool, check_path
 from .._io import check_overwrite, write_text
 from . import explore_data as ed
 
@@ -182,7 +182,7 @@ def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None
         before any work, as `minirnn explore` refuses it without --overwrite.
     The model is left as found: its training mode and accumulated gradients are restored.
     """
-    check_overwrite("path", path, overwrite)
+    check_overwrite("path", check_path("path", path), overwrite)
     payload, _ = build(model, x, tokens, head, vocab, labels, targets, hx, top_k, title,
                        token_level, connect, loss=loss)
     write_text(path, page_html(payload))

@@ -224,6 +224,9 @@ class Trace:
     def series(self, name, layer=0, direction=0):
         """One variable over time, (T, B, n), in original time order."""
         k = self._check_index(0, layer, direction)
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a variable's name (str), got {type(name).__name__} "
+                            f"{name!r}")
         if name in self._fwd[k]:
             return self._fwd[k][name]
         if self.has_backward and name in self._bwd[k]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import UnknownKey, check_bool, check_choice, check_int, to_numpy
+from .._checks import UnknownKey, check_bool, check_choice, check_int, check_real, to_numpy
 from .._table import text_table
 from . import gradcheck_modes as modes
 from ._gradcheck_rows import DOT_RTOL, GradcheckRow, index, row, sample
@@ -255,6 +255,8 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
         raise ValueError(f"eps: expected a step in (0, 1), got {eps!r}")
     if max_entries is not None:
         check_int("max_entries", max_entries)
+    rtol, atol = check_real("rtol", rtol, low=0), check_real("atol", atol, low=0)
+    seed = check_int("seed", seed, low=0)         # the generators [seed, tensor name]
     check_choice("mode", mode, MODES)
     check_choice("order", order, (1, 2))
     dot = mode == "fwd" if dot is None else check_bool("dot", dot)

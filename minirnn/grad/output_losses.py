@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, to_numpy
+from .._checks import as_float_array, check_fits, to_numpy
 
 
 def check_loss(loss):
@@ -44,6 +44,8 @@ def _output(name, value, like=None):
                         f"dtype {arr.dtype}")
     if like is not None and arr.shape != like.shape:
         raise ValueError(f"{name}: expected the shape of out {like.shape}, got {arr.shape}")
+    # a result of its size is computed from it: a zero-stride view may be far beyond memory
+    check_fits(name, arr.size * arr.itemsize, f"an array of shape {arr.shape}")
     return arr
 
 

@@ -36,8 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import (as_float_array, check_int, check_lengths, check_shape, check_steps,
-                       valid_mask)
+from .._checks import (as_float_array, check_int, check_lengths, check_real, check_shape,
+                       check_steps, valid_mask)
 from ..functional.backends import get_backend
 
 MEMORY_LIMIT = 1 << 30          # bytes: the largest influence matrix M that RTRL will allocate
@@ -185,10 +185,7 @@ def _check_loss(loss):
 
 
 def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr: expected a finite number >= 0, got {lr!r}")
-    return float(lr)
+    return check_real("lr", lr, low=0)
 
 
 def _check_model(model):

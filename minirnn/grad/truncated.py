@@ -103,6 +103,8 @@ def gradient_agreement(grads, reference):
         if not isinstance(value, dict):
             raise TypeError(f"{name}: expected a dict of name -> array, got "
                             f"{type(value).__name__}")
+    if not reference:
+        raise ValueError("reference: expected at least one parameter's gradient, got none")
     if set(grads) != set(reference):
         raise ValueError(f"grads: expected the parameters {sorted(reference)}, got {sorted(grads)}")
     for n in reference:

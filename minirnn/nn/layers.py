@@ -144,6 +144,9 @@ class Dropout(Module):
 
     def backward(self, dy):
         dy = as_float_array("dy", dy, self.dtype)
+        if self._mask is not None and dy.shape != self._mask.shape:
+            raise ValueError(f"dy: expected shape {self._mask.shape} (forward's output), got "
+                             f"{dy.shape}")
         return dy if self._mask is None else dy * self._mask
 
 

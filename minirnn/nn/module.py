@@ -58,6 +58,10 @@ class Module:
         self.grads[name] = np.zeros(shape, dtype=self.dtype)
 
     def add_module(self, name, module):
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"module: expected a minirnn Module, got {type(module).__name__}")
         self._children[name] = module
         return module
 

@@ -110,8 +110,8 @@ def float32_error_growth(cell, steps=(1, 10, 100, 1000), backends=None, hidden=3
     bad = [b for b in backends if not isinstance(b, str) or b not in BACKENDS]
     if bad or not backends:
         raise ValueError(f"backends: expected some of {BACKENDS}, got {tuple(backends)}")
-    for name, v in (("hidden", hidden), ("input_size", input_size), ("batch", batch)):
-        check_int(name, v)
+    hidden, input_size, batch = (check_int(name, v) for name, v in (
+        ("hidden", hidden), ("input_size", input_size), ("batch", batch)))
     check_real("weight_scale", weight_scale, low=0, low_open=True)
     check_int("seed", seed, low=0)                 # the generator [seed, T]: an int, not None
     # the longest run's float32 data, its float64 twin and their gradients, a dozen arrays

@@ -198,6 +198,8 @@ def memory_probe(model, lags=LAGS, batch=64, steps=1000, seed=0):
     feats = np.concatenate([h[:, skip:], np.ones(h[:, skip:].shape[:2] + (1,))], axis=-1)
     half = batch // 2
     fit, test = feats[:half].reshape(-1, feats.shape[-1]), feats[half:].reshape(-1, feats.shape[-1])
+    if not np.isfinite(feats).all():        # a diverged model: there is nothing to read back
+        return {j: float("nan") for j in lags}
     result = {}
     for j in lags:
         target = x[:, skip - j:steps - j].astype(np.float64)           # X_{t-j} for t >= skip

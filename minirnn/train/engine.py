@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_lengths, check_real, check_token_ids, to_numpy
+from .._checks import as_float_array, check_lengths, check_real, check_token_ids, to_numpy
 from ..nn.losses import cross_entropy
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..nn.models import MODELS, LanguageModel, SequenceClassifier
@@ -186,7 +186,9 @@ class Engine:
         self.clip, self.ignore_index = (None if clip is None else float(clip)), ignore_index
         self.optimizer_name = optimizer
         if class_weight is not None:
-            class_weight = np.asarray(class_weight, dtype=model.dtype)
+            # read as numbers (refused otherwise), then in the model's dtype, as before
+            class_weight = as_float_array("class_weight", class_weight,
+                                          np.float64).astype(model.dtype)
             C = getattr(model, "num_classes", None) or model.vocab_size
             if class_weight.shape != (C,):
                 raise ValueError(f"class_weight: expected one weight per class, shape ({C},), "
