@@ -227,14 +227,14 @@ recipe(S + "seqtask.two_dependency_data")(
 recipe(S + "seqtask.dependency_floors")(lambda w, m=None: call(studies.dependency_floors))
 recipe(S + "seqtask.monte_carlo_floors")(
     lambda w, m=None: call(studies.monte_carlo_floors, n=50, seed=0))
-recipe(S + "seqtask.memory_probe", work=("steps",))(
+recipe(S + "seqtask.memory_probe")(
     lambda w, m=None: call(studies.memory_probe, model=minirnn.LanguageModel(2, 2, H, cell="gru",
                                                                                num_layers=1, seed=0),
                            batch=4, steps=20))
-recipe(S + "seqtask.train_two_dependency", work=("steps", "eval_steps"))(
+recipe(S + "seqtask.train_two_dependency")(
     lambda w, m=None: call(studies.train_two_dependency, k2=3, hidden=2, steps=12, batch=2,
                            stretch=6, eval_batch=4, eval_steps=12))
-recipe(S + "precision.float32_error_growth", work=("steps",))(
+recipe(S + "precision.float32_error_growth")(
     lambda w, m=None: call(studies.float32_error_growth, cell=w.pick(*CELLS), steps=(1, 3),
                            backends=("numpy",), hidden=2, input_size=2, batch=2))
 

@@ -3,8 +3,6 @@
 A recipe takes the World (small valid objects, drawn: a cell, layers, directions, layout,
 dtype, backend) and returns a Call: the callable (a method bound to a fresh object) and its
 arguments by name, which the fuzzer then spoils one or two at a time (tests/_fuzz.py).
-`work` names arguments that count time (training steps): they get every degenerate value
-but a huge one, which is an honest request for a long run rather than an allocation.
 `accept` names exceptions other than ValueError/TypeError that are the callable's answer
 (assert_close's AssertionError; RuntimeError for a backward with no forward, as torch's).
 
@@ -63,7 +61,6 @@ class Call(NamedTuple):
     fn: object
     kwargs: dict
     accept: tuple = ()
-    work: tuple = ()
 
 
 class FuzzStep(NamedTuple):
@@ -162,10 +159,10 @@ class World:
 RECIPES = {}
 
 
-def recipe(*names, accept=(), work=()):
+def recipe(*names, accept=()):
     def register(build):
         for name in names:
-            RECIPES[name] = (build, accept, work)
+            RECIPES[name] = (build, accept)
         return build
     return register
 
@@ -173,9 +170,9 @@ def recipe(*names, accept=(), work=()):
 def build(name, world):
     """The baseline Call of `name`. A recipe is make(world, method) where method is the last
     part of the name (one recipe may serve several methods of a class)."""
-    make, accept, work = RECIPES[name]
+    make, accept = RECIPES[name]
     fn, kwargs = make(world, name.rpartition(".")[2])
-    return Call(fn, kwargs, accept, work)
+    return Call(fn, kwargs, accept)
 
 
 def args_of(fn, given):

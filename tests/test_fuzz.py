@@ -59,7 +59,7 @@ def fuzz_case(data, name):
             n = data.draw(st.integers(0, min(2, len(kwargs))), label="spoiled")
             names = data.draw(st.permutations(sorted(kwargs)))[:n] if n else []
             for arg in names:
-                kwargs[arg] = draw_degenerate(data.draw, w, kwargs[arg], huge=arg not in c.work)
+                kwargs[arg] = draw_degenerate(data.draw, w, kwargs[arg])
             outcome, exc = attempt(c._replace(kwargs=kwargs))
         finally:
             for undo in reversed(w.cleanups):
