@@ -43,7 +43,7 @@ class CallTimeout(BaseException):
     cannot swallow it)."""
 
 
-# ---- degenerate values -------------------------------------------------------------------------
+# ---- degenerate values ---------------------------------------------------------------------------
 
 def _axis_sizes(a, k, n):
     shape = list(a.shape)
@@ -235,7 +235,10 @@ def crash_site(exc):
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if str(PKG) in str(Path(f.filename).resolve())]
     f = (ours or frames or [None])[-1]
-    where = "?" if f is None else f"{Path(f.filename).resolve().relative_to(PKG.parent) if ours else f.filename}:{f.name}:{f.lineno}"
+    if f is None:
+        return f"{type(exc).__name__} at ?"
+    path = Path(f.filename).resolve().relative_to(PKG.parent) if ours else f.filename
+    where = f"{path}:{f.name}:{f.lineno}"
     return f"{type(exc).__name__} at {where}"
 
 

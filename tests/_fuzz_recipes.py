@@ -15,7 +15,7 @@ from tests._fuzz_world import (B, CELLS, FuzzCell, H, I, RECORD_ORDER_ERROR, T, 
 REC, CELLC, SPEC = "minirnn.nn.recurrent.RNNBase.", "minirnn.nn.cells.", "minirnn.cells.spec."
 
 
-# ---- the functional API ------------------------------------------------------------------------
+# ---- the functional API --------------------------------------------------------------------------
 
 def _layer(w, G, P=None):
     P = P or H
@@ -86,7 +86,8 @@ recipe("minirnn.nn.recurrent.RNNBase")(lambda w, m=None: call(minirnn.RNNBase, m
                                                       **_SIZES))
 recipe("minirnn.nn.module.Module")(lambda w, m=None: call(module.Module))
 recipe("minirnn.nn.recurrent.make_recurrent")(
-    lambda w, m=None: call(recurrent.make_recurrent, cell=w.pick(*CELLS), input_size=I, hidden_size=H))
+    lambda w, m=None: call(recurrent.make_recurrent, cell=w.pick(*CELLS), input_size=I,
+                           hidden_size=H))
 recipe("minirnn.nn.cells.make_cell")(
     lambda w, m=None: call(nn_cells.make_cell, cell=w.pick(*CELLS), input_size=I, hidden_size=H))
 
@@ -241,7 +242,7 @@ def _model_methods(w, which):
     return (getter(m, "backend"), {}) if which == "backend" else call(m.embed, tokens=tokens)
 
 
-# ---- the cell contract and the registry ------------------------------------------------------------
+# ---- the cell contract and the registry ----------------------------------------------------------
 
 @recipe(*("minirnn.cells.registry." + f for f in ("register_cell", "unregister_cell",
                                                   "register_tier", "get_cell", "cell_name",
@@ -290,7 +291,7 @@ def _steps_cache(w, which):
     return getter(cache, which), {}
 
 
-# ---- records: NamedTuples and dataclasses take what they are given ---------------------------------
+# ---- records: NamedTuples and dataclasses take what they are given -------------------------------
 
 def _record(cls):
     fields = getattr(cls, "_fields", None) or list(cls.__dataclass_fields__)
@@ -316,7 +317,7 @@ def _records():
 _records()
 
 
-# ---- utils and the comparison helper -----------------------------------------------------------------
+# ---- utils and the comparison helper -------------------------------------------------------------
 
 @recipe("minirnn.utils.pad_sequence", "minirnn.utils.sequence_lengths",
         "minirnn.utils.unpad_sequence")

@@ -26,7 +26,7 @@ def _eval(m):
     return m
 
 
-# ---- forward mode, second order, per-sample, RTRL --------------------------------------------------
+# ---- forward mode, second order, per-sample, RTRL ------------------------------------------------
 
 @recipe(G + "forward_mode.jvp")
 def _jvp(w, _):
@@ -91,7 +91,7 @@ def _rtrl_online(w, which):
     return (getter(run, "state"), {}) if which == "state" else call(run.influence)
 
 
-# ---- truncation, lags, UORO, Lyapunov --------------------------------------------------------------
+# ---- truncation, lags, UORO, Lyapunov ------------------------------------------------------------
 
 @recipe(G + "truncated.truncated_gradient", G + "truncated.full_gradient",
         G + "truncated.truncation_bias")
@@ -192,7 +192,7 @@ def _lyapunov(w, which):
                 state=w.pick(None, w.state(m)), warmup=1)
 
 
-# ---- gradcheck and its report -----------------------------------------------------------------------
+# ---- gradcheck and its report --------------------------------------------------------------------
 
 def _gradcheck_kwargs(w):
     m = w.model(dtypes=("float64",), numba=False)
@@ -216,7 +216,7 @@ def _report(w, which):
     return (getter(rep, which), {}) if isinstance(attr, property) else call(getattr(rep, which))
 
 
-# ---- the studies ------------------------------------------------------------------------------------
+# ---- the studies ---------------------------------------------------------------------------------
 
 S = "minirnn.studies."
 recipe(S + "flow.gradient_flow")(lambda w, m=None: (lambda m: call(
@@ -228,9 +228,8 @@ recipe(S + "seqtask.dependency_floors")(lambda w, m=None: call(studies.dependenc
 recipe(S + "seqtask.monte_carlo_floors")(
     lambda w, m=None: call(studies.monte_carlo_floors, n=50, seed=0))
 recipe(S + "seqtask.memory_probe")(
-    lambda w, m=None: call(studies.memory_probe, model=minirnn.LanguageModel(2, 2, H, cell="gru",
-                                                                               num_layers=1, seed=0),
-                           batch=4, steps=20))
+    lambda w, m=None: call(studies.memory_probe, batch=4, steps=20, model=minirnn.LanguageModel(
+        2, 2, H, cell="gru", num_layers=1, seed=0)))
 recipe(S + "seqtask.train_two_dependency")(
     lambda w, m=None: call(studies.train_two_dependency, k2=3, hidden=2, steps=12, batch=2,
                            stretch=6, eval_batch=4, eval_steps=12))
@@ -239,7 +238,7 @@ recipe(S + "precision.float32_error_growth")(
                            backends=("numpy",), hidden=2, input_size=2, batch=2))
 
 
-# ---- training -----------------------------------------------------------------------------------------
+# ---- training ------------------------------------------------------------------------------------
 
 O = "minirnn.train.optim."
 
@@ -311,7 +310,7 @@ def _engine(w, which):
             "trainer": lambda: (getter(eng, "trainer"), {})}[which]()
 
 
-# ---- the debugger ---------------------------------------------------------------------------------------
+# ---- the debugger --------------------------------------------------------------------------------
 
 D = "minirnn.debug.tracing."
 

@@ -74,7 +74,7 @@ def _report(name, exc, spoiled):
     return f"{name}({args}): {crash_site(exc)}: {type(exc).__name__}: {exc}"
 
 
-# ---- CI ----------------------------------------------------------------------------------------
+# ---- CI ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module", autouse=True)
 def _capped():
@@ -137,7 +137,7 @@ def minirnn_key():
     return _Named("params")["nope"]                  # raised by minirnn, but a KeyError
 
 
-# ---- the long run -------------------------------------------------------------------------------
+# ---- the long run --------------------------------------------------------------------------------
 
 def long_run(calls, first_seed=0, names=NAMES, out=sys.stdout):
     """About `calls` calls spread over `names` -> {crash site: (count, first report)},

@@ -37,13 +37,14 @@ def case(fn, exc, match, id):
     return pytest.param(fn, exc, match, id=id)
 
 
-# ---- sizes no machine holds: refused with the bytes needed, before any allocation ---------------
+# ---- sizes no machine holds: refused with the bytes needed, before any allocation ----------------
 SIZES = [
     case(lambda: minirnn.LSTM(HUGE, 4), ValueError, r"input_size.*would need \d+ bytes",
          "module-input-size"),
     case(lambda: minirnn.GRU(3, 2**62), ValueError, r"hidden_size.*would need \d+ bytes",
          "module-hidden-size-int64"),
-    case(lambda: minirnn.RNN(3, 10**30), ValueError, r"would need \d+ bytes", "module-beyond-int64"),
+    case(lambda: minirnn.RNN(3, 10**30), ValueError, r"would need \d+ bytes",
+         "module-beyond-int64"),
     case(lambda: minirnn.GRUCell(3, 10**30), ValueError, r"would need \d+ bytes", "cell-huge"),
     case(lambda: minirnn.Linear(10**30, 2), ValueError, r"in_features.*would need", "linear-huge"),
     case(lambda: minirnn.Embedding(5, 2**62), ValueError, r"embedding_dim.*would need",
@@ -71,7 +72,7 @@ def test_a_size_no_machine_holds_is_refused_before_allocation(fn, exc, match):
     refused(fn, exc, match)
 
 
-# ---- the modules and their public methods ------------------------------------------------------------
+# ---- the modules and their public methods --------------------------------------------------------
 MODULES = [
     case(lambda: lstm().param_keys(5), ValueError, r"layer, direction: expected layer in 0\.\.0",
          "param-keys-layer"),
@@ -115,7 +116,7 @@ def test_strict_load_state_dict_still_raises_key_error():
         lstm().load_state_dict({**lstm().state_dict(), "bogus": np.zeros(1)})
 
 
-# ---- the functional API, the cell contract -----------------------------------------------------------
+# ---- the functional API, the cell contract -------------------------------------------------------
 def _w(*shape):
     return np.zeros(shape)
 
@@ -171,7 +172,7 @@ def test_a_cell_whose_steps_keep_no_gates_is_told_so():
         unregister_cell(spec.name)
 
 
-# ---- the tools ---------------------------------------------------------------------------------------
+# ---- the tools -----------------------------------------------------------------------------------
 def _uoro():
     m = minirnn.GRU(3, 4, seed=0)
     rng = np.random.default_rng(0)
@@ -230,7 +231,7 @@ def test_the_tools_refuse_bad_arguments_by_name(fn, exc, match):
     refused(fn, exc, match)
 
 
-# ---- studies, training, assert_close ------------------------------------------------------------------
+# ---- studies, training, assert_close -------------------------------------------------------------
 def _adam():
     return minirnn.Adam(lstm())
 
@@ -319,7 +320,7 @@ def test_more_tools_refuse_bad_arguments_by_name(fn, exc, match):
     refused(fn, exc, match)
 
 
-# ---- the second run (30,000 calls) -------------------------------------------------------------------
+# ---- the second run (30,000 calls) ---------------------------------------------------------------
 def _mse():
     return grad.MSELoss(np.ones((2, 2)))
 
@@ -382,3 +383,24 @@ def test_a_diverged_model_reads_nothing_back():
     m.rnn.params["weight_hh_l0"][...] = np.nan
     acc = studies.memory_probe(m, batch=4, steps=20)
     assert sorted(acc) == [3, 8] and all(np.isnan(v) for v in acc.values())
+
+
+# ---- the third run (30,163 calls, 4 sites) -----------------------------------------------------------
+ROUND_THREE = [
+    case(lambda: grad.truncation_bias(minirnn.GRU(3, 4), np.ones((3, 2, 3)), np.ones((3, 2, 4)),
+                                      [np.array([1]), 2]), TypeError, r"lengths: expected",
+         "truncation-bias-lengths-ragged"),
+    case(lambda: grad.uoro_gradients(minirnn.GRU(3, 4), huge_view(HUGE, 2, 3), np.ones((3, 2, 4))),
+         ValueError, r"d_out: expected the shape", "uoro-message-of-a-huge-x"),
+    case(lambda: studies.gradient_flow(minirnn.GRU(3, 4), np.ones((3, 2, 3)), seed=2.5),
+         TypeError, r"seed", "flow-seed-float"),
+    case(lambda: studies.gradient_flow(minirnn.GRU(3, 4), np.ones((3, 2, 3)), seed=-1),
+         ValueError, r"seed", "flow-seed-negative"),
+    case(lambda: studies.gradient_flow(minirnn.GRU(3, 4), np.ones((3, 2, 3)), jacobians="False"),
+         TypeError, r"jacobians", "flow-jacobians-str"),
+]
+
+
+@pytest.mark.parametrize("fn, exc, match", ROUND_THREE)
+def test_round_three_refuses_bad_arguments_by_name(fn, exc, match):
+    refused(fn, exc, match)

@@ -135,7 +135,9 @@ def truncation_bias(model, x, d_out, lengths, k1=None, state=None):
     """truncated_gradient against the full BPTT gradient for each truncation length k2 in
     `lengths`; k1=None: k1 = k2 (chunks), else a fixed k1 (k1 = 1: every loss sees exactly
     k2 steps; a k2 below that k1 is refused). -> TruncationBias."""
-    lengths = [check_int("lengths", k) for k in np.atleast_1d(lengths).tolist()]
+    items = np.atleast_1d(lengths).tolist() if isinstance(lengths, np.ndarray) else \
+        list(lengths) if isinstance(lengths, (list, tuple, range)) else [lengths]
+    lengths = [check_int("lengths", k) for k in items]
     if not lengths:
         raise ValueError("lengths: expected at least one truncation length, got none")
     k1 = None if k1 is None else check_int("k1", k1)

@@ -210,8 +210,9 @@ def uoro_gradients(model, x, d_out, n_samples=1, state=None, seed=0, eps=1e-7, p
     gt = _time_major(model, d_out, "d_out")
     T, B = xt.shape[:2]
     if gt.shape != (T, B, model.out_size):
+        P = model.out_size                # the output's shape, named without allocating it
         raise ValueError(f"d_out: expected the shape of the model's output, "
-                         f"{model.from_time_major(np.empty((T, B, model.out_size))).shape}, "
+                         f"{(B, T, P) if model.batch_first else (T, B, P)}, "
                          f"got {np.shape(d_out)}")
     exact = exact_gradient(model, x, d_out, state)
     with probing(model):

@@ -29,11 +29,10 @@ class _CellBase(Module):
         self.bias = check_bool("bias", bias)
         get_backend(backend)
         self.backend = backend
-        G = self.spec.gates
-        values = G * self.hidden_size * (self.input_size + self.hidden_size + 2)
+        values = self.spec.gates * self.hidden_size * (self.input_size + self.hidden_size + 2)
         check_fits("input_size, hidden_size", 2 * values * self.dtype.itemsize,
                    f"{values} parameters and their gradients ({self.dtype.name})")
-        bound = 1.0 / np.sqrt(self.hidden_size)
+        G, bound = self.spec.gates, 1.0 / np.sqrt(hidden_size)
         self.add_param("weight_ih", (G * hidden_size, input_size), bound)
         self.add_param("weight_hh", (G * hidden_size, hidden_size), bound)
         if bias:

@@ -30,7 +30,7 @@ class Linear(Module):
         values = (self.in_features + 1) * self.out_features
         check_fits("in_features, out_features", 2 * values * self.dtype.itemsize,
                    f"{values} parameters and their gradients ({self.dtype.name})")
-        bound = 1.0 / np.sqrt(self.in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
+        bound = 1.0 / np.sqrt(in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
         self.add_param("weight", (out_features, in_features), bound)
         if bias:
             self.add_param("bias", (out_features,), bound)

@@ -47,7 +47,8 @@ class Module:
         if not isinstance(name, str):
             raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
         if not isinstance(shape, tuple):
-            raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__} {shape!r}")
+            raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__} "
+                            f"{shape!r}")
         shape = tuple(check_int(f"shape[{k}]", n, low=0) for k, n in enumerate(shape))
         # numpy's uniform draws from [-bound, bound]: its width must be a finite float
         bound = check_real("bound", bound, low=0, high=np.finfo(np.float64).max / 2)

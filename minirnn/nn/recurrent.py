@@ -84,7 +84,7 @@ class RNNBase(Module):
             (layer, d): tuple((n, f"{n}_l{layer}{'_reverse' if d else ''}")
                               for n in spec.param_names)
             for layer in range(self.num_layers) for d in range(self.num_directions)}
-        bound = 1.0 / np.sqrt(self.hidden_size)
+        bound = 1.0 / np.sqrt(hidden_size)
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else self.out_size * self.num_directions
             shapes = spec.param_shapes(in_size, self.hidden_size, self.proj_size)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._checks import reverse_padded, to_numpy
+from .._checks import check_bool, check_seed, reverse_padded, to_numpy
 
 LOSSES = ("last", "all")
 # a fitted rate per step within this band is "stable": 0.9996 is not vanishing in any sense a
@@ -81,6 +81,7 @@ def gradient_flow(model, x, hx=None, lengths=None, loss="last", jacobians=True, 
         raise TypeError(f"model: expected minirnn.RNN, LSTM or GRU, got {type(model).__name__}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    jacobians, seed = check_bool("jacobians", jacobians), check_seed("seed", seed)
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
     was_training = model.training
     model.eval()
