@@ -404,3 +404,21 @@ ROUND_THREE = [
 @pytest.mark.parametrize("fn, exc, match", ROUND_THREE)
 def test_round_three_refuses_bad_arguments_by_name(fn, exc, match):
     refused(fn, exc, match)
+
+
+# ---- the fourth run (30,163 calls, 2 sites) -----------------------------------------------------------
+ROUND_FOUR = [
+    case(lambda: minirnn.explore(minirnn.GRU(3, 2), np.ones((2, 3)), vocab=np.zeros(())),
+         TypeError, r"vocab: expected a list", "explore-vocab-0d"),
+    case(lambda: grad.RTRLOnline(minirnn.GRU(3, 4), lr=0.1, batch_size=2**62), ValueError,
+         r"batch_size: .*would need", "rtrl-online-batch-huge"),
+    # not a crash but a message that named `1` as the argument (found by auditing refusals)
+    case(lambda: minirnn.Embedding(5, 3).check_ids(np.zeros(2, complex), name=1), TypeError,
+         r"name: expected a str", "check-ids-name"),
+]
+
+
+@pytest.mark.parametrize("fn, exc, match", ROUND_FOUR)
+def test_round_four_refuses_bad_arguments_by_name(fn, exc, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused(fn, exc, match)

@@ -74,8 +74,10 @@ def unpack(packed):
 # ---- what is explored ------------------------------------------------------------------------
 def _listed(name, values):
     """Names given by the caller: a list, tuple, array or string of them."""
-    if not isinstance(values, (list, tuple, np.ndarray, str)):
-        raise TypeError(f"{name}: expected a list of strings, got {type(values).__name__}")
+    if not isinstance(values, (list, tuple, np.ndarray, str)) or np.ndim(values) != 1 \
+            and not isinstance(values, str):
+        raise TypeError(f"{name}: expected a list of strings, got {type(values).__name__} of "
+                        f"shape {np.shape(values)}")
     return values
 
 

@@ -36,8 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import (as_float_array, check_int, check_lengths, check_real, check_shape,
-                       check_steps, valid_mask)
+from .._checks import (as_float_array, check_fits, check_int, check_lengths, check_real,
+                       check_shape, check_steps, valid_mask)
 from ..functional.backends import get_backend
 
 MEMORY_LIMIT = 1 << 30          # bytes: the largest influence matrix M that RTRL will allocate
@@ -317,7 +317,11 @@ class RTRLOnline:
                  backend=None, memory_limit=None):
         self.lr, self.loss = _check_lr(lr), _check_loss(loss)
         B = check_int("batch_size", batch_size)
-        state = _check_state(_check_model(model), state, B, False)
+        sizes = _check_model(model).spec.state_sizes(model.hidden_size,
+                                                    getattr(model, "proj_size", 0))
+        check_fits("batch_size", B * sum(sizes) * model.dtype.itemsize,
+                   f"the states of {B} sequences")
+        state = _check_state(model, state, B, False)
         self.model, self._inf = model, _Influence(model, B, state, backend, memory_limit)
 
     @property

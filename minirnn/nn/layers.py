@@ -97,6 +97,9 @@ class Embedding(Module):
 
     def check_ids(self, idx, name="idx"):
         """Integer ids in [0, num_embeddings); anything else is refused, naming the culprit."""
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str (the argument's name in messages), got "
+                            f"{type(name).__name__} {name!r}")
         return check_token_ids(name, idx, self.num_embeddings)
 
     def forward(self, idx):
