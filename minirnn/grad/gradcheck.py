@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import UnknownKey, check_bool, check_choice, check_int, check_real, to_numpy
+from .._checks import (UnknownKey, check_bool, check_choice, check_fits, check_int, check_real,
+                       to_numpy)
 from .._table import text_table
 from . import gradcheck_modes as modes
 from ._gradcheck_rows import DOT_RTOL, GradcheckRow, index, row, sample
@@ -162,6 +163,7 @@ class _Runner:
         arr = to_numpy(value)
         if arr.dtype.kind != "f":
             raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+        check_fits(name, arr.size * 8, f"a float64 copy of shape {arr.shape}")
         return np.array(arr, dtype=np.float64)          # our own copy: we perturb it
 
     def forward(self, inputs):

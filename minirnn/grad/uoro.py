@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_fits, check_int, check_real, check_seed
+from .._checks import as_float_array, check_fits, check_int, check_real, check_seed
 from ._stepjac import (check_unidirectional, flatten_params, layer_jacobians, layer_params,
                        param_layout, probing, unflatten_params)
 
@@ -65,6 +65,8 @@ def _rows(name, value, N=None, width=None):
             or (width is not None and arr.shape[1] != width):
         raise ValueError(f"{name}: expected a float array of shape {want}, got "
                          f"{type(value).__name__} of shape {arr.shape}, dtype {arr.dtype}")
+    # the update computes arrays of its size: a zero-stride view may be far beyond memory
+    check_fits(name, arr.size * arr.itemsize, f"arrays of shape {arr.shape}")
     return arr
 
 
@@ -171,7 +173,8 @@ class UOROEstimates:
 
 
 def _time_major(model, arr, name):
-    arr = np.asarray(arr, dtype=model.dtype)
+    # read as numbers (refused otherwise, and a copy must fit), in the model's dtype as before
+    arr = as_float_array(name, arr, np.float64).astype(model.dtype, copy=False)
     if arr.ndim != 3:
         raise ValueError(f"{name}: expected a batched sequence of shape (T, B, features) "
                          f"(or (B, T, features) with batch_first), got shape {arr.shape}")

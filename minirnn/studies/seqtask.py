@@ -141,6 +141,7 @@ def train_two_dependency(k2, hidden=16, k1=None, cell="rnn_tanh", steps=20000, b
     from ..train.engine import Engine
     k2 = check_int("k2", k2)
     k1 = k2 if k1 is None else check_int("k1", k1)
+    seed = check_int("seed", seed, low=0)      # seed + 1, + 2, + 3 seed the data and probes
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected None or a callable progress(n), got "
                         f"{type(progress).__name__}")
