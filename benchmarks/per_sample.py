@@ -9,6 +9,11 @@ one), rounds alternate engines, one thread each (MINIRNN_NUM_THREADS=1, torch.se
 (1)); the median of each engine's per-round times is reported with its spread. Both compute
 the same thing, float64, every example at full length: the first round checks minirnn's
 per-sample gradients against torch's to 1e-10 before anything is timed.
+
+Memory: minirnn holds B × |θ| numbers of per-sample gradients (|θ| the cell's parameter
+count); each row states them, and the largest batch that per_sample_gradients' default
+memory_limit (1 GiB) admits at that size -- a larger one is refused with the bytes it needs.
+The JSON records the machine, the versions, the command and the load before and after.
 """
 from __future__ import annotations
 
@@ -69,6 +74,28 @@ def _torch(cell, B, T, I, H, repeats):
                    if k.startswith("weight_hh")}
 
 
+def memory(cell, B, I, H):
+    """|θ|, B × |θ| per-sample numbers, their bytes (float64) and the largest batch the
+    default memory_limit admits."""
+    from minirnn.grad.per_sample import MEMORY_LIMIT
+    from minirnn.nn import make_recurrent
+    n = sum(p.size for p in make_recurrent(cell, I, H).params.values())
+    return dict(params=n, per_sample_numbers=B * n, per_sample_bytes=8 * B * n,
+                max_batch_default_limit=MEMORY_LIMIT // (8 * n))
+
+
+def environment(argv):
+    """The machine, the versions (torch's from its metadata: the parent never imports it),
+    one thread per engine, the command."""
+    from importlib.metadata import version
+
+    from minirnn.bench.env import describe_machine
+    return dict(machine=describe_machine(), numpy=np.__version__, numba=version("numba"),
+                torch=version("torch"), threads_per_engine=1,
+                command="python benchmarks/per_sample.py " + " ".join(
+                    sys.argv[1:] if argv is None else argv))
+
+
 def _worker(args):
     fn = _minirnn if args.engine == "minirnn" else _torch
     times, grads = fn(args.cell, args.B, args.T, args.I, args.H, args.repeats)
@@ -101,6 +128,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.engine:
         return _worker(args)
+    from minirnn.bench.env import LoadMonitor
+    env = environment(argv)
+    load_before = dict(foreign_cores_1s=LoadMonitor().measure(1.0), loadavg=os.getloadavg())
+    print(f"load before: foreign {load_before['foreign_cores_1s']:.2f} cores (1 s), load "
+          f"average {load_before['loadavg'][0]:.2f}; {env['machine']['usable_cores']} cores, "
+          f"1 thread per engine")
     rows = []
     for cell in args.cells.split(","):
         times = {"minirnn": [], "torch": []}
@@ -119,14 +152,21 @@ def main(argv=None):
         rows.append(dict(cell=cell, B=args.B, T=args.T, I=args.I, H=args.H,
                          minirnn_ms=1e3 * med["minirnn"], torch_ms=1e3 * med["torch"],
                          speedup=float(np.median(ratios)),
-                         speedup_range=[float(min(ratios)), float(max(ratios))]))
+                         speedup_range=[float(min(ratios)), float(max(ratios))],
+                         **memory(cell, args.B, args.I, args.H)))
         r = rows[-1]
         print(f"{cell:8s} B={args.B} T={args.T} H={args.H}: minirnn {r['minirnn_ms']:8.1f} ms, "
               f"torch loop {r['torch_ms']:8.1f} ms, {r['speedup']:.1f}x "
               f"[{r['speedup_range'][0]:.1f}-{r['speedup_range'][1]:.1f}] ({args.rounds} rounds)")
+        print(f"{'':8s} memory: B × |θ| = {args.B} × {r['params']} = {r['per_sample_numbers']} "
+              f"numbers ({r['per_sample_bytes'] / 2**20:.1f} MiB); the default memory_limit "
+              f"refuses B > {r['max_batch_default_limit']} at this size")
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} (it counts this benchmark's own worker)")
     if args.json:
         from minirnn._io import write_json
-        write_json(args.json, {"rows": rows, "load": os.getloadavg()})
+        write_json(args.json, {"rows": rows, "load_before": load_before,
+                               "loadavg_after": load_after, "environment": env})
     return rows
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -37,20 +36,6 @@ def measure(cell, H, backend, T, rounds):
     return best, S, sum(p.size for p in model.params.values())
 
 
-def environment():
-    import numba
-    from threadpoolctl import threadpool_info
-
-    from minirnn.bench.env import describe_machine
-    m = describe_machine()
-    blas = ", ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-                     f"x{d.get('num_threads')}" for d in threadpool_info())
-    return (f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['best_simd']}; "
-            f"{platform.platform()}\nversions: python {platform.python_version()}, numpy "
-            f"{np.__version__}, numba {numba.__version__}; BLAS: {blas}\n"
-            f"overrides: {m['overrides'] or 'none'}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", default="lstm,gru,rnn_tanh")
@@ -63,14 +48,14 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     from minirnn._table import text_table
-    from minirnn.bench.env import LoadMonitor
+    from minirnn.bench.env import LoadMonitor, environment_text
     monitor = LoadMonitor()
     before = monitor.measure(1.0)
     monitor.start()
     rows, records = [], []
     backends = args.backends.split(",")
     with threadpool_limits(1):
-        env = environment()                              # the BLAS threads as measured
+        env = environment_text()                         # the BLAS threads as measured
         for cell in args.cells.split(","):
             for H in (int(h) for h in args.hidden.split(",")):
                 per = {b: measure(cell, H, b, args.steps, args.rounds) for b in backends}

@@ -204,14 +204,14 @@ def check_parity(H):
 
 
 def check_gradcheck(H):
-    """gradcheck's three modes and order 2 (finite differences, float64)."""
+    """gradcheck's three modes and order 2 (finite differences, float64): the tensors that
+    failed, and one more if nothing at all was compared."""
     m = _model(H, num_layers=2)
     x = np.random.default_rng(2).standard_normal((4, 2, 3))
     reports = [minirnn.gradcheck(m, x, lengths=[4, 2], mode=mode) for mode in
                ("rev", "fwd", "fast")] + [minirnn.gradcheck(m, x, order=2)]
-    worst = max(r.worst_ratio() if hasattr(r, "worst_ratio") else (0.0 if r.passed else 2.0)
-                for r in reports)
-    return worst, 1.0
+    compared = sum(r.judged[1] for r in reports)
+    return float(sum(len(r.failed) for r in reports) + (compared == 0)), 0.0
 
 
 def check_second_order(H):
@@ -290,7 +290,7 @@ def check_training(H):
 
 
 CHECKS = [("parity with the torch twin (rel. error)", check_parity),
-          ("gradcheck rev, fwd, fast, order 2 (worst / tolerance)", check_gradcheck),
+          ("gradcheck rev, fwd, fast, order 2 (tensors failing)", check_gradcheck),
           ("jvp, hvp, gnvp vs torch.func (rel. error)", check_second_order),
           ("RTRL = BPTT (rel. error)", check_rtrl),
           ("truncation, lags, Lyapunov (rel. error)", check_studies),

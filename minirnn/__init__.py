@@ -7,6 +7,7 @@ The cells are listed in one place, minirnn.cells.
 from importlib import import_module as _import_module
 
 from . import functional
+from ._blas import get_num_threads, set_num_threads
 from ._version import __version__
 from .cells import CellSpec, register_cell, register_tier
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNBase, RNNCell
@@ -46,4 +47,5 @@ def __dir__():
 
 __all__ = ["functional", "RNN", "LSTM", "GRU", "RNNBase", "RNNCell", "LSTMCell", "GRUCell",
            "Module", "CellSpec", "register_cell", "register_tier", "assert_close",
+           "set_num_threads", "get_num_threads",
            "__version__", *_LAZY]

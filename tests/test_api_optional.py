@@ -217,6 +217,9 @@ CASES = {
     "minirnn.utils.sequence_lengths": {},
     "minirnn.testing.assert_close": each(TOOLS + "test_assert_close_rtol_atol_name",
                                          "rtol atol name"),
+    # ---- the thread count (tests/test_threads_policy.py) ---------------------------------------
+    "minirnn._blas.set_num_threads": {},
+    "minirnn._blas.get_num_threads": {},
     # ---- the tools ----------------------------------------------------------------------------
     "minirnn.debug.tracing.trace": {
         **each(TRACING + "test_last_h_is_forward_h_n_exactly_and_grads_equal_backward",

@@ -22,7 +22,8 @@ PKG = ROOT / "minirnn"
 
 # bottom to top; one entry a layer (a package, or a top-level module of minirnn)
 LAYERS = [
-    ("_version", "_config", "_checks", "_io", "_progress", "_table", "testing", "utils", "text"),
+    ("_version", "_config", "_blas", "_checks", "_io", "_progress", "_table", "testing", "utils",
+     "text"),
     ("cells",),          # the contract, the registry, the NumPy reference (the spec)
     ("kernels",),        # the Numba twins
     ("functional",),     # the validating API; registers the twins as the numba tier

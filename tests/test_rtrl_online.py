@@ -217,14 +217,14 @@ def test_cost_benchmark_runs_and_reports_every_row(tmp_path, capsys):
 
 
 def test_readme_cost_table_is_the_recorded_runs():
-    """README's RTRL cost table and its speed-up range, recomputed from docs/rtrl-cost.json
-    (the three runs of benchmarks/rtrl_cost.py it quotes)."""
+    """The RTRL cost table of docs/exact-derivatives.md and its speed-up range, recomputed from
+    docs/rtrl-cost.json (the three runs of benchmarks/rtrl_cost.py it quotes)."""
     import json
     import re
     root = Path(__file__).resolve().parents[1]
     runs = json.loads((root / "docs" / "rtrl-cost.json").read_text(encoding="utf-8"))["runs"]
-    text = (root / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("### RTRL"):text.index("## Gradient studies")]
+    text = (root / "docs" / "exact-derivatives.md").read_text(encoding="utf-8")
+    section = text[text.index("## RTRL"):]
     times = {}
     for run in runs:
         for r in run["rows"]:

@@ -75,8 +75,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     regimes default: all five; with quick small, medium, fastrnns, deepbench. The reference
     sets run in float32 (their published precision).
     quick: problems.QUICK's shapes; only "small" in every dtype, the rest in float32; the
-    reference sets for the cell(s) with the most gates (LSTM); 3 rounds of 1-3 timed repeats
-    (>= 0.05 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
+    reference sets for the cell(s) with the most gates (LSTM); 3 rounds of 1-50 timed calls
+    (>= 0.03 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
     """
     from .._progress import progress
     cells = _check_choice("cells", BUILTIN if cells is None else cells, BUILTIN)
@@ -96,7 +96,10 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     if int(rounds) != rounds or rounds < 1:
         raise ValueError(f"rounds: expected a positive integer, got {rounds!r}")
     rounds = int(rounds)
-    timing = timing or (Timing(1, 0.05, 3) if quick else Timing(2, 0.15, 10))
+    # enough calls per round that a round's median is not one call's noise: a batch-1 call of
+    # 0.05 ms timed 3 times gave per-round ratios that disagreed by more than half their
+    # median on most small rows (flag "spread"); 50 calls take 2.5 ms
+    timing = timing or (Timing(1, 0.03, 50) if quick else Timing(2, 0.15, 200))
     peak_n = peak_n or (1024 if quick else 2048)
     peak_timing = peak_timing or Timing(3, 0.2, 10)
     jobs, table = grid(regimes, cells, dtypes, quick=quick, shapes=shapes)

@@ -63,6 +63,16 @@ def stamp(fig, cmd, fontsize=7):
              color="0.3")
 
 
+def cosine_bars_axis(ax, labels):
+    """An axis of grouped bars of cosines: one tick per group (labels), a line at 0, and
+    room from -0.2 (or lower, if a bar goes there) to 1."""
+    import numpy as np
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylim(min(-0.2, ax.get_ylim()[0]), 1.05)
+
+
 def plot_and_list(out, name, written, plot):
     """The numbers are written (the paths in `written`); now the picture: plot(path) draws
     DIR/<name>.png. Without the plot extra that is said and the study still succeeds; then

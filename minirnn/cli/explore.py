@@ -10,6 +10,8 @@ predictions, the connectivity strip and the gate saturation scatter.
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 HELP = "write an interactive HTML page to explore a model's trace (time scrubber, gates, text)"
 
 from ._random_model import add_random_model_arguments, random_model
@@ -36,7 +38,7 @@ def add_arguments(p):
     p.add_argument("--top-k", type=int, default=5, help="predictions shown under each token")
     p.add_argument("--no-connectivity", action="store_true",
                    help="skip the connectivity strip (one backward per step)")
-    p.add_argument("--backend", choices=("numpy", "numba"), default=None,
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="the engine that traces (and trains --example char): default numba "
                         "when its kernels load, else numpy; the same numbers to rounding")
     from ..debug.explore_data import LOSS_HELP, LOSSES

@@ -2,6 +2,8 @@
 and exit code 1 when any tensor disagrees."""
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 from . import cell_kinds
 from ..cells import BUILTIN as CELLS
 
@@ -30,7 +32,7 @@ def add_arguments(p):
                    help="2: the Hessian-vector product against differences of the gradient")
     p.add_argument("--dot", action="store_true",
                    help="add the dot-product test <Ju, w> = <u, J^T w> (on with --mode fwd)")
-    p.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.add_argument("--mkdir", action="store_true",

@@ -4,6 +4,8 @@ when any tensor is out of tolerance or any case of the matrix was not judged (a 
 that lacks it): a run that compared nothing never passes."""
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 import time
 
 from ..cells import BUILTIN
@@ -19,7 +21,7 @@ def add_arguments(p):
                    help="where torch computes the reference (TF32 off on CUDA)")
     p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                    help="the precision of both sides")
-    p.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="minirnn's backend: the NumPy reference or the Numba kernels")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the reports as JSON")
     p.add_argument("--mkdir", action="store_true",

@@ -8,6 +8,8 @@ exploding-gradient demonstration: SGD without and with clipping by global norm.
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 from ..cells import BUILTIN as CELLS
 
 NAME = "gradflow"
@@ -26,7 +28,7 @@ def add_arguments(g):
                    help="comma-separated factors multiplying W_hh after its uniform init")
     g.add_argument("--out", required=True, metavar="DIR", help="where gradflow.csv/.png go")
     g.add_argument("--seed", type=int, default=0, help="seed of the models and inputs")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--demo-cell", choices=CELLS, default="rnn_relu",
                    help="cell of the exploding-gradient demonstration")
     g.add_argument("--demo-scale", type=float, default=4.0, help="its W_hh scale")

@@ -9,6 +9,8 @@ lag and parameter) and DIR/lags.png, and prints a table.
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 from ..cells import BUILTIN
 
 NAME = "lags"
@@ -31,7 +33,7 @@ def add_arguments(g):
     g.add_argument("--train-steps", type=int, default=6000,
                    help="training steps per sequence (32 sequences)")
     g.add_argument("--seed", type=int, default=0, help="seed of the models and data")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--out", required=True, metavar="DIR", help="where lags.csv/.png go")
 
 

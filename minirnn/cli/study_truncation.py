@@ -9,6 +9,8 @@ its last k steps). Writes DIR/truncation.csv and DIR/truncation.png and prints a
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 from ..cells import BUILTIN
 
 NAME = "truncation"
@@ -30,7 +32,7 @@ def add_arguments(g):
     g.add_argument("--weight-scale", default="1,2",
                    help="comma-separated factors on W_hh after its uniform init")
     g.add_argument("--seed", type=int, default=0, help="seed of the models and data")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--out", required=True, metavar="DIR", help="where truncation.csv/.png go")
 
 

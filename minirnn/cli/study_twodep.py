@@ -10,6 +10,8 @@ its cross-entropy on fresh data. Writes DIR/twodep.csv (one row per run), DIR/tw
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 NAME = "twodep"
 HELP = "the two-dependency task: which truncation windows learn which dependency"
 DEFAULTS = dict(hidden="4,32", windows="2,3,4,5,6,8,9,12", steps=10000, seeds="0")
@@ -36,7 +38,7 @@ def add_arguments(g):
                    help=f"comma-separated seeds, one run each (default {DEFAULTS['seeds']})")
     g.add_argument("--eval-steps", type=int, default=1000,
                    help="steps of each of 64 fresh test sequences")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--full", action="store_true",
                    help=f"the larger study: hidden {FULL['hidden']}, windows {FULL['windows']}, "
                         f"{FULL['steps']} steps, seeds {FULL['seeds']} (flags given still win)")

@@ -165,7 +165,7 @@ def _plot(path, cells, unbiased, curves, ks, cmd, args):
     import numpy as np
 
     from .._io import pyplot, savefig
-    from ._study_util import stamp
+    from ._study_util import cosine_bars_axis, stamp
     plt = pyplot("the UORO plot (uoro.png)")
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(17, 5.2))
     colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
@@ -202,10 +202,7 @@ def _plot(path, cells, unbiased, curves, ks, cmd, args):
         a3.bar(np.arange(len(cells)) + (j - (len(methods) - 1) / 2) * width, vals, width,
                yerr=errs if j == 0 else None, capsize=3, label=m,
                color="tab:orange" if j == 0 else shades[j - 1])
-    a3.set_xticks(np.arange(len(cells)))
-    a3.set_xticklabels(cells)
-    a3.axhline(0, color="black", linewidth=0.6)
-    a3.set_ylim(min(-0.2, a3.get_ylim()[0]), 1.05)
+    cosine_bars_axis(a3, cells)
     a3.set_ylabel("cosine with the exact gradient")
     a3.set_title(f"alignment at T={T} (UORO: mean ± sd of one estimate)")
     a3.legend(fontsize=8, loc="lower right")

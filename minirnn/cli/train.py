@@ -16,6 +16,8 @@ rank 0 alone logs and writes DIR; an error on one rank ends every rank with its 
 """
 from __future__ import annotations
 
+from ..train.engine import TRAIN_BACKENDS
+
 HELP = "train a tutorial model (names, sentences, hihell, script, char)"
 TASKS = ("names", "sentences", "hihell", "script", "char")
 DEFAULT_MODEL = {"names": "lstm", "script": "lstm", "char": "lstm", "hihell": "rnn_tanh",
@@ -46,7 +48,7 @@ def add_arguments(parser):
                         help="the recurrent cell (rnn = rnn_tanh); tutorial-rnn: names only, the "
                              "PyTorch tutorial's network. Default: lstm (names, script, char), "
                              "rnn_tanh (hihell, sentences)")
-    parser.add_argument("--backend", choices=("numba", "numpy", "torch"), default=None,
+    parser.add_argument("--backend", choices=TRAIN_BACKENDS, default=None,
                         help="compute backend (default: numba if available, else numpy)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="torch backend only (default cpu)")

@@ -97,6 +97,11 @@ class Trace:
                 self.dW_norms.append(norms)
                 self.weight_grads.append(final)
 
+    def _repr_html_(self):
+        """What a notebook shows for a trace: its gates and states over time, as a picture."""
+        from .pictures import trace_repr_html
+        return trace_repr_html(self)
+
     # ---- reading the caches ------------------------------------------------------------
     def _orig(self, arr, d):
         """(T, B, ...) in the engine's loop order -> original time positions."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_lengths, check_shape, to_numpy,
                        valid_mask)
+from .._blas import policy as thread_policy
 from ..cells import get_cell
 from ..cells.gru import GRUCache, GRUGradSteps
 from ..cells.lstm import LSTMCache, LSTMGradSteps
@@ -91,8 +92,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return _tier("rnn_" + nonlinearity, backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh,
-                                                          nonlinearity, valid)
+    with thread_policy(x, w_hh):                         # minirnn/_blas.py's rule
+        return _tier("rnn_" + nonlinearity, backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                                                              nonlinearity, valid)
 
 
 def _upstream(cache, cache_type, forward_name, d_out, **d_states):
@@ -120,8 +122,9 @@ def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, RNNCache, "rnn_forward", d_out, d_hT=d_hT)
-    return _tier("rnn_" + cache.nonlinearity, backend).backward(
-        cache, d_out, d_hT, return_steps, input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("rnn_" + cache.nonlinearity, backend).backward(
+            cache, d_out, d_hT, return_steps, input_grad=check_bool("input_grad", input_grad))
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
@@ -140,7 +143,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
     c0 = as_float_array("c0", c0, x.dtype)
     check_shape("c0", c0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return _tier("lstm", backend).forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
+    with thread_policy(x, w_hh):
+        return _tier("lstm", backend).forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
 
 
 def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False,
@@ -149,8 +153,9 @@ def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_st
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT, d_cT = _upstream(cache, LSTMCache, "lstm_forward", d_out, d_hT=d_hT, d_cT=d_cT)
-    return _tier("lstm", backend).backward(cache, d_out, d_hT, d_cT, return_steps,
-                                           input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("lstm", backend).backward(cache, d_out, d_hT, d_cT, return_steps,
+                                               input_grad=check_bool("input_grad", input_grad))
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="numpy"):
@@ -162,7 +167,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return _tier("gru", backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
+    with thread_policy(x, w_hh):
+        return _tier("gru", backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
 
 
 def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
@@ -171,8 +177,9 @@ def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, GRUCache, "gru_forward", d_out, d_hT=d_hT)
-    return _tier("gru", backend).backward(cache, d_out, d_hT, return_steps,
-                                          input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("gru", backend).backward(cache, d_out, d_hT, return_steps,
+                                              input_grad=check_bool("input_grad", input_grad))
 
 
 __all__ = ["RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",

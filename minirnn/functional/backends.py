@@ -16,6 +16,7 @@ This module also registers the built-in cells' Numba twins (minirnn.kernels.TWIN
 from __future__ import annotations
 
 from .._checks import lookup
+from .._blas import policy as thread_policy
 from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..cells import BUILTIN, get_cell, register_tier
 
@@ -30,11 +31,14 @@ class Backend:
         return f"Backend({self.name!r}: {self.summary})"
 
     def forward(self, cell, x, state, params, valid=None):
-        return get_cell(cell).forward(x, state, params, valid, backend=self.name)
+        w_hh = params.get("weight_hh") if isinstance(params, dict) else None
+        with thread_policy(x, w_hh):                             # minirnn/_blas.py's rule
+            return get_cell(cell).forward(x, state, params, valid, backend=self.name)
 
     def backward(self, cell, cache, d_out, d_state, return_steps=False, input_grad=True):
-        return get_cell(cell).backward(cache, d_out, d_state, return_steps, input_grad,
-                                       backend=self.name)
+        with thread_policy(getattr(cache, "x", None), getattr(cache, "w_hh", None)):
+            return get_cell(cell).backward(cache, d_out, d_state, return_steps, input_grad,
+                                           backend=self.name)
 
 
 BACKENDS = {

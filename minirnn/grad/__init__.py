@@ -34,6 +34,10 @@ _EXPORTS = {
     "uoro_gradients": "uoro",                 # UORO: N unbiased rank-one online estimates
     "uoro_update": "uoro",                    # its one-step update
     "UOROEstimates": "uoro",
+    "online_gradient": "online",              # RTRL, SnAp-n, UORO, KF-RTRL, RFLO, e-prop
+    "OnlineTrainer": "online",                # any of them online: an update after every step
+    "OnlineResult": "online",
+    "recurrent_mask": "online",               # a fixed sparsity pattern for W_hh (SnAp-2)
     "lyapunov_spectrum": "lyapunov",          # Benettin's QR method on the step Jacobians
     "perturbation_growth": "lyapunov",        # λ_1 by direct simulation
     "LyapunovReadout": "lyapunov",            # λ_1 every N training steps (Engine.add_hook)

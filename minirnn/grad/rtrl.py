@@ -77,6 +77,44 @@ def _loss(kind, out_t, y_t):
     return float(np.sum(y_t * out_t)), y_t
 
 
+def check_memory(need, memory_limit, what, detail, advice):
+    """need (bytes) within memory_limit (None: MEMORY_LIMIT), else a ValueError that says what
+    would need it, how the number is made up, and what to do."""
+    limit = MEMORY_LIMIT if memory_limit is None else check_int("memory_limit", memory_limit)
+    if need > limit:
+        raise ValueError(f"model: {what} would need {need} bytes ({need / 2**20:.1f} MiB: "
+                         f"{detail}), above memory_limit={limit} bytes "
+                         f"({limit / 2**20:.1f} MiB); {advice}")
+
+
+class Layout(NamedTuple):
+    """One layer's parameters as a flat vector, blocks side by side in the registry's
+    param_names order (those present), and its state's sizes."""
+    keys: dict                    # functional name -> the model's key ("weight_hh" -> "..._l0")
+    shapes: dict                  # functional name -> the parameter's shape
+    offsets: dict                 # functional name -> where its block starts in the vector
+    N: int                        # the vector's length
+    sizes: tuple                  # per spec.state_names: P (h) or H (c)
+    P: int                        # the width of h (proj_size or hidden_size)
+
+
+def layer_layout(model) -> Layout:
+    """The Layout of a single-layer module or cell."""
+    spec = model.spec
+    keys = dict(model.param_keys()) if hasattr(model, "param_keys") else \
+        {n: n for n in spec.param_names}
+    keys = {n: keys[n] for n in spec.param_names if keys[n] in model.params}
+    shapes = {n: model.params[k].shape for n, k in keys.items()}
+    offsets, N = {}, 0
+    for n, shape in shapes.items():
+        offsets[n] = N
+        N += int(np.prod(shape))
+    H = model.hidden_size
+    P = getattr(model, "proj_size", 0) or H
+    return Layout(keys, shapes, offsets, N, tuple(P if n == "h" else H for n in spec.state_names),
+                  P)
+
+
 class _Influence:
     """The state and its influence matrix for one single-layer, one-direction module.
 
@@ -86,40 +124,25 @@ class _Influence:
     """
 
     def __init__(self, model, batch, state, backend, memory_limit):
-        spec = model.spec
-        self.spec, self.dtype = spec, model.dtype
-        keys = dict(model.param_keys()) if hasattr(model, "param_keys") else \
-            {n: n for n in spec.param_names}
+        self.spec, self.dtype = model.spec, model.dtype
         self.params = model.params
-        self.keys = {n: keys[n] for n in spec.param_names if keys[n] in model.params}
-        H = model.hidden_size
-        P = getattr(model, "proj_size", 0) or H
-        self.sizes = tuple(P if n == "h" else H for n in spec.state_names)
-        self.S, self.P, self.B = sum(self.sizes), P, batch
-        self.shapes = {n: model.params[k].shape for n, k in self.keys.items()}
-        self.offsets, N = {}, 0
-        for n, shape in self.shapes.items():
-            self.offsets[n] = N
-            N += int(np.prod(shape))
-        self.N = N
-        need = batch * self.S * N * self.dtype.itemsize
-        limit = MEMORY_LIMIT if memory_limit is None else check_int("memory_limit", memory_limit)
-        if need > limit:
-            raise ValueError(
-                f"model: RTRL's influence matrix ds/dθ would need {need} bytes "
-                f"({need / 2**20:.1f} MiB: batch {batch} × state {self.S} × {N} parameters × "
-                f"{self.dtype.itemsize} bytes), above memory_limit={limit} bytes "
-                f"({limit / 2**20:.1f} MiB); it grows as H^3 per sequence, so lower hidden_size "
-                f"or the batch, or pass a larger memory_limit= if the memory is there (the "
-                f"NumPy reference holds about four such arrays at once, the kernel two)")
+        self.keys, self.shapes, self.offsets, N, self.sizes, self.P = layer_layout(model)
+        self.S, self.N, self.B = sum(self.sizes), N, batch
+        check_memory(batch * self.S * N * self.dtype.itemsize, memory_limit,
+                     "RTRL's influence matrix ds/dθ",
+                     f"batch {batch} × state {self.S} × {N} parameters × "
+                     f"{self.dtype.itemsize} bytes",
+                     "it grows as H^3 per sequence, so lower hidden_size or the batch, or pass "
+                     "a larger memory_limit= if the memory is there (the NumPy reference holds "
+                     "about four such arrays at once, the kernel two)")
         self.backend = get_backend(model.backend if backend is None else backend).name
         self.state = tuple(np.array(s, dtype=self.dtype) for s in state)
         self.M = np.zeros((batch, self.S, N), dtype=self.dtype)
         if self.backend == "numba":
             from ..kernels import _rtrl
-            self.rtrl_step = getattr(spec.twin("numba"), "rtrl_step", None)
+            self.rtrl_step = getattr(self.spec.twin("numba"), "rtrl_step", None)
             if self.rtrl_step is None:
-                raise ValueError(f"backend: cell {spec.name!r} has no fused RTRL step on "
+                raise ValueError(f"backend: cell {self.spec.name!r} has no fused RTRL step on "
                                  f"'numba'; use backend='numpy' (RTRL from its step Jacobians)")
             self.kernel, self._spare = _rtrl, np.empty_like(self.M)   # M_t is written there
             self._offsets = np.array([self.offsets.get(n, -1) for n in _rtrl.BLOCKS],
@@ -201,6 +224,19 @@ def _check_model(model):
     return model
 
 
+def _check_step(model, B, P, x_t, target_t, valid):
+    """One online step's inputs: x_t (B, I), target_t (B, P), valid (B,) bool or None
+    -> the three as arrays in the model's dtype (valid as bool)."""
+    x_t = as_float_array("x_t", x_t, model.dtype)
+    check_shape("x_t", x_t, (B, model.input_size))
+    target_t = as_float_array("target_t", target_t, model.dtype)
+    check_shape("target_t", target_t, (B, P))
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        check_shape("valid", valid, (B,))
+    return x_t, target_t, valid
+
+
 def _out_size(model):
     return getattr(model, "proj_size", 0) or model.hidden_size
 
@@ -267,18 +303,26 @@ def _run(model, x, target, loss, state, lengths, backend, memory_limit, lr):
     and the _Influence (for its unflatten)."""
     _check_loss(loss)
     x, target, state, valid, unbatched = _prepare(model, x, target, state, lengths)
-    T, B = x.shape[:2]
-    inf = _Influence(model, B, state, backend, memory_limit)
-    g, losses, out = np.zeros(inf.N, dtype=model.dtype), np.empty(T), []
+    inf = _Influence(model, x.shape[1], state, backend, memory_limit)
+    g, losses, out = time_loop(lambda x_t, valid_t, y_t: inf.step(x_t, valid_t, loss, y_t),
+                               inf.update, x, target, valid, lr, inf.N)
+    out, state = _finish(model, out, inf.state, unbatched)
+    return g, losses, out, state, inf
+
+
+def time_loop(step, update, x, target, valid, lr, N):
+    """The online loop: step(x_t, valid_t or None, y_t) -> out_t, L_t, dL_t/dθ (N,) at every
+    step, then update(dL_t/dθ, lr) unless lr is None -> Σ_t dL_t/dθ, losses (T,), outputs
+    (T, B, P) stacked."""
+    T = x.shape[0]
+    g, losses, out = np.zeros(N, dtype=x.dtype), np.empty(T), []
     for t in range(T):
-        out_t, losses[t], g_t = inf.step(x[t], None if valid is None else valid[t], loss,
-                                         target[t])
+        out_t, losses[t], g_t = step(x[t], None if valid is None else valid[t], target[t])
         g += g_t
         if lr is not None:
-            inf.update(g_t, lr)
+            update(g_t, lr)
         out.append(out_t)
-    out, state = _finish(model, np.stack(out), inf.state, unbatched)
-    return g, losses, out, state, inf
+    return g, losses, np.stack(out)
 
 
 def rtrl_gradient(model, x, target, loss="squared_error", state=None, lengths=None,
@@ -336,13 +380,7 @@ class RTRLOnline:
         """x_t (B, I), target_t (B, P), valid (B,) bool or None (False: that sequence has
         ended, its state and influence are carried) -> L_t, before the update."""
         inf = self._inf
-        x_t = as_float_array("x_t", x_t, inf.dtype)
-        check_shape("x_t", x_t, (inf.B, self.model.input_size))
-        target_t = as_float_array("target_t", target_t, inf.dtype)
-        check_shape("target_t", target_t, (inf.B, inf.P))
-        if valid is not None:
-            valid = np.asarray(valid, dtype=bool)
-            check_shape("valid", valid, (inf.B,))
+        x_t, target_t, valid = _check_step(self.model, inf.B, inf.P, x_t, target_t, valid)
         _, value, g = inf.step(x_t, valid, self.loss, target_t)
         inf.update(g, self.lr)
         return value

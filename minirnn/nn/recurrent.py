@@ -24,6 +24,7 @@ import numpy as np
 from .._checks import (as_float_array, check_bool, check_fits, check_int, check_lengths,
                        check_probability, check_shape, check_steps, valid_mask,
                        warn_dropout_single_layer)
+from .._blas import policy as thread_policy
 from ..cells import BACKENDS, get_cell
 from ..functional.backends import get_backend
 from .module import Module
@@ -258,7 +259,8 @@ class RNNBase(Module):
             finals.append(st)
             return (out,)
 
-        (out,) = up(stack, (x,), run)
+        with thread_policy(x, self._layer_params(0, 0).get("weight_hh")):  # minirnn/_blas.py
+            (out,) = up(stack, (x,), run)
         self._last = ForwardRecord(caches, list(stack.masks), lengths, unbatched)
         return self.from_time_major(out, unbatched), stack_states(finals, unbatched)
 
@@ -284,7 +286,8 @@ class RNNBase(Module):
             self._accumulate(layer, d, grads)
             return (dx,)
 
-        d_in = down(self.stack(rec.lengths, rec.masks), (d_out,), run, input_grad)
+        with thread_policy(d_out, self._layer_params(0, 0).get("weight_hh")):
+            d_in = down(self.stack(rec.lengths, rec.masks), (d_out,), run, input_grad)
         if not check_bool("retain_graph", retain_graph):
             self._last = rec._replace(freed=True)
         dx = None if d_in is None else self.from_time_major(d_in[0], rec.unbatched)

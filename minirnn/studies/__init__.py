@@ -1,6 +1,6 @@
 """Gradient studies with answers known in advance, built on the tools of minirnn.grad and the
 training engine (minirnn.train): gradient flow through time, the two-dependency task, float32
-error growth. `minirnn study NAME` runs each (minirnn/cli/study_*.py).
+error growth, online learning with each online method. `minirnn study NAME` runs each (minirnn/cli/study_*.py).
 
 Each public name below lives in its own module and is imported on first use (torch, plots and
 training stay unloaded until a study needs them): ``minirnn.studies.NAME``.
@@ -16,6 +16,8 @@ _EXPORTS = {
     "train_two_dependency": "seqtask",
     "memory_probe": "seqtask",
     "float32_error_growth": "precision",
+    "train_online": "online",                 # an online method learning, beside exact RTRL
+    "OnlineRun": "online",
 }
 
 

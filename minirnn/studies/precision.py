@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..cells import get_cell
 from ..nn import make_recurrent
 
-BACKENDS = ("numpy", "numba", "torch")
+BACKENDS = KERNEL_BACKENDS + ("torch",)
 QUANTITIES = ("out", "dx", "params")
 
 

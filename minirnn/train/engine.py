@@ -30,12 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import as_float_array, check_lengths, check_real, check_token_ids, to_numpy
+from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..nn.losses import cross_entropy
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..nn.models import MODELS, LanguageModel, SequenceClassifier
 from .optim import SGD, Adam, clip_grad_norm, state_arrays
 
-TRAIN_BACKENDS = ("numba", "numpy", "torch")
+TRAIN_BACKENDS = KERNEL_BACKENDS + ("torch",)     # the kernel tiers, and torch autograd
 OPTIMIZERS = ("adam", "sgd")
 
 

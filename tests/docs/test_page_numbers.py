@@ -1,14 +1,15 @@
-"""The numbers README.md quotes for the benchmarks, the explore pages and the module overhead
-agree with the files the runs wrote.
+"""The numbers the pages quote for the benchmarks (docs/benchmark-results.md), the module
+overhead (the same page) and the explore pages (docs/debugger.md) agree with the files the runs
+wrote.
 
   * docs/bench-quick.json, docs/bench-batched.json, docs/bench-targets.json: `minirnn bench
     --json` output; docs/bench-tutorial-rnn.json: benchmarks/tutorial_rnn.py's;
   * docs/readme-numbers.json: what the rest printed or measured (module_overhead.py's output,
     explore page sizes, the busy reruns of the targets command), each with its command.
 
-Every table row is recomputed from its JSON with the formatting README uses; the prose numbers
-(ranges, counts) are recomputed from the same files. A number README changes without its file,
-or a file refreshed without README, fails here, naming both values.
+Every table row is recomputed from its JSON with the formatting the page uses; the prose
+numbers (ranges, counts) are recomputed from the same files. A number a page changes without
+its file, or a file refreshed without the page, fails here, naming both values.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TEXT = (ROOT / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = "docs/benchmark-results.md"
+TEXT = (ROOT / PAGE).read_text(encoding="utf-8")
 FLAT = " ".join(TEXT.split())                     # prose with line breaks as single spaces
+DEBUGGER = " ".join((ROOT / "docs" / "debugger.md").read_text(encoding="utf-8").split())
 DTYPE = {"f32": "float32", "f64": "float64"}
 
 
@@ -30,7 +33,7 @@ def _load(name):
 
 
 def _targets_module():
-    """benchmarks/targets.py: the targets and the floor measure README's table uses."""
+    """benchmarks/targets.py: the targets and the floor measure the page's table uses."""
     spec = importlib.util.spec_from_file_location("bench_targets",
                                                   ROOT / "benchmarks" / "targets.py")
     mod = importlib.util.module_from_spec(spec)
@@ -41,15 +44,15 @@ def _targets_module():
 TARGETS = _targets_module()
 
 
-def said(pattern):
-    """The groups of README's one phrase matching `pattern` (whitespace-insensitive)."""
-    m = re.search(pattern, FLAT)
-    assert m, f"README.md no longer says anything matching {pattern!r}: update it or this test"
+def said(pattern, flat=FLAT, page=PAGE):
+    """The groups of the page's one phrase matching `pattern` (whitespace-insensitive)."""
+    m = re.search(pattern, flat)
+    assert m, f"{page} no longer says anything matching {pattern!r}: update it or this test"
     return m.groups()
 
 
 def tables():
-    """README's tables: (line index of the header, header cells, body rows as cell lists)."""
+    """The page's tables: (line index of the header, header cells, body rows as cell lists)."""
     lines, out, k = TEXT.splitlines(), [], 0
     while k < len(lines):
         if lines[k].startswith("|") and k + 1 < len(lines) and lines[k + 1].startswith("|---"):
@@ -65,10 +68,10 @@ def tables():
 
 
 def source_of(line_index):
-    """The docs/bench-*.json README names last before a line: the file a table comes from."""
+    """The docs/bench-*.json the page names last before a line: the file a table comes from."""
     before = "\n".join(TEXT.splitlines()[:line_index])
     names = re.findall(r"docs/(bench-[\w-]+\.json)", before)
-    assert names, f"no docs/bench-*.json named before README line {line_index + 1}"
+    assert names, f"no docs/bench-*.json named before {PAGE} line {line_index + 1}"
     return names[-1]
 
 
@@ -113,7 +116,7 @@ def test_bench_table_rows_are_their_json(k, header, body):
                 ratio(n["ratio"]["torch@1"]["fwd_bwd"]), ratio(n["ratio"]["torch@2"]["fwd_bwd"]),
                 ratio(row_of(rows, "numba:native", *key)["ratio"]["torch@2"]["fwd_bwd"]),
                 f"{100 * n['peak_fraction']['fwd_bwd']:.0f}%" + (" (spread)" if spread else "")]
-        assert cells[4:] == want, f"README row {cells[:4]} vs {source_of(k)}"
+        assert cells[4:] == want, f"{PAGE} row {cells[:4]} vs {source_of(k)}"
 
 
 def test_wall_times_and_loads_are_their_json():
@@ -148,7 +151,7 @@ def test_targets_table_is_its_json():
                 f"(≥{TARGETS.SPEED[dtype][H]:g})" for H in sizes]
         want.append(" / ".join(f"{TARGETS._loops_floor(rows[cell, dtype, H]):.2f}"
                                for H in (64, 128, 256)))
-        assert cells[2:] == want, f"README row {cells[:2]} vs bench-targets.json"
+        assert cells[2:] == want, f"{PAGE} row {cells[:2]} vs bench-targets.json"
 
 
 def _speed_misses(rows):
@@ -247,7 +250,7 @@ def test_batched_prose_is_the_files():
                for e in _load("bench-quick.json")["meta"]["engines"]}
     got = said(r"NumPy's OpenBLAS peaks at (\d+) GFLOP/s against torch's MKL at (\d+)")
     assert got == (f"{engines['numba']['float32']:.0f}", f"{engines['torch@2']['float32']:.0f}")
-    flops = 3 * 2 * 100 * 32 * 4 * 256 * (128 + 256)            # fwd+bwd = 3 fwd, README's rule
+    flops = 3 * 2 * 100 * 32 * 4 * 256 * (128 + 256)            # fwd+bwd = 3 fwd, the page's rule
     at_peak_ms = 1e3 * flops / (engines["numba"]["float32"] * 1e9)
     assert said(r"LSTM would take (\d+) ms")[0] == f"{at_peak_ms:.0f}"
 
@@ -337,6 +340,7 @@ def test_module_overhead_is_its_output():
 def test_explore_page_sizes_are_the_measured_ones():
     pages = {p["what"]: p["bytes"] for p in _load("readme-numbers.json")["explore_pages"]["pages"]}
     got = said(r"the names page for \"Nguyen\" is (\d+) KB .*?, the char example ([\d.]+) MB, "
-               r"a 2-layer LSTM\(128\) over 300 characters ([\d.]+) MB")
+               r"a 2-layer LSTM\(128\) over 300 characters ([\d.]+) MB",
+               DEBUGGER, "docs/debugger.md")
     assert got == (f"{pages['names'] / 1e3:.0f}", f"{pages['char example'] / 1e6:.1f}",
                    f"{pages['2-layer LSTM(128) over 300 characters'] / 1e6:.2f}")

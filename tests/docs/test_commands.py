@@ -1,22 +1,24 @@
-"""Every shell command README.md shows runs, or is listed as long in its one list.
+"""Every shell command README.md and the pages under docs/ show runs, or is listed as long in
+the one list (docs/how-it-is-built.md, "What the tests run of these pages").
 
-The commands are read from README.md at test time, so a command someone edits is the command
-that runs:
+The commands are read from the documents at test time, so a command someone edits is the
+command that runs:
   * fenced blocks without a language whose first line is a command (`minirnn ...`,
-    `python ...`, or `$ ...` lines followed by the output README shows for them);
+    `python ...`, or `$ ...` lines followed by the output the document shows for them);
   * inline code spans that are a whole command (`minirnn train hihell`, possibly wrapped
     over two lines).
-A command is skipped when it is in README's list "Long: not run in CI" (between the markers
+A command is skipped when it is in the list "Long: not run in CI" (between the markers
 <!-- not-run-in-ci --> and <!-- /not-run-in-ci -->; an entry ending in " ..." covers every
 command that starts with it), or when it is a pattern with a placeholder in capitals
 (`python parity/make_refs.py --cell NAME`).
 
-Each command runs in its own temporary directory (benchmarks/, docs/ and parity/ linked in,
-for the commands that read them), through bash, with the environment's `python` and
-`minirnn` first on PATH; two at a time (the CI machine has two cores). Checked for each: exit
-code 0; every file it is told to write (-o, --out, --render, --heatmap, --json, --plot)
-exists and is not empty; the output README shows for it (a `$` block's lines, in order,
-"..." skipped; the backticked results of its row in a README table) appears in its output.
+Each command runs in its own temporary directory (benchmarks/, docs/, examples/ and parity/
+linked in, for the commands that read them), through bash, with the environment's `python`
+and `minirnn` first on PATH; two at a time (the CI machine has two cores); a command shown by
+several documents runs once. Checked for each: exit code 0; every file it is told to write
+(-o, --out, --render, --heatmap, --json, --plot) exists and is not empty; the output its
+document shows for it (a `$` block's lines, in order, "..." skipped; the backticked results
+of its row in a table of that document) appears in its output.
 """
 from __future__ import annotations
 
@@ -32,11 +34,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PROGRAMS = ("minirnn", "python", "python3")
 OUTPUT_FLAGS = ("-o", "--out", "--render", "--heatmap", "--json", "--plot")
-LINKED = ("benchmarks", "docs", "parity")         # read by commands as repository paths
+LINKED = ("benchmarks", "docs", "examples", "parity")   # read by commands as repository paths
 TIMEOUT_S = 240
 # what each kind of command prints when it worked, beyond its exit code
 SAYS = {
@@ -49,8 +51,9 @@ SAYS = {
 @dataclass(frozen=True)
 class Command:
     text: str              # the command line, whitespace normalised
-    line: int              # where README shows it (1-based)
-    shown: tuple = ()      # output lines README shows for it ("$" blocks)
+    line: int              # where its document shows it (1-based)
+    shown: tuple = ()      # output lines the document shows for it ("$" blocks)
+    doc: str = ""          # the document, relative to the repository
 
 
 def _strip_comment(line):
@@ -81,7 +84,7 @@ def _is_command(text):
 
 
 def _long_region(lines):
-    """(first, last) line indices of README's not-run list, or None."""
+    """(first, last) line indices of a document's not-run list, or None."""
     try:
         start = next(i for i, s in enumerate(lines) if "<!-- not-run-in-ci -->" in s)
         end = next(i for i, s in enumerate(lines) if "<!-- /not-run-in-ci -->" in s)
@@ -90,8 +93,8 @@ def _long_region(lines):
     return start, end
 
 
-def readme_commands(text):
-    """Every command README shows, in order of appearance (repeats once, at the first)."""
+def readme_commands(text, doc=""):
+    """Every command a document shows, in order of appearance (repeats once, at the first)."""
     lines = text.splitlines()
     region = _long_region(lines)
     found, prose = [], []
@@ -99,7 +102,7 @@ def readme_commands(text):
     for no, line in enumerate(lines, 1):
         if line.startswith("```"):
             if in_fence:
-                found.extend(_fence_commands(fence, info))
+                found.extend(_fence_commands(fence, info, doc))
                 in_fence = False
             else:
                 in_fence, fence, info = True, [], line[3:].strip()
@@ -116,7 +119,7 @@ def readme_commands(text):
     for m in re.finditer(r"`([^`]+)`", body):
         span = " ".join(m.group(1).split())
         if _is_command(span):
-            found.append(Command(span, body.count("\n", 0, m.start()) + 1))
+            found.append(Command(span, body.count("\n", 0, m.start()) + 1, doc=doc))
     seen, unique = set(), []
     for c in sorted(found, key=lambda c: c.line):
         if c.text not in seen:
@@ -125,7 +128,7 @@ def readme_commands(text):
     return unique
 
 
-def _fence_commands(fence, info):
+def _fence_commands(fence, info, doc=""):
     if info or not fence:                       # a language tag: code, not shell commands
         return []
     if any(line.startswith("$ ") for _, line in fence):
@@ -136,11 +139,11 @@ def _fence_commands(fence, info):
                 out.append(current)
             elif current is not None:
                 current[2].append(line.rstrip())
-        return [Command(" ".join(c.split()), no, tuple(shown)) for no, c, shown in out]
+        return [Command(" ".join(c.split()), no, tuple(shown), doc) for no, c, shown in out]
     first = next((line for _, line in fence if line.strip()), "")
     if not _is_command(first.strip()):
         return []                               # printed output (an environment header, ...)
-    return [Command(" ".join(_strip_comment(line).split()), no) for no, line in fence
+    return [Command(" ".join(_strip_comment(line).split()), no, doc=doc) for no, line in fence
             if _strip_comment(line).strip()]
 
 
@@ -188,7 +191,8 @@ def output_paths(command):
 
 
 def table_results(text, command):
-    """Backticked values in the result cell of a README table row whose command is `command`."""
+    """Backticked values in the result cell of a table row (of one document) whose command is
+    `command`."""
     values = []
     for line in text.splitlines():
         if not line.startswith("|"):
@@ -204,9 +208,22 @@ def needs_torch(command):
     return command.startswith("minirnn parity") and "--frozen" not in command
 
 
-TEXT = README.read_text(encoding="utf-8")
-COMMANDS = readme_commands(TEXT)
-LONG = long_entries(TEXT)
+TEXTS = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in DOCUMENTS}
+
+
+def _all_commands():
+    """Every document's commands; one shown by several documents counts at its first."""
+    seen, out = set(), []
+    for doc, text in TEXTS.items():
+        for c in readme_commands(text, doc):
+            if c.text not in seen:
+                seen.add(c.text)
+                out.append(c)
+    return out
+
+
+COMMANDS = _all_commands()
+LONG = [e for text in TEXTS.values() for e in long_entries(text)]
 RUN = [c for c in COMMANDS if not is_listed(c.text, LONG) and not is_pattern(c.text)]
 
 
@@ -243,7 +260,7 @@ def test_readme_command_runs(command, results):
         pytest.skip("needs torch (pip install -e '.[torch]')")
     res, workdir = results[command.text]
     out = (res.stdout or "") + (res.stderr or "")
-    where = f"README.md line {command.line}: {command.text}\n--- output ---\n{out[-3000:]}"
+    where = f"{command.doc} line {command.line}: {command.text}\n--- output ---\n{out[-3000:]}"
     assert res.returncode == 0, f"exit code {res.returncode}\n{where}"
     for path in output_paths(command.text):
         p = workdir / path
@@ -253,27 +270,29 @@ def test_readme_command_runs(command, results):
             assert pattern.search(out), f"expected {pattern.pattern!r} in the output\n{where}"
     shown = [s for s in command.shown if s.strip() and s.strip() != "..."]
     got, k = [line.rstrip() for line in res.stdout.splitlines()], 0
-    for s in shown:                           # README's lines, in order (others may lie between)
+    for s in shown:                           # its lines, in order (others may lie between)
         while k < len(got) and got[k] != s:
             k += 1
-        assert k < len(got), f"README shows {s!r}; not found in order in the output\n{where}"
+        assert k < len(got), f"{command.doc} shows {s!r}; not found in order in the output\n{where}"
         k += 1
-    for value in table_results(TEXT, command.text):
-        assert value in out, f"README's table says {value!r}; not in the output\n{where}"
+    for value in table_results(TEXTS[command.doc], command.text):
+        assert value in out, f"{command.doc}'s table says {value!r}; not in the output\n{where}"
 
 
 # ---- the extraction itself -----------------------------------------------------------------------
 def test_every_long_entry_names_a_command():
-    """The list holds only commands README shows: a stale entry would hide nothing, or a typo
-    would leave a long command to run in CI."""
-    assert LONG, "README.md has no <!-- not-run-in-ci --> list"
+    """The list holds only commands the documents show: a stale entry would hide nothing, or
+    a typo would leave a long command to run in CI."""
+    assert LONG, "no document has a <!-- not-run-in-ci --> list"
+    lists = [doc for doc, text in TEXTS.items() if long_entries(text)]
+    assert lists == ["docs/how-it-is-built.md"], f"one not-run list, in how-it-is-built: {lists}"
     for entry in LONG:
         assert any(is_listed(c.text, [entry]) for c in COMMANDS), \
-            f"README's not-run list names {entry!r}, which README does not show"
+            f"the not-run list names {entry!r}, which no document shows"
 
 
 def test_the_fast_commands_are_run():
-    """The commands README promises to work in seconds are among those run."""
+    """The commands the documents promise to work in seconds are among those run."""
     run = [c.text for c in RUN]
     for prefix in ("minirnn parity --frozen", "minirnn train hihell", "minirnn gradcheck",
                    "minirnn study gradflow", "minirnn explore --example char"):
