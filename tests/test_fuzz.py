@@ -27,12 +27,15 @@ from hypothesis import strategies as st
 
 import tests._fuzz_recipes                      # noqa: F401 -- registers the core recipes
 import tests._fuzz_recipes_tools                # noqa: F401 -- and the tools'
+import tests._fuzz_recipes_online               # noqa: F401 -- online learning, threads, notebook
 from tests._fuzz import CallTimeout, address_space_cap, attempt, crash_site, draw_degenerate, \
     scratch_dir, working_in
 from tests._fuzz_world import RECIPES, Call, World, build, excluded
 from tests._public_api import public_callables
 
-ROOTS = ("functional", "utils", "nn", "cells", "grad", "studies")
+# debug.notebook: the views a notebook user calls by hand (minirnn.bench is a harness of
+# timed runs and subprocesses, not a library call, and is left out)
+ROOTS = ("functional", "utils", "nn", "cells", "grad", "studies", "debug.notebook")
 NAMES = sorted(RECIPES)
 EXAMPLES = 8                     # per callable in CI: about 1,600 calls, within the 60 s budget
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
