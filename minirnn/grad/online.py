@@ -113,11 +113,7 @@ class OnlineState:
         if mask is None:
             return None
         w = self.params[self.keys["weight_hh"]]
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"mask: expected a bool array (True = a weight of the sparse W_hh), "
-                            f"got dtype {mask.dtype}")
-        check_shape("mask", mask, w.shape, " (the shape of W_hh)")
+        mask = check_mask(mask, w)
         if np.any(w[~mask] != 0):
             raise ValueError(f"mask: W_hh has {int(np.count_nonzero(w[~mask]))} nonzero "
                              f"weight(s) outside the mask; zero them first "
@@ -189,6 +185,16 @@ class OnlineState:
             p -= lr * flat[o:o + p.size].reshape(p.shape)
 
 
+def check_mask(mask, w_hh):
+    """W_hh's sparsity pattern: a bool array of its shape (True = a weight that is kept)."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"mask: expected a bool array (True = a weight of the sparse W_hh), "
+                        f"got dtype {mask.dtype}")
+    check_shape("mask", mask, w_hh.shape, " (the shape of W_hh)")
+    return mask
+
+
 # ---- choosing a method -----------------------------------------------------------------------
 
 def parse_method(method):
@@ -205,6 +211,9 @@ def parse_method(method):
 
 def check_options(family, options):
     allowed = ("mask",) + OPTIONS[family]
+    if not isinstance(options, dict):
+        raise TypeError(f"options: expected None or a dict of the method's options {allowed}, "
+                        f"got {type(options).__name__} {options!r}")
     bad = sorted(set(options) - set(allowed))
     if bad:
         raise TypeError(f"{bad[0]}: not an option of this method; it takes {allowed}")
@@ -227,7 +236,7 @@ def make_tracker(method, st, options=None, memory_limit=None):
     from . import _online_kf as kf
     from . import _online_trackers as tr
     family, n = parse_method(method)
-    opts = check_options(family, options or {})
+    opts = check_options(family, {} if options is None else options)
     opts.pop("mask", None)
     cls = {"rtrl": tr.DenseRTRL, "snap": tr.SnAp, "uoro": tr.UOROTracker,
            "kf-rtrl": kf.KFRTRL, "rflo": tr.RFLO, "e-prop": tr.EProp}[family]
