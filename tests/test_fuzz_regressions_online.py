@@ -45,7 +45,23 @@ ROUND_FIVE = [
          r"fraction: expected a finite number in \(0, 1\].*got nan", "online-run-fraction-nan"),
     case(lambda: study.train_online(tuple(two_dependency_stream(2, 12))[:-1], "gru", "rtrl"),
          TypeError, r"stream: expected a Stream .*got tuple", "train-online-stream-tuple"),
+    case(lambda: _train(seed=None), TypeError, r"seed: expected an int", "train-online-seed"),
+    case(lambda: _train(shadow="no"), TypeError, r"shadow: expected True or False",
+         "train-online-shadow-str"),
+    case(lambda: _train(watch={"a": "snap-1"}), TypeError, r"watch: expected None or "
+         r"\{label: \(method, options\)\}, got dict", "train-online-watch"),
+    case(lambda: _train(progress=1), TypeError, r"progress: expected None or a function",
+         "train-online-progress"),
+    case(lambda: _train(mask=np.ones(3, dtype=bool)), ValueError, r"mask: expected shape",
+         "train-online-mask-shape"),
+    case(lambda: _train(options=1), TypeError, r"options: expected None or a dict",
+         "train-online-options-int"),
 ]
+
+
+def _train(**kw):
+    return study.train_online(two_dependency_stream(2, 12, seed=0), "gru", "rtrl", hidden=2,
+                              **kw)
 
 
 @pytest.mark.parametrize("fn, exc, match", ROUND_FIVE)
