@@ -109,7 +109,11 @@ def prepare(model, x, tokens=None, head=None, vocab=None, labels=None, targets=N
             tokens = [vocab[i] for i in ids]
     elif isinstance(model, RNNBase):
         sub.rnn, names = model, vocab
-        xa = np.asarray(x, dtype=model.dtype)
+        try:
+            xa = np.asarray(x, dtype=model.dtype)
+        except (TypeError, ValueError) as e:                     # a string, a ragged list
+            raise type(e)(f"x: expected an array of real numbers, got {type(x).__name__} that "
+                          f"numpy cannot read as one ({e})") from None
         if xa.ndim == 3:
             b_axis = 0 if model.batch_first else 1
             if xa.shape[b_axis] != 1:

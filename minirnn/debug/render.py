@@ -88,6 +88,9 @@ def check_view(trace, tokens, batch):
     """The arguments every view of a trace shares, checked before any drawing: tokens None, a
     list of T tokens (what was fed at each step) or one such list per batch element; batch an
     int in [0, B)."""
+    # by what a view reads of it: tracing imports the pictures, so Trace is not imported here
+    if not all(hasattr(trace, a) for a in ("series", "step", "variables", "T", "B", "spec")):
+        raise TypeError(f"trace: expected a Trace (minirnn.trace), got {type(trace).__name__}")
     if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) \
             or not 0 <= batch < trace.B:
         raise ValueError(f"batch: expected an int, 0 <= batch < {trace.B}, got {batch!r}")
@@ -188,7 +191,9 @@ def heatmap_figure(trace, tokens=None, layer=0, direction=0, batch=0):
     Figure = require("matplotlib.figure", "the heatmap (--heatmap)").Figure
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
-        names += ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
+        # dc, else the first gate's gradient: a registered cell's step may keep no gate grads
+        want = ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
+        names += [v for v in want if v in trace.variables("backward")]
     fig = Figure(figsize=(max(6, 0.5 * trace.T + 2), 1.3 * len(names) + 1))
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
     labels = [str(t) if tokens is None else f"{t}\n{_token(tokens, t, batch)!r}" for t in range(trace.T)]

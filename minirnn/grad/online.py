@@ -53,8 +53,8 @@ import numpy as np
 
 from .._checks import check_int, check_shape
 from ._online_step import StepJacobians, cell_step
-from .rtrl import (_check_loss, _check_lr, _check_model, _check_state,
-                   _check_step, _finish, _loss, _prepare, check_memory, layer_layout, time_loop)
+from .rtrl import (_check_loss, _check_lr, _check_model, _check_state, _check_step, _finish,
+                   _loss, _prepare, check_batch_size, check_memory, layer_layout, time_loop)
 
 METHODS = ("rtrl", "snap-1", "snap-2", "uoro", "kf-rtrl", "rflo", "e-prop")
 # the options each method takes (every one also takes mask=); "snap-n" is any n >= 1
@@ -300,7 +300,7 @@ def online_gradient(model, x, target, method="rtrl", loss="squared_error", state
 
 
 def _check_backend(backend):
-    if backend not in (None, "numpy"):
+    if not (backend is None or isinstance(backend, str) and backend == "numpy"):
         raise ValueError(f"backend: expected None or 'numpy' (the online methods run on the "
                          f"NumPy reference's step Jacobians), got {backend!r}; RTRL's fused "
                          f"kernel is rtrl_gradient(..., backend='numba')")
@@ -323,8 +323,8 @@ class OnlineTrainer:
                  state=None, backend=None, memory_limit=None, **options):
         _check_backend(backend)
         self.lr, self.loss, self.method = _check_lr(lr), _check_loss(loss), method
-        B = check_int("batch_size", batch_size)
-        state = _check_state(_check_model(model), state, B, False)
+        B = check_batch_size(_check_model(model), batch_size)
+        state = _check_state(model, state, B, False)
         self.model = model
         self._st = OnlineState(model, B, state, options.get("mask"))
         self._tracker = make_tracker(method, self._st, options, memory_limit)

@@ -241,6 +241,16 @@ def _out_size(model):
     return getattr(model, "proj_size", 0) or model.hidden_size
 
 
+def check_batch_size(model, batch_size):
+    """An online learner's batch_size: an int >= 1 whose states fit in memory, checked before
+    the zero states are allocated."""
+    B = check_int("batch_size", batch_size)
+    sizes = model.spec.state_sizes(model.hidden_size, getattr(model, "proj_size", 0))
+    check_fits("batch_size", B * sum(sizes) * model.dtype.itemsize,
+               f"the states of {B} sequences")
+    return B
+
+
 def _check_state(model, state, B, unbatched):
     """None (zeros), or the state as the model's forward takes it: a tuple per
     spec.state_names (a one-state cell's array alone too), each in the module's layout
@@ -360,11 +370,7 @@ class RTRLOnline:
     def __init__(self, model, lr, loss="squared_error", batch_size=1, state=None,
                  backend=None, memory_limit=None):
         self.lr, self.loss = _check_lr(lr), _check_loss(loss)
-        B = check_int("batch_size", batch_size)
-        sizes = _check_model(model).spec.state_sizes(model.hidden_size,
-                                                    getattr(model, "proj_size", 0))
-        check_fits("batch_size", B * sum(sizes) * model.dtype.itemsize,
-                   f"the states of {B} sequences")
+        B = check_batch_size(_check_model(model), batch_size)
         state = _check_state(model, state, B, False)
         self.model, self._inf = model, _Influence(model, B, state, backend, memory_limit)
 

@@ -124,9 +124,19 @@ def _measure(model, x, hx, lengths, loss, jacobians, seed):
     if jacobians:
         jac = _jacobians(model, x, hx, rec, B)
         jac_norm = [np.sqrt(np.einsum("tbji,tbji->tb", J, J)) for J in jac]
-        jac_sigma = [np.linalg.svd(J, compute_uv=False)[..., 0] for J in jac]
+        jac_sigma = [_top_singular_value(J) for J in jac]
     return GradientFlow(model.mode, model.num_layers, model.num_directions, loss, lengths_v,
                         d_out, dh, dc, dh_norm, dc_norm, jac, jac_norm, jac_sigma)
+
+
+def _top_singular_value(J):
+    """The largest singular value of each (…, n, n) matrix; NaN for one with a non-finite
+    entry, which has none (numpy's SVD would raise LinAlgError for the whole stack)."""
+    ok = np.isfinite(J).all(axis=(-2, -1))
+    out = np.full(J.shape[:-2], np.nan, dtype=J.dtype)
+    if ok.any():
+        out[ok] = np.linalg.svd(J[ok], compute_uv=False)[..., 0]
+    return out
 
 
 def _forward(model, x, hx, lengths):

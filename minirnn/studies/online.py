@@ -51,7 +51,10 @@ class OnlineRun(NamedTuple):
 
     def binned(self, bins=10):
         """(step at each bin's end, mean cosine, mean loss) over `bins` equal stretches."""
-        parts = np.array_split(np.arange(len(self.steps)), check_int("bins", bins))
+        n = len(self.steps)
+        # more bins than steps: the empty ones are dropped below anyway, so at most n are split
+        # off (a bins beyond memory would otherwise be allocated as empty arrays)
+        parts = np.array_split(np.arange(n), min(check_int("bins", bins), max(n, 1)))
         return [(int(self.steps[p[-1]]), _nanmean(self.cosines[p]), float(self.losses[p].mean()))
                 for p in parts if p.size]
 
