@@ -2,12 +2,43 @@
 expected and what came, so that a caller can fix the call without reading our source."""
 from __future__ import annotations
 
+import functools
 import numbers
+import os
 import warnings
 
 import numpy as np
 
 DTYPES = ("float32", "float64")
+
+
+class UnknownKey(KeyError, ValueError):
+    """A name that is none of the expected ones: a KeyError, as a mapping's lookup raises it,
+    and a ValueError, as every other argument check raises (`except ValueError` catches all
+    bad input). str() is the message itself, not KeyError's quoted repr of it."""
+    __str__ = ValueError.__str__
+
+
+# ---- memory: what no machine could hold is refused before numpy tries -------------------------
+@functools.lru_cache(maxsize=1)
+def machine_memory():
+    """Bytes of physical memory here, or None where the system does not say (no sysconf)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits(name, nbytes, what):
+    """Refuse an allocation larger than this machine's memory before it is attempted: numpy
+    would raise MemoryError (or "array is too big") only after trying, or the machine would
+    swap to a halt filling it. nbytes is a Python int (no overflow for any size)."""
+    limit = machine_memory()
+    if limit is not None and nbytes > limit:
+        raise ValueError(f"{name}: {what} would need {nbytes} bytes ({nbytes / 2**30:.4g} GiB), "
+                         f"more than this machine's memory ({limit / 2**30:.4g} GiB); expected "
+                         f"sizes that fit")
+    return nbytes
 
 
 # ---- constructor arguments (torch's rules, and stricter where torch lets a typo through) ----
@@ -18,6 +49,38 @@ def check_int(name, value, low=1, why=""):
     if value < low:
         raise ValueError(f"{name}: expected an int >= {low}{why}, got {value!r}")
     return int(value)
+
+
+def check_real(name, value, low=None, high=None, low_open=False, why=""):
+    """A finite real number (Python or NumPy; not a bool, a string or an array) in
+    [low, high] (low excluded with low_open) -> float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number{why}, got {type(value).__name__} "
+                        f"{value!r}")
+    try:
+        v = float(value)
+    except OverflowError:                 # an int beyond float's range
+        v = float("inf")
+    below = low is not None and (v < low or (low_open and v == low))
+    if not np.isfinite(v) or below or (high is not None and v > high):
+        bounds = "" if low is None and high is None else \
+            f" {'>' if low_open else '>='} {low}" if high is None else \
+            f" in {'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{name}: expected a finite number{bounds}{why}, got {value!r}")
+    return v
+
+
+def check_seed(name, seed):
+    """A seed for numpy's generators: None (fresh entropy) or an int >= 0."""
+    return None if seed is None else check_int(name, seed, low=0)
+
+
+def check_path(name, path):
+    """A file path: str or os.PathLike (the system's OSError names a bad one)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
+    return path
 
 
 def check_bool(name, value):
@@ -106,6 +169,9 @@ def as_float_array(name, value, dtype) -> np.ndarray:
         raise TypeError(f"{name}: got dtype {arr.dtype}, the model computes in {dtype.name} and "
                         f"casting would round it; pass {name}.astype(np.{dtype.name}) (the "
                         f"model's dtype){other}")
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        # a copy is made: a zero-stride view (np.broadcast_to) may be far larger than memory
+        check_fits(name, arr.size * dtype.itemsize, f"a {dtype.name} copy of shape {arr.shape}")
     # asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d, and a scalar would
     # then pass for a one-feature vector)
     out = np.asarray(arr, dtype=dtype, order="C")
@@ -122,14 +188,15 @@ def as_float_array(name, value, dtype) -> np.ndarray:
 
 
 def check_keys(name, expected, given):
-    """A state dict's keys must be exactly the module's: KeyError listing what is missing,
-    what is unexpected and what was expected (torch's strict load_state_dict)."""
+    """A state dict's keys must be exactly the module's: UnknownKey (a KeyError and a
+    ValueError) listing what is missing, what is unexpected and what was expected (torch's
+    strict load_state_dict)."""
     expected, given = list(expected), list(given)
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     if missing or unexpected:
-        raise KeyError(f"{name}: missing keys {missing}, unexpected keys {unexpected}; "
-                       f"expected exactly {expected}")
+        raise UnknownKey(f"{name}: missing keys {missing}, unexpected keys {unexpected}; "
+                         f"expected exactly {expected}")
 
 
 def check_token_ids(name, tokens, vocab_size) -> np.ndarray:
@@ -137,6 +204,8 @@ def check_token_ids(name, tokens, vocab_size) -> np.ndarray:
     t = to_numpy(tokens)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer token ids, got dtype {t.dtype}")
+    # before the range check, whose min/max over a huge zero-stride view would run for hours
+    check_fits(name, t.size * 8, f"int64 ids of shape {t.shape}")
     if t.size and (t.min() < 0 or t.max() >= vocab_size):
         where = tuple(int(i) for i in np.argwhere((t < 0) | (t >= vocab_size))[0])
         raise ValueError(f"{name}: expected ids in [0, {vocab_size}) (a vocabulary of "

@@ -27,6 +27,8 @@ import os
 import stat
 import tempfile
 
+from ._checks import check_path
+
 # module -> the extra of setup.cfg that installs it
 EXTRAS = {"matplotlib": "plot", "tqdm": "plot", "torch": "torch", "selenium": "test",
           "hypothesis": "test", "pytest": "test"}
@@ -111,6 +113,7 @@ def check_overwrite(name, path, overwrite):
     """The one overwrite rule: an existing file is replaced only when asked (overwrite=True;
     on the command line --overwrite), else a ValueError naming the argument (`name`: a flag
     such as "-o/--out", or a Python argument such as "path") and the fix."""
+    check_path(name, path)
     if overwrite or not os.path.exists(path):
         return
     fix = (f"Pass --overwrite to replace it, or {name.split('/')[0]} PATH for another file"

@@ -3,13 +3,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import to_numpy
+from ._checks import check_fits, check_real, to_numpy
+
+
+def _real(name, value):
+    """value as a float64 array; what is not numbers (strings, ragged lists) is refused."""
+    try:
+        arr = np.asarray(to_numpy(value))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected an array of numbers, got {type(value).__name__} "
+                        f"that numpy cannot read as one ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
+    check_fits(name, arr.size * 8, f"a float64 copy of shape {arr.shape}")
+    return arr.astype(np.float64)
 
 
 def max_errors(actual, expected):
     """-> (max abs error, relative error ||a - b|| / ||b||, index of the worst element)."""
-    a = np.asarray(to_numpy(actual), dtype=np.float64)
-    b = np.asarray(to_numpy(expected), dtype=np.float64)
+    a, b = _real("actual", actual), _real("expected", expected)
     if a.shape != b.shape:
         raise AssertionError(f"shape mismatch: actual {a.shape} vs expected {b.shape}")
     if a.size == 0:
@@ -28,11 +40,13 @@ def max_errors(actual, expected):
 def assert_close(actual, expected, rtol=1e-12, atol=0.0, name="tensor"):
     """Pass when ||a - b|| / ||b|| <= rtol or max|a - b| <= atol; else raise AssertionError
     naming the tensor, the worst element and both errors."""
-    a = to_numpy(actual)
-    b = to_numpy(expected)
-    abs_err, rel_err, worst = max_errors(a, b)
+    rtol, atol = check_real("rtol", rtol, low=0), check_real("atol", atol, low=0)
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
+    abs_err, rel_err, worst = max_errors(actual, expected)
     if rel_err <= rtol or abs_err <= atol:
         return abs_err, rel_err
+    a, b = to_numpy(actual), to_numpy(expected)
     raise AssertionError(
         f"{name}: relative error {rel_err:.3e} > rtol {rtol:.1e} (max abs error {abs_err:.3e}); "
         f"worst element at index {worst}: actual {np.asarray(a)[worst]!r}, "

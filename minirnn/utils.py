@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_bool, check_lengths, to_numpy
+from ._checks import check_bool, check_fits, check_lengths, to_numpy
 
 __all__ = ["pad_sequence", "sequence_lengths", "lengths", "unpad_sequence"]
 
@@ -149,4 +149,6 @@ def unpad_sequence(padded, lengths, batch_first=False):
         x = x.swapaxes(0, 1)
     T, B = x.shape[:2]
     n = check_lengths(lengths, B, T, low=0, steps_name="the padded length")
+    row = int(np.prod(x.shape[2:], dtype=object)) * x.itemsize      # one step's bytes
+    check_fits("padded", int(n.sum()) * row, f"copies of {int(n.sum())} steps")
     return [np.array(x[:L, b], order="C") for b, L in enumerate(n)]

@@ -16,13 +16,12 @@ zeros, the reference); see tests/test_api_optional_*.py.
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import re
 from functools import lru_cache
 from pathlib import Path
 
-import minirnn
+from tests._public_api import public_callables as enumerate_public
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = "tests/test_api_optional_core.py::"
@@ -65,7 +64,7 @@ CASES = {
     "minirnn.cells.spec.CellSpec": {},
     **{SPEC + m: {} for m in ("add_twin", "backends", "states_of", "gates", "has", "has_cell_state",
                               "module_kwargs", "require", "split_gates", "step_forward",
-                              "supports_proj", "twin")},
+                              "step_grads_per_sample", "supports_proj", "twin")},
     SPEC + "forward": each(CONTRACT, "valid backend"),
     SPEC + "backward": each(CONTRACT, "return_steps input_grad backend per_sample"),
     SPEC + "forward_jvp": each(CONTRACT, "backend"),
@@ -304,41 +303,9 @@ CASES = {
 
 # ---- the enumeration ------------------------------------------------------------------------
 
-def _ours(obj):
-    return (getattr(obj, "__module__", None) or "").startswith("minirnn")
-
-
 def public_callables():
     """-> {dotted name where it is defined: callable} for the public API (module docstring)."""
-    roots = [(minirnn, minirnn.__all__)]
-    for sub in ("functional", "utils", "nn", "cells"):
-        mod = importlib.import_module("minirnn." + sub)
-        roots.append((mod, mod.__all__))
-    found = {}
-
-    def add(obj):
-        found[f"{obj.__module__}.{obj.__qualname__}"] = obj
-        if not inspect.isclass(obj):
-            return
-        for klass in obj.__mro__:
-            if not _ours(klass):
-                continue
-            for name, member in vars(klass).items():
-                member = getattr(member, "fget", None) or getattr(member, "__func__", member)
-                if not name.startswith("_") and inspect.isfunction(member) and _ours(member):
-                    found[f"{member.__module__}.{member.__qualname__}"] = member
-
-    for module, names in roots:
-        for name in names:
-            obj = getattr(module, name)
-            members = ([m for m in vars(obj).values() if getattr(m, "__module__", None) ==
-                        obj.__name__ and not m.__name__.startswith("_")
-                        and (inspect.isfunction(m) or inspect.isclass(m))]
-                       if inspect.ismodule(obj) else [obj])
-            for m in members:
-                if (inspect.isfunction(m) or inspect.isclass(m)) and _ours(m):
-                    add(m)
-    return found
+    return enumerate_public(("functional", "utils", "nn", "cells"))
 
 
 def optional_arguments(obj):

@@ -77,7 +77,7 @@ def cell_names():
 def cell_name(name):
     """A cell's name or alias -> the registry's name ("rnn" -> "rnn_tanh"); anything else as
     given (get_cell says what is unknown)."""
-    return CELL_ALIASES.get(name, name)
+    return CELL_ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 def get_cell(name) -> CellSpec:

@@ -46,6 +46,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .._checks import check_int
+
 CORE_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -68,6 +70,10 @@ class StepsCache(NamedTuple):
 
     @property
     def gates(self):              # (T, B, G*H) where the step caches have a `gates` field
+        if not all(hasattr(s, "gates") for s in self.steps):
+            raise ValueError("gates: this cell's step caches have no `gates` field (the "
+                             "contract lets a step cache be anything); a cell whose step_forward "
+                             "returns a cache with one (CellSpec.gates_field) shows its gates")
         return np.stack([s.gates for s in self.steps])
 
 
@@ -135,7 +141,9 @@ class CellSpec:
     def param_shapes(self, input_size, hidden_size, proj_size=0):
         """{name: shape} of one layer: torch's layout, W_ih (G*H, I), W_hh (G*H, P), biases
         (G*H,), W_hr (P, H) when projecting. Override for another layout."""
-        G, H, P = self.gates, hidden_size, proj_size or hidden_size
+        input_size = check_int("input_size", input_size, low=0)
+        hidden_size = check_int("hidden_size", hidden_size)
+        G, H, P = self.gates, hidden_size, check_int("proj_size", proj_size, low=0) or hidden_size
         shapes = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, P),
                   "bias_ih": (G * H,), "bias_hh": (G * H,)}
         if proj_size:
@@ -144,17 +152,26 @@ class CellSpec:
 
     def state_sizes(self, hidden_size, proj_size=0):
         """Feature size of each state: h is P wide (proj_size or H), any other H."""
+        hidden_size = check_int("hidden_size", hidden_size)
+        proj_size = check_int("proj_size", proj_size, low=0)
         return tuple((proj_size or hidden_size) if n == "h" else hidden_size
                      for n in self.state_names)
 
     def split_gates(self, gates):
         """(..., G*H) -> {gate name: (..., H)} as views, in gate_names order."""
+        if not isinstance(gates, np.ndarray) or gates.ndim == 0 or gates.shape[-1] % self.gates:
+            raise ValueError(f"gates: expected an array of shape (..., G*H) with G={self.gates} "
+                             f"gates {self.gate_names}, got {type(gates).__name__} of shape "
+                             f"{np.shape(gates)}")
         H = gates.shape[-1] // self.gates
         return {n: gates[..., k * H:(k + 1) * H] for k, n in enumerate(self.gate_names)}
 
     def has(self, part):
         """Whether the cell brings `part` itself ("step_jvp", "step_backward_jvp",
         "step_jacobians", "torch_step"), rather than a derivation or nothing."""
+        if not isinstance(part, str):
+            raise TypeError(f"part: expected the name of a method (\"step_jvp\", ...), got "
+                            f"{type(part).__name__} {part!r}")
         own = getattr(type(self), part, None)
         return own is not None and own is not getattr(CellSpec, part, None)
 
@@ -182,6 +199,9 @@ class CellSpec:
 
     def twin(self, backend):
         """This cell's implementation on `backend` (added by minirnn.register_tier)."""
+        if not isinstance(backend, str):
+            raise TypeError(f"backend: expected a backend's name, got {type(backend).__name__} "
+                            f"{backend!r}")
         twins = vars(self).get("_twins", {})
         twin = twins.get(backend)
         if twin is None:
@@ -257,6 +277,12 @@ class CellSpec:
         out = {n: grads.get(n) for n in self.param_names}
         steps = None if record is None else StepsGrad(record[0], record)
         return (dx if input_grad else None), d_next, out, steps
+
+    def step_grads_per_sample(self, cache_t, d_state, params):
+        """One step's parameter gradients with a leading B axis, one per sequence: the cell's
+        own step_backward(..., per_sample=True), or step_backward once per sequence (the
+        contract lets a cell leave per_sample out) -> {name: (B, *shape) or None}."""
+        return self._step_backward(cache_t, d_state, params, True)[2]
 
     def _step_backward(self, cache_t, d_state, params, per_sample):
         """step_backward, per sample where asked: the cell's own, else once per sequence."""

@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from .._checks import check_bool, check_path
 from .._io import check_overwrite, write_text
 from . import explore_data as ed
 
@@ -71,6 +72,9 @@ def build(model, x, tokens=None, head=None, vocab=None, labels=None, targets=Non
     """-> (payload dict, Trace): everything the page embeds, and the trace it came from."""
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title: expected None or a str, got {type(title).__name__} {title!r}")
+    connect = check_bool("connect", connect)
     sub = ed.prepare(model, x, tokens, head, vocab, labels, targets, hx)
     rnn, spec = sub.rnn, sub.rnn.spec
     with ed.preserved(sub), ed.one_blas_thread():
@@ -178,7 +182,7 @@ def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None
         before any work, as `minirnn explore` refuses it without --overwrite.
     The model is left as found: its training mode and accumulated gradients are restored.
     """
-    check_overwrite("path", path, overwrite)
+    check_overwrite("path", check_path("path", path), overwrite)
     payload, _ = build(model, x, tokens, head, vocab, labels, targets, hx, top_k, title,
                        token_level, connect, loss=loss)
     write_text(path, page_html(payload))

@@ -72,6 +72,15 @@ def unpack(packed):
 
 
 # ---- what is explored ------------------------------------------------------------------------
+def _listed(name, values):
+    """Names given by the caller: a list, tuple, array or string of them."""
+    if not isinstance(values, (list, tuple, np.ndarray, str)) or np.ndim(values) != 1 \
+            and not isinstance(values, str):
+        raise TypeError(f"{name}: expected a list of strings, got {type(values).__name__} of "
+                        f"shape {np.shape(values)}")
+    return values
+
+
 def prepare(model, x, tokens=None, head=None, vocab=None, labels=None, targets=None, hx=None):
     """Normalise the arguments of `explore` -> a namespace: rnn (the recurrent module), x_tm
     (T, I) time-major, kind ("lm" | "classifier" | "head" | "none"), W / head, names (of the
@@ -100,7 +109,11 @@ def prepare(model, x, tokens=None, head=None, vocab=None, labels=None, targets=N
             tokens = [vocab[i] for i in ids]
     elif isinstance(model, RNNBase):
         sub.rnn, names = model, vocab
-        xa = np.asarray(x, dtype=model.dtype)
+        try:
+            xa = np.asarray(x, dtype=model.dtype)
+        except (TypeError, ValueError) as e:                     # a string, a ragged list
+            raise type(e)(f"x: expected an array of real numbers, got {type(x).__name__} that "
+                          f"numpy cannot read as one ({e})") from None
         if xa.ndim == 3:
             b_axis = 0 if model.batch_first else 1
             if xa.shape[b_axis] != 1:
@@ -127,14 +140,14 @@ def prepare(model, x, tokens=None, head=None, vocab=None, labels=None, targets=N
                              f"size), got {head.in_features}")
         sub.W = head.params["weight"]                                # (V, D*P)
     if names is not None:
-        names = [str(n) for n in names]
+        names = [str(n) for n in _listed("labels" if sub.kind == "classifier" else "vocab", names)]
         V = None if head is None else head.out_features
         if V is not None and len(names) != V:
             raise ValueError(f"{'labels' if sub.kind == 'classifier' else 'vocab'}: expected "
                              f"{V} names (one per head output), got {len(names)}")
     sub.names = names
     if tokens is not None:
-        tokens = [str(t) for t in tokens]
+        tokens = [str(t) for t in _listed("tokens", tokens)]
         if len(tokens) != sub.T:
             raise ValueError(f"tokens: expected {sub.T} tokens (one per step), got {len(tokens)}")
     sub.tokens, sub.targets = tokens, targets

@@ -27,7 +27,13 @@ class ExplorerPage(HTML):
     loss in backward mode), `.save(path)` writes the page as `minirnn.explore` does."""
 
     def __init__(self, page, height, trace=None):
-        self.page, self.height, self.trace = page, height, trace
+        from .tracing import Trace
+        if not isinstance(page, str):
+            raise TypeError(f"page: expected the page's HTML (a str), got {type(page).__name__}")
+        if trace is not None and not isinstance(trace, Trace):
+            raise TypeError(f"trace: expected None or the Trace the page shows, got "
+                            f"{type(trace).__name__}")
+        self.page, self.height, self.trace = page, _check_height(height), trace
         # allow-scripts alone: the page runs its own script, and can reach nothing else
         super().__init__(f'<iframe srcdoc="{html.escape(page, quote=True)}" '
                          f'style="width: 100%; height: {height}px; border: 1px solid #ddd" '
@@ -47,10 +53,16 @@ def explorer(model, x, *, height=760, **options):
     title, token_level, connect, loss) are those of minirnn.explore, which writes the same
     page to a file. height: the inline frame's height in pixels.
     """
-    if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or height < 100:
-        raise ValueError(f"height: expected an integer number of pixels >= 100, got {height!r}")
+    height = _check_height(height)
     payload, trace = build(model, x, **options)
-    return ExplorerPage(page_html(payload), int(height), trace)
+    return ExplorerPage(page_html(payload), height, trace)
+
+
+def _check_height(height):
+    if isinstance(height, (bool, np.bool_)) or not isinstance(height, (int, np.integer)) \
+            or height < 100:
+        raise ValueError(f"height: expected an integer number of pixels >= 100, got {height!r}")
+    return int(height)
 
 
 __all__ = ["HTML", "ExplorerPage", "explorer", "trace_view", "step_view", "step_figure"]

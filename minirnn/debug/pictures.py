@@ -20,7 +20,7 @@ import io
 import numpy as np
 
 from .._io import require
-from .render import _token, heatmap_figure
+from .render import _token, check_view, heatmap_figure
 
 
 class HTML:
@@ -70,10 +70,8 @@ def step_figure(trace, t, tokens=None, layer=0, direction=0, batch=0):
     """One step of one layer and direction as a matplotlib Figure: a bar per unit for each gate
     and state (and the state gradients and the first gate's, after a backward), each panel on
     the scale that variable takes at that step (a sigmoid gate on [0, 1])."""
+    check_view(trace, tokens, batch)
     rec = trace.step(t, layer, direction)
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or \
-            not 0 <= batch < trace.B:
-        raise ValueError(f"batch: expected an int, 0 <= batch < {trace.B}, got {batch!r}")
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
         names += [v for v in trace.variables("backward") if v in ("dh", "dc")

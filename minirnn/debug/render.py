@@ -74,10 +74,38 @@ def _one_hot_index(row):
     return int(hot[0]) if hot.size == 1 and row[hot[0]] == 1.0 else None
 
 
+def _nested(tokens):
+    return len(tokens) > 0 and isinstance(tokens[0], (list, tuple))
+
+
 def _token(tokens, t, batch):
     if tokens is None:
         return None
-    return tokens[batch][t] if isinstance(tokens[0], (list, tuple)) else tokens[t]
+    return tokens[batch][t] if _nested(tokens) else tokens[t]
+
+
+def check_view(trace, tokens, batch):
+    """The arguments every view of a trace shares, checked before any drawing: tokens None, a
+    list of T tokens (what was fed at each step) or one such list per batch element; batch an
+    int in [0, B)."""
+    # by what a view reads of it: tracing imports the pictures, so Trace is not imported here
+    if not all(hasattr(trace, a) for a in ("series", "step", "variables", "T", "B", "spec")):
+        raise TypeError(f"trace: expected a Trace (minirnn.trace), got {type(trace).__name__}")
+    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) \
+            or not 0 <= batch < trace.B:
+        raise ValueError(f"batch: expected an int, 0 <= batch < {trace.B}, got {batch!r}")
+    if tokens is None:
+        return
+    if not isinstance(tokens, (list, tuple, np.ndarray)) or np.ndim(tokens) == 0:
+        raise TypeError(f"tokens: expected None or a list of {trace.T} tokens (or one such "
+                        f"list per batch element), got {type(tokens).__name__} {tokens!r}")
+    rows = tokens if _nested(tokens) else [tokens]
+    if _nested(tokens) and len(tokens) != trace.B:
+        raise ValueError(f"tokens: expected one list per batch element ({trace.B}), got "
+                         f"{len(tokens)}")
+    for row in rows:
+        if len(row) != trace.T:
+            raise ValueError(f"tokens: expected {trace.T} tokens (one per step), got {len(row)}")
 
 
 def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", predicted=None,
@@ -90,10 +118,7 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
     --render` refuses without --overwrite).
     """
     check_overwrite("path", path, overwrite)
-    if tokens is not None and len(tokens) not in (trace.T, trace.B):
-        raise ValueError(f"tokens: expected {trace.T} tokens (one per step), got {len(tokens)}")
-    if not 0 <= batch < trace.B:
-        raise ValueError(f"batch: expected 0..{trace.B - 1}, got {batch}")
+    check_view(trace, tokens, batch)
     esc = html.escape
     D = trace.num_directions
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -162,10 +187,13 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
 def heatmap_figure(trace, tokens=None, layer=0, direction=0, batch=0):
     """A matplotlib Figure: a heatmap (units x time) of each gate/state (and dh, dc after a
     backward). Built without pyplot, so a notebook's plotting backend is left as it is."""
+    check_view(trace, tokens, batch)
     Figure = require("matplotlib.figure", "the heatmap (--heatmap)").Figure
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
-        names += ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
+        # dc, else the first gate's gradient: a registered cell's step may keep no gate grads
+        want = ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
+        names += [v for v in want if v in trace.variables("backward")]
     fig = Figure(figsize=(max(6, 0.5 * trace.T + 2), 1.3 * len(names) + 1))
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
     labels = [str(t) if tokens is None else f"{t}\n{_token(tokens, t, batch)!r}" for t in range(trace.T)]

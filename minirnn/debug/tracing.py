@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .._checks import reverse_padded
+from .._checks import UnknownKey, reverse_padded
 
 
 def forward_vars(spec):
@@ -183,7 +183,7 @@ class Trace:
         by_pos = {}                                      # name -> (T, *shape) per position
         for step in range(self.T):
             d_state = tuple(a[step] for a in s.d_states)
-            grads = self.spec.step_backward(c.steps[step], d_state, c.params, per_sample=True)[2]
+            grads = self.spec.step_grads_per_sample(c.steps[step], d_state, c.params)
             for name, g in grads.items():
                 if g is None:
                     continue
@@ -229,12 +229,15 @@ class Trace:
     def series(self, name, layer=0, direction=0):
         """One variable over time, (T, B, n), in original time order."""
         k = self._check_index(0, layer, direction)
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a variable's name (str), got {type(name).__name__} "
+                            f"{name!r}")
         if name in self._fwd[k]:
             return self._fwd[k][name]
         if self.has_backward and name in self._bwd[k]:
             return self._bwd[k][name]
         known = list(self._fwd[k]) + (list(self._bwd[k]) if self.has_backward else [])
-        raise KeyError(f"name: expected one of {known}, got {name!r}")
+        raise UnknownKey(f"name: expected one of {known}, got {name!r}")
 
     def to_frame(self, pandas=False):
         """Tidy table: one row per (phase, layer, direction, t, variable, batch) with the

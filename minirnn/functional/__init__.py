@@ -56,6 +56,19 @@ def _weights(dtype, H, G, I, P, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     return w_ih, w_hh, b_ih, b_hh, w_hr
 
 
+def _rows(name, w):
+    """The row count of a weight matrix (G*H for w_hh, P for w_hr), read before its full
+    check: the layer's sizes come from it."""
+    try:
+        shape = np.shape(to_numpy(w))
+    except ValueError as e:                  # a ragged nested list
+        raise ValueError(f"{name}: expected a 2-D weight matrix, got {type(w).__name__} that "
+                         f"numpy cannot read as one ({e})") from None
+    if len(shape) != 2:
+        raise ValueError(f"{name}: expected a 2-D weight matrix, got shape {shape}")
+    return shape[0]
+
+
 def _input(x):
     """x must be (T, B, I); the layer computes in x's precision (float32 or float64)."""
     x = to_numpy(x)
@@ -74,7 +87,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
         raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}")
     x = _input(x)
     T, B, I = x.shape
-    H = np.shape(w_hh)[0]
+    H = _rows("w_hh", w_hh)
     w_ih, w_hh, b_ih, b_hh, _ = _weights(x.dtype, H, 1, I, H, w_ih, w_hh, b_ih, b_hh)
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
@@ -122,8 +135,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
     """
     x = _input(x)
     T, B, I = x.shape
-    H = np.shape(w_hh)[0] // 4
-    P = np.shape(w_hr)[0] if w_hr is not None else H
+    H = _rows("w_hh", w_hh) // 4
+    P = _rows("w_hr", w_hr) if w_hr is not None else H
     w_ih, w_hh, b_ih, b_hh, w_hr = _weights(x.dtype, H, 4, I, P, w_ih, w_hh, b_ih, b_hh, w_hr)
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, P))
@@ -149,7 +162,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="
     """GRU layer. x (T, B, I), h0 (B, H) -> out (T, B, H), h_T (B, H), GRUCache."""
     x = _input(x)
     T, B, I = x.shape
-    H = np.shape(w_hh)[0] // 3
+    H = _rows("w_hh", w_hh) // 3
     w_ih, w_hh, b_ih, b_hh, _ = _weights(x.dtype, H, 3, I, H, w_ih, w_hh, b_ih, b_hh)
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))

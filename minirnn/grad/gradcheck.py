@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_bool, check_choice, check_int, to_numpy
+from .._checks import (UnknownKey, check_bool, check_choice, check_fits, check_int, check_real,
+                       to_numpy)
 from .._table import text_table
 from . import gradcheck_modes as modes
 from ._gradcheck_rows import DOT_RTOL, GradcheckRow, index, row, sample
@@ -162,6 +163,7 @@ class _Runner:
         arr = to_numpy(value)
         if arr.dtype.kind != "f":
             raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+        check_fits(name, arr.size * 8, f"a float64 copy of shape {arr.shape}")
         return np.array(arr, dtype=np.float64)          # our own copy: we perturb it
 
     def forward(self, inputs):
@@ -255,6 +257,8 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
         raise ValueError(f"eps: expected a step in (0, 1), got {eps!r}")
     if max_entries is not None:
         check_int("max_entries", max_entries)
+    rtol, atol = check_real("rtol", rtol, low=0), check_real("atol", atol, low=0)
+    seed = check_int("seed", seed, low=0)         # the generators [seed, tensor name]
     check_choice("mode", mode, MODES)
     check_choice("order", order, (1, 2))
     dot = mode == "fwd" if dot is None else check_bool("dot", dot)
@@ -318,13 +322,18 @@ def _names(params, inputs, own, order):
     covered = own if order == 2 else inputs + own
     if params is None:
         return covered
+    if not isinstance(params, (str, list, tuple)):
+        raise TypeError(f"params: expected a name or a list of names, got "
+                        f"{type(params).__name__}")
     names = [params] if isinstance(params, str) else list(params)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"params: expected tensor names (str), got {names!r}")
     if not names:
         raise ValueError(f"params: got an empty list, which checks nothing; expected some of "
                          f"{covered}")
     unknown = [n for n in names if n not in inputs + own]
     if unknown:
-        raise KeyError(f"params: unknown tensor names {unknown}; expected some of "
+        raise UnknownKey(f"params: unknown tensor names {unknown}; expected some of "
                        f"{inputs + own}")
     outside = [n for n in names if n not in covered]
     if outside:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import UnknownKey, check_int
 from ._common import (check_forward_model, collect, measuring, states_in_record,
                       time_major_pair)
 
@@ -55,6 +55,13 @@ class LagGradient:
 
     def norms(self, names=None):
         """(K,) the norm of each lag's part over the parameters `names` (None: all)."""
+        if names is not None and not (isinstance(names, (list, tuple, set))
+                                      and all(isinstance(n, str) for n in names)):
+            raise TypeError(f"names: expected None or a list of parameter names, got {names!r}")
+        unknown = sorted(set(names or ()) - set(self.parts))
+        if unknown or names is not None and not names:   # a norm over nothing: a silent 0
+            raise UnknownKey(f"names: unknown parameters {unknown}; expected some of "
+                             f"{list(self.parts)}")
         names = list(self.parts) if names is None else list(names)
         return np.sqrt(sum(v ** 2 for n, v in self.param_norms().items() if n in names))
 

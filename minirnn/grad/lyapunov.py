@@ -32,7 +32,8 @@ from typing import Optional
 
 import numpy as np
 
-from ._stepjac import StateProbe, probing
+from .._checks import as_float_array, check_int
+from ._stepjac import StateProbe, check_unidirectional, probing
 
 
 @dataclass
@@ -57,7 +58,8 @@ class PerturbationGrowth:
 
 def _prepare(model, x, warmup, what="x"):
     from .._checks import check_int, check_steps
-    x = np.asarray(x)
+    check_unidirectional(model)
+    x = as_float_array(what, x, model.dtype)
     if x.ndim != 3:
         raise ValueError(f"{what}: expected shape (T, B, I) (or (B, T, I) with batch_first), "
                          f"got {x.shape}")
@@ -74,6 +76,7 @@ def initial_frame(seed, B, S, k):
     """(B, S, k) random columns, sequence b's from the generator [seed, b] alone: the first
     column does not depend on k, so perturbation_growth with the same seed starts along the
     QR method's first direction."""
+    seed = check_int("seed", seed, low=0)             # the generators [seed, b]
     return np.stack([np.random.default_rng([seed, b]).standard_normal((k, S)).T
                      for b in range(B)]) if B else np.zeros((0, S, k))
 
@@ -128,6 +131,10 @@ def perturbation_growth(model, x, eps=1e-8, state=None, warmup=0, direction=None
     copy pulled back to that distance after every step
     -> PerturbationGrowth; its rate matches λ_1 of lyapunov_spectrum on the same x, state
     and warmup. Use a float64 model (eps is far below float32's resolution)."""
+    if check_unidirectional(model).dtype != np.float64:
+        raise ValueError(f"model: perturbation_growth needs a float64 model (a perturbation of "
+                         f"eps={eps!r} is below float32's resolution), got dtype "
+                         f"{model.dtype.name}; build the model with dtype='float64'")
     xt, warmup = _prepare(model, x, warmup)
     if not (isinstance(eps, float) and 0 < eps < 1):
         raise ValueError(f"eps: expected a float in (0, 1), got {eps!r}")
@@ -137,7 +144,7 @@ def perturbation_growth(model, x, eps=1e-8, state=None, warmup=0, direction=None
         s = probe.initial(state, B)
         if direction is None:
             direction = initial_frame(seed, B, probe.S, 1)[:, :, 0]
-        d = np.asarray(direction, dtype=np.float64)
+        d = as_float_array("direction", direction, np.float64)
         if d.shape != (B, probe.S):
             raise ValueError(f"direction: expected shape (B, S) = {(B, probe.S)}, got {d.shape}")
         # the distance is eps relative to the state's size (at least eps): an unbounded state

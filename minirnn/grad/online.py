@@ -53,8 +53,8 @@ import numpy as np
 
 from .._checks import check_int, check_shape
 from ._online_step import StepJacobians, cell_step
-from .rtrl import (_check_loss, _check_lr, _check_model, _check_state,
-                   _check_step, _finish, _loss, _prepare, check_memory, layer_layout, time_loop)
+from .rtrl import (_check_loss, _check_lr, _check_model, _check_state, _check_step, _finish,
+                   _loss, _prepare, check_batch_size, check_memory, layer_layout, time_loop)
 
 METHODS = ("rtrl", "snap-1", "snap-2", "uoro", "kf-rtrl", "rflo", "e-prop")
 # the options each method takes (every one also takes mask=); "snap-n" is any n >= 1
@@ -113,11 +113,7 @@ class OnlineState:
         if mask is None:
             return None
         w = self.params[self.keys["weight_hh"]]
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"mask: expected a bool array (True = a weight of the sparse W_hh), "
-                            f"got dtype {mask.dtype}")
-        check_shape("mask", mask, w.shape, " (the shape of W_hh)")
+        mask = check_mask(mask, w)
         if np.any(w[~mask] != 0):
             raise ValueError(f"mask: W_hh has {int(np.count_nonzero(w[~mask]))} nonzero "
                              f"weight(s) outside the mask; zero them first "
@@ -189,6 +185,16 @@ class OnlineState:
             p -= lr * flat[o:o + p.size].reshape(p.shape)
 
 
+def check_mask(mask, w_hh):
+    """W_hh's sparsity pattern: a bool array of its shape (True = a weight that is kept)."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"mask: expected a bool array (True = a weight of the sparse W_hh), "
+                        f"got dtype {mask.dtype}")
+    check_shape("mask", mask, w_hh.shape, " (the shape of W_hh)")
+    return mask
+
+
 # ---- choosing a method -----------------------------------------------------------------------
 
 def parse_method(method):
@@ -205,6 +211,9 @@ def parse_method(method):
 
 def check_options(family, options):
     allowed = ("mask",) + OPTIONS[family]
+    if not isinstance(options, dict):
+        raise TypeError(f"options: expected None or a dict of the method's options {allowed}, "
+                        f"got {type(options).__name__} {options!r}")
     bad = sorted(set(options) - set(allowed))
     if bad:
         raise TypeError(f"{bad[0]}: not an option of this method; it takes {allowed}")
@@ -227,7 +236,7 @@ def make_tracker(method, st, options=None, memory_limit=None):
     from . import _online_kf as kf
     from . import _online_trackers as tr
     family, n = parse_method(method)
-    opts = check_options(family, options or {})
+    opts = check_options(family, {} if options is None else options)
     opts.pop("mask", None)
     cls = {"rtrl": tr.DenseRTRL, "snap": tr.SnAp, "uoro": tr.UOROTracker,
            "kf-rtrl": kf.KFRTRL, "rflo": tr.RFLO, "e-prop": tr.EProp}[family]
@@ -291,7 +300,7 @@ def online_gradient(model, x, target, method="rtrl", loss="squared_error", state
 
 
 def _check_backend(backend):
-    if backend not in (None, "numpy"):
+    if not (backend is None or isinstance(backend, str) and backend == "numpy"):
         raise ValueError(f"backend: expected None or 'numpy' (the online methods run on the "
                          f"NumPy reference's step Jacobians), got {backend!r}; RTRL's fused "
                          f"kernel is rtrl_gradient(..., backend='numba')")
@@ -314,8 +323,8 @@ class OnlineTrainer:
                  state=None, backend=None, memory_limit=None, **options):
         _check_backend(backend)
         self.lr, self.loss, self.method = _check_lr(lr), _check_loss(loss), method
-        B = check_int("batch_size", batch_size)
-        state = _check_state(_check_model(model), state, B, False)
+        B = check_batch_size(_check_model(model), batch_size)
+        state = _check_state(model, state, B, False)
         self.model = model
         self._st = OnlineState(model, B, state, options.get("mask"))
         self._tracker = make_tracker(method, self._st, options, memory_limit)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import to_numpy
+from .._checks import as_float_array, check_fits, to_numpy
 
 
 def check_loss(loss):
@@ -28,13 +28,29 @@ def check_loss(loss):
 
 
 def _fixed(name, value):
-    arr = np.asarray(to_numpy(value))
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+    return as_float_array(name, value, np.float64)        # a copy that must fit first
+
+
+def _output(name, value, like=None):
+    """The model's output (or a direction `like` it): a floating-point array, kept in its
+    dtype (the model's)."""
+    try:
+        arr = np.asarray(to_numpy(value))
+    except (TypeError, ValueError) as e:                  # a ragged list, ...
+        raise TypeError(f"{name}: expected a floating-point array, got {type(value).__name__} "
+                        f"that numpy cannot read as one ({e})") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array (the model's output), got "
+                        f"dtype {arr.dtype}")
+    if like is not None and arr.shape != like.shape:
+        raise ValueError(f"{name}: expected the shape of out {like.shape}, got {arr.shape}")
+    # a result of its size is computed from it: a zero-stride view may be far beyond memory
+    check_fits(name, arr.size * arr.itemsize, f"an array of shape {arr.shape}")
+    return arr
 
 
 def _match(name, arr, out):
+    out = _output("out", out)
     if arr.shape != np.shape(out):
         raise ValueError(f"{name}: expected the shape of the model's output {np.shape(out)}, "
                          f"got {arr.shape}")
@@ -55,7 +71,8 @@ class MSELoss:
         return 2.0 * (out - _match("target", self.target, out)) / np.size(out)
 
     def hvp(self, out, v):
-        return 2.0 * np.asarray(v) / np.size(out)
+        out = _output("out", out)
+        return 2.0 * _output("v", v, out) / np.size(out)
 
 
 class LinearLoss:
@@ -71,7 +88,7 @@ class LinearLoss:
         return _match("u", self.u, out).copy()
 
     def hvp(self, out, v):
-        return np.zeros_like(np.asarray(v))
+        return np.zeros_like(_output("v", v, _output("out", out)))
 
 
 __all__ = ["MSELoss", "LinearLoss", "check_loss"]

@@ -36,8 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import (as_float_array, check_int, check_lengths, check_shape, check_steps,
-                       valid_mask)
+from .._checks import (as_float_array, check_fits, check_int, check_lengths, check_real,
+                       check_shape, check_steps, valid_mask)
 from ..functional.backends import get_backend
 
 MEMORY_LIMIT = 1 << 30          # bytes: the largest influence matrix M that RTRL will allocate
@@ -208,10 +208,7 @@ def _check_loss(loss):
 
 
 def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr: expected a finite number >= 0, got {lr!r}")
-    return float(lr)
+    return check_real("lr", lr, low=0)
 
 
 def _check_model(model):
@@ -242,6 +239,16 @@ def _check_step(model, B, P, x_t, target_t, valid):
 
 def _out_size(model):
     return getattr(model, "proj_size", 0) or model.hidden_size
+
+
+def check_batch_size(model, batch_size):
+    """An online learner's batch_size: an int >= 1 whose states fit in memory, checked before
+    the zero states are allocated."""
+    B = check_int("batch_size", batch_size)
+    sizes = model.spec.state_sizes(model.hidden_size, getattr(model, "proj_size", 0))
+    check_fits("batch_size", B * sum(sizes) * model.dtype.itemsize,
+               f"the states of {B} sequences")
+    return B
 
 
 def _check_state(model, state, B, unbatched):
@@ -363,8 +370,8 @@ class RTRLOnline:
     def __init__(self, model, lr, loss="squared_error", batch_size=1, state=None,
                  backend=None, memory_limit=None):
         self.lr, self.loss = _check_lr(lr), _check_loss(loss)
-        B = check_int("batch_size", batch_size)
-        state = _check_state(_check_model(model), state, B, False)
+        B = check_batch_size(_check_model(model), batch_size)
+        state = _check_state(model, state, B, False)
         self.model, self._inf = model, _Influence(model, B, state, backend, memory_limit)
 
     @property

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import as_float_array, check_fits, check_int
 from ._common import check_forward_model, collect, measuring, time_major_pair
 
 
@@ -42,6 +42,8 @@ def tbptt_windows(T, k1, k2=None):
     if k2 < k1:
         raise ValueError(f"k2: expected k2 >= k1 = {k1} (each window backpropagates the losses "
                          f"of the last k1 steps through k2 steps), got {k2}")
+    # a list of -(-T // k1) tuples of three ints, about 150 bytes each in CPython
+    check_fits("T", -(-T // k1) * 150, f"the schedule's {-(-T // k1)} windows")
     windows, s = [], 0
     while s < T:
         e = min(s + k1, T) - 1
@@ -97,8 +99,20 @@ def full_gradient(model, x, d_out, state=None):
 def gradient_agreement(grads, reference):
     """Two gradients as {name: array} (the same names) -> (cosine similarity, relative error
     ||g - g_ref|| / ||g_ref||), over all parameters concatenated."""
+    for name, value in (("grads", grads), ("reference", reference)):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name}: expected a dict of name -> array, got "
+                            f"{type(value).__name__}")
+    if not reference:
+        raise ValueError("reference: expected at least one parameter's gradient, got none")
     if set(grads) != set(reference):
         raise ValueError(f"grads: expected the parameters {sorted(reference)}, got {sorted(grads)}")
+    for n in reference:
+        ref = as_float_array(f"reference[{n!r}]", reference[n], np.float64)
+        got = as_float_array(f"grads[{n!r}]", grads[n], np.float64)
+        if got.shape != ref.shape:
+            raise ValueError(f"grads[{n!r}]: expected shape {ref.shape} (the reference's), got "
+                             f"{got.shape}")
     g = np.concatenate([np.ravel(grads[n]) for n in sorted(reference)]).astype(np.float64)
     r = np.concatenate([np.ravel(reference[n]) for n in sorted(reference)]).astype(np.float64)
     ng, nr = np.linalg.norm(g), np.linalg.norm(r)
@@ -121,7 +135,9 @@ def truncation_bias(model, x, d_out, lengths, k1=None, state=None):
     """truncated_gradient against the full BPTT gradient for each truncation length k2 in
     `lengths`; k1=None: k1 = k2 (chunks), else a fixed k1 (k1 = 1: every loss sees exactly
     k2 steps; a k2 below that k1 is refused). -> TruncationBias."""
-    lengths = [check_int("lengths", k) for k in np.atleast_1d(lengths).tolist()]
+    items = np.atleast_1d(lengths).tolist() if isinstance(lengths, np.ndarray) else \
+        list(lengths) if isinstance(lengths, (list, tuple, range)) else [lengths]
+    lengths = [check_int("lengths", k) for k in items]
     if not lengths:
         raise ValueError("lengths: expected at least one truncation length, got none")
     k1 = None if k1 is None else check_int("k1", k1)

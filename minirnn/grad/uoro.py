@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import as_float_array, check_fits, check_int, check_real, check_seed
 from ._stepjac import (check_unidirectional, flatten_params, layer_jacobians, layer_params,
                        param_layout, probing, unflatten_params)
 
@@ -46,7 +47,31 @@ def uoro_update(a, b, p, nu, q, eps=1e-7):
     """One UORO step for a stack of estimates (rows): a (N, S) = ã_{t-1} (unused but for its
     shape), b (N, P) = b̃_{t-1}, p (N, S) = J_t ã_{t-1}, nu (N, S) the signs, q (N, P) =
     ν^T M̄_t -> ã_t (N, S), b̃_t (N, P). The equations of the module docstring."""
-    del a
+    a = _rows("a", a)
+    N, S = a.shape
+    b = _rows("b", b, N)
+    for name, value in (("p", p), ("nu", nu)):
+        _rows(name, value, N, S)
+    _rows("q", q, N, b.shape[1])
+    return _update(b, np.asarray(p), np.asarray(nu), np.asarray(q),
+                   check_real("eps", eps, low=0, low_open=True))
+
+
+def _rows(name, value, N=None, width=None):
+    """A stack of N row vectors (N, width) of floats, as it is (no copy, no cast)."""
+    arr = np.asarray(value)
+    want = f"({'N' if N is None else N}, {'any' if width is None else width})"
+    if arr.ndim != 2 or arr.dtype.kind != "f" or (N is not None and arr.shape[0] != N) \
+            or (width is not None and arr.shape[1] != width):
+        raise ValueError(f"{name}: expected a float array of shape {want}, got "
+                         f"{type(value).__name__} of shape {arr.shape}, dtype {arr.dtype}")
+    # the update computes arrays of its size: a zero-stride view may be far beyond memory
+    check_fits(name, arr.size * arr.itemsize, f"arrays of shape {arr.shape}")
+    return arr
+
+
+def _update(b, p, nu, q, eps):
+    """uoro_update's arithmetic on checked arrays (the time loop calls this directly)."""
     rho0 = np.sqrt((np.linalg.norm(b, axis=-1) + eps) / (np.linalg.norm(p, axis=-1) + eps))
     rho1 = np.sqrt((np.linalg.norm(q, axis=-1) + eps) / (np.linalg.norm(nu, axis=-1) + eps))
     a_new = rho0[:, None] * p + rho1[:, None] * nu
@@ -67,13 +92,22 @@ class UOROEstimates:
     def n_samples(self):
         return self.estimates.shape[0]
 
+    def _count(self, n):
+        """None (every estimate) or a count in 1..n_samples."""
+        if n is None:
+            return None
+        n = check_int("n", n)
+        if n > self.n_samples:
+            raise ValueError(f"n: expected at most n_samples={self.n_samples}, got {n}")
+        return n
+
     def mean(self, n=None):
         """The mean of the first n estimates (all by default)."""
-        return self.estimates[:n].mean(axis=0)
+        return self.estimates[:self._count(n)].mean(axis=0)
 
     def stderr(self, n=None):
         """(P,) the standard error of that mean, per component (sample std / sqrt(n))."""
-        e = self.estimates[:n]
+        e = self.estimates[:self._count(n)]
         return e.std(axis=0, ddof=1) / np.sqrt(e.shape[0])
 
     def z_scores(self, n=None):
@@ -92,7 +126,7 @@ class UOROEstimates:
         """The root-mean-square relative error of a mean of n estimates, over the disjoint
         groups of n that the samples make: sqrt(mean_groups ‖mean - exact‖²) / ‖exact‖. For an
         unbiased estimate it is sqrt(relative_variance() / n): it shrinks like 1/sqrt(n)."""
-        groups = self.n_samples // n
+        groups = self.n_samples // check_int("n", n)
         if groups < 1:
             raise ValueError(f"n: expected at most n_samples={self.n_samples}, got {n}")
         means = self.estimates[:groups * n].reshape(groups, n, -1).mean(axis=1)
@@ -105,7 +139,7 @@ class UOROEstimates:
         such as b_ih and b_hh of an Elman cell, make it singular) -> (T², r). For an unbiased
         estimate T² ~ χ²_r (approximately, n ≫ r): a test of all components at once that knows
         they are correlated (every estimate is one rank-one product, so they move together)."""
-        e = self.estimates[:n]
+        e = self.estimates[:self._count(n)]
         d = e.mean(axis=0) - self.exact
         w, V = np.linalg.eigh(np.cov(e, rowvar=False))
         keep = w > w.max() * 1e-12
@@ -115,7 +149,7 @@ class UOROEstimates:
     def z_along_exact(self, n=None):
         """The error of the mean along the exact gradient's direction, in standard errors."""
         u = self.exact / np.linalg.norm(self.exact)
-        proj = self.estimates[:n] @ u
+        proj = self.estimates[:self._count(n)] @ u
         return float((proj.mean() - self.exact @ u) / (proj.std(ddof=1) / np.sqrt(proj.size)))
 
     def relative_variance(self):
@@ -130,11 +164,17 @@ class UOROEstimates:
 
     def as_dict(self, vec):
         """A flat (..., P) vector -> {"weight_ih_l0": array, ...} (the model's grad names)."""
-        return unflatten_params(np.asarray(vec), self.layout)
+        arr = np.asarray(vec)
+        P = self.exact.shape[-1]
+        if arr.ndim == 0 or arr.shape[-1] != P:
+            raise ValueError(f"vec: expected an array of shape (..., {P}) (the flat parameter "
+                             f"vector), got {type(vec).__name__} of shape {arr.shape}")
+        return unflatten_params(arr, self.layout)
 
 
 def _time_major(model, arr, name):
-    arr = np.asarray(arr, dtype=model.dtype)
+    # read as numbers (refused otherwise, and a copy must fit), in the model's dtype as before
+    arr = as_float_array(name, arr, np.float64).astype(model.dtype, copy=False)
     if arr.ndim != 3:
         raise ValueError(f"{name}: expected a batched sequence of shape (T, B, features) "
                          f"(or (B, T, features) with batch_first), got shape {arr.shape}")
@@ -163,7 +203,6 @@ def uoro_gradients(model, x, d_out, n_samples=1, state=None, seed=0, eps=1e-7, p
     (fresh signs); the B estimates add up, as the loss does. seed: the signs' generator;
     eps: the ε of ρ0, ρ1; progress: a tqdm bar over the steps.
     """
-    from .._checks import check_int
     check_unidirectional(model, single_layer=True)
     n_samples = check_int("n_samples", n_samples)
     if not (isinstance(eps, (int, float)) and eps > 0):
@@ -174,8 +213,9 @@ def uoro_gradients(model, x, d_out, n_samples=1, state=None, seed=0, eps=1e-7, p
     gt = _time_major(model, d_out, "d_out")
     T, B = xt.shape[:2]
     if gt.shape != (T, B, model.out_size):
+        P = model.out_size                # the output's shape, named without allocating it
         raise ValueError(f"d_out: expected the shape of the model's output, "
-                         f"{model.from_time_major(np.empty((T, B, model.out_size))).shape}, "
+                         f"{(B, T, P) if model.batch_first else (T, B, P)}, "
                          f"got {np.shape(d_out)}")
     exact = exact_gradient(model, x, d_out, state)
     with probing(model):
@@ -185,7 +225,10 @@ def uoro_gradients(model, x, d_out, n_samples=1, state=None, seed=0, eps=1e-7, p
     S, P = sum(sizes), exact.size
     cuts = np.cumsum([0] + list(sizes[:-1]))
     st = tuple(np.ascontiguousarray(flat0[:, a:a + n]) for a, n in zip(cuts, sizes))
-    rng = np.random.default_rng(seed)
+    # the estimates, and per sequence the n_samples pairs (ã, b̃) carried through time
+    check_fits("n_samples", 8 * n_samples * (P + B * (S + P)),
+               f"{n_samples} estimates of {P} parameters for {B} sequences")
+    rng = np.random.default_rng(check_seed("seed", seed))
     estimates = np.zeros((n_samples, P))
     rtrl = np.zeros(P)
     a_t, b_t = np.zeros((B, n_samples, S)), np.zeros((B, n_samples, P))   # per sequence
@@ -200,7 +243,7 @@ def uoro_gradients(model, x, d_out, n_samples=1, state=None, seed=0, eps=1e-7, p
         rtrl += np.einsum("bs,bsp->p", g, M)
         for b in range(B):                                          # fresh signs per sequence
             nu = rng.integers(0, 2, size=(n_samples, S)) * 2.0 - 1.0
-            a_t[b], b_t[b] = uoro_update(a_t[b], b_t[b], a_t[b] @ J[b].T, nu, nu @ Mbar[b], eps)
+            a_t[b], b_t[b] = _update(b_t[b], a_t[b] @ J[b].T, nu, nu @ Mbar[b], eps)
             estimates += (a_t[b] @ g[b])[:, None] * b_t[b]
     return UOROEstimates(layout, estimates, exact, rtrl)
 

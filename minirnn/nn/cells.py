@@ -9,7 +9,7 @@ import contextlib
 
 import numpy as np
 
-from .._checks import as_float_array, check_bool, check_int, check_shape
+from .._checks import as_float_array, check_bool, check_fits, check_int, check_shape
 from ..functional.backends import get_backend
 from ..cells import get_cell
 from .module import Module
@@ -29,6 +29,9 @@ class _CellBase(Module):
         self.bias = check_bool("bias", bias)
         get_backend(backend)
         self.backend = backend
+        values = self.spec.gates * self.hidden_size * (self.input_size + self.hidden_size + 2)
+        check_fits("input_size, hidden_size", 2 * values * self.dtype.itemsize,
+                   f"{values} parameters and their gradients ({self.dtype.name})")
         G, bound = self.spec.gates, 1.0 / np.sqrt(hidden_size)
         self.add_param("weight_ih", (G * hidden_size, input_size), bound)
         self.add_param("weight_hh", (G * hidden_size, hidden_size), bound)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, check_int, check_token_ids
+from .._checks import as_float_array, check_fits, check_int, check_token_ids
 from .module import Module
 
 
@@ -27,6 +27,9 @@ class Linear(Module):
         super().__init__(dtype, seed)
         self.in_features = check_int("in_features", in_features)
         self.out_features = check_int("out_features", out_features)
+        values = (self.in_features + 1) * self.out_features
+        check_fits("in_features, out_features", 2 * values * self.dtype.itemsize,
+                   f"{values} parameters and their gradients ({self.dtype.name})")
         bound = 1.0 / np.sqrt(in_features)       # torch: kaiming_uniform(a=sqrt(5)) == this bound
         self.add_param("weight", (out_features, in_features), bound)
         if bias:
@@ -71,6 +74,9 @@ class Embedding(Module):
         super().__init__(dtype, seed)
         self.num_embeddings = check_int("num_embeddings", num_embeddings)
         self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        values = self.num_embeddings * self.embedding_dim      # the table, its gradient, the draw
+        check_fits("num_embeddings, embedding_dim", values * (2 * self.dtype.itemsize + 8),
+                   f"a ({num_embeddings}, {embedding_dim}) table and its gradient")
         if padding_idx is not None:
             if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
                     or not -num_embeddings <= padding_idx < num_embeddings:
@@ -91,6 +97,9 @@ class Embedding(Module):
 
     def check_ids(self, idx, name="idx"):
         """Integer ids in [0, num_embeddings); anything else is refused, naming the culprit."""
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str (the argument's name in messages), got "
+                            f"{type(name).__name__} {name!r}")
         return check_token_ids(name, idx, self.num_embeddings)
 
     def forward(self, idx):
@@ -138,6 +147,9 @@ class Dropout(Module):
 
     def backward(self, dy):
         dy = as_float_array("dy", dy, self.dtype)
+        if self._mask is not None and dy.shape != self._mask.shape:
+            raise ValueError(f"dy: expected shape {self._mask.shape} (forward's output), got "
+                             f"{dy.shape}")
         return dy if self._mask is None else dy * self._mask
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_fits, check_int, check_token_ids
 from .layers import Dropout, Embedding, Linear
 from .module import Module
 from .recurrent import make_recurrent
@@ -45,13 +45,15 @@ class _Composed(Module):
         return tokens
 
     def _check_one_hot(self, tokens):
-        from .._checks import check_token_ids
         return check_token_ids("tokens", tokens, self.vocab_size)
 
     def embed(self, tokens):
         """tokens (B, T) -> the recurrent layer's input (B, T, E), or one-hot (B, T, V)."""
         if self.embedding is not None:
             return self.embedding.forward(tokens)                    # (B, T, E)
+        tokens = self._check_one_hot(tokens)
+        check_fits("tokens", tokens.size * self.vocab_size * self.dtype.itemsize,
+                   f"one-hot vectors of {tokens.shape} ids in a vocabulary of {self.vocab_size}")
         return np.eye(self.vocab_size, dtype=self.dtype)[tokens]     # (B, T, V) one-hot
 
     @property
@@ -150,6 +152,10 @@ class LanguageModel(_Composed):
 
     def init_state(self, batch):
         """Zeros: (L, B, H), or a pair of them for the LSTM."""
+        batch = check_int("batch", batch, low=0)                    # B = 0: as the modules
+        sizes = (self.rnn.num_layers, batch, self.rnn.hidden_size)
+        check_fits("batch", len(self.rnn.spec.state_names) * int(np.prod(sizes, dtype=object))
+                   * self.dtype.itemsize, f"states of shape {sizes}")
         h = np.zeros((self.rnn.num_layers, batch, self.rnn.hidden_size), dtype=self.dtype)
         state = tuple(h.copy() for _ in self.rnn.spec.state_names)
         return state if len(state) > 1 else state[0]

@@ -5,7 +5,8 @@ import contextlib
 
 import numpy as np
 
-from .._checks import as_dtype, check_keys, to_numpy
+from .._checks import (as_dtype, check_bool, check_fits, check_int, check_keys, check_real,
+                       check_seed, to_numpy)
 
 
 class _Named(dict):
@@ -19,6 +20,12 @@ class _Named(dict):
         raise KeyError(f"{self.what}[{key!r}]: no such parameter; expected one of {list(self)}")
 
 
+def _check_prefix(prefix):
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix: expected a str (prepended to every name), got "
+                        f"{type(prefix).__name__} {prefix!r}")
+
+
 class Module:
     """Parameters live in ``self.params`` (name -> array, torch's names and order) and their
     gradients in ``self.grads`` (same names), accumulated by ``backward`` until ``zero_grad``.
@@ -30,22 +37,38 @@ class Module:
         self.grads: dict[str, np.ndarray] = _Named("grads")
         self.training = True
         # one seed, two independent streams: initial weights, and dropout masks
-        self._init_rng, self.rng = (np.random.default_rng(s)
-                                    for s in np.random.SeedSequence(seed).spawn(2))
+        self._init_rng, self.rng = (np.random.default_rng(s) for s in
+                                    np.random.SeedSequence(check_seed("seed", seed)).spawn(2))
         self._children: dict[str, "Module"] = {}
 
     # ---- parameters -------------------------------------------------------
     def add_param(self, name, shape, bound):
         """A new parameter, uniform in [-bound, bound] as torch initialises it."""
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
+        if not isinstance(shape, tuple):
+            raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__} "
+                            f"{shape!r}")
+        shape = tuple(check_int(f"shape[{k}]", n, low=0) for k, n in enumerate(shape))
+        # numpy's uniform draws from [-bound, bound]: its width must be a finite float
+        bound = check_real("bound", bound, low=0, high=np.finfo(np.float64).max / 2)
+        # the parameter, its gradient and the float64 draw it is cast from
+        check_fits(name, int(np.prod(shape, dtype=object)) * (2 * self.dtype.itemsize + 8),
+                   f"a parameter of shape {shape} ({self.dtype.name}) and its gradient")
         self.params[name] = self._init_rng.uniform(-bound, bound, size=shape).astype(self.dtype)
         self.grads[name] = np.zeros(shape, dtype=self.dtype)
 
     def add_module(self, name, module):
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"module: expected a minirnn Module, got {type(module).__name__}")
         self._children[name] = module
         return module
 
     def named_parameters(self, prefix=""):
         """Yield (name, param, grad) for this module and its children, in registration order."""
+        _check_prefix(prefix)
         for name, p in self.params.items():
             yield prefix + name, p, self.grads[name]
         for child_name, child in self._children.items():
@@ -57,6 +80,7 @@ class Module:
 
     def modules(self, prefix=""):
         """Yield (path, module) for this module and every descendant ("" is this one)."""
+        _check_prefix(prefix)
         yield prefix, self
         for name, child in self._children.items():
             yield from child.modules(prefix + name + ".")
@@ -83,7 +107,7 @@ class Module:
 
     # ---- mode ----------------------------------------------------------------
     def train(self, mode=True):
-        self.training = bool(mode)
+        self.training = check_bool("mode", mode)      # train("False") would be truthy
         for child in self._children.values():
             child.train(mode)
         return self
@@ -112,7 +136,7 @@ class Module:
             raise TypeError(f"state_dict: expected a mapping of name -> array, "
                             f"got {type(state_dict).__name__}")
         own = {name: p for name, p, _ in self.named_parameters()}
-        if strict:
+        if check_bool("strict", strict):
             check_keys("state_dict", own, state_dict.keys())
         staged = {}
         for name in own:

@@ -21,8 +21,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .._checks import (as_float_array, check_bool, check_int, check_lengths, check_probability,
-                       check_shape, check_steps, valid_mask, warn_dropout_single_layer)
+from .._checks import (as_float_array, check_bool, check_fits, check_int, check_lengths,
+                       check_probability, check_shape, check_steps, valid_mask,
+                       warn_dropout_single_layer)
 from .._blas import policy as thread_policy
 from ..cells import BACKENDS, get_cell
 from ..functional.backends import get_backend
@@ -77,6 +78,7 @@ class RNNBase(Module):
         self.out_size = self.proj_size or self.hidden_size            # P
         self._sizes = spec.state_sizes(self.hidden_size, self.proj_size)  # per state: P or H
         self._last: Optional[ForwardRecord] = None
+        self._check_fits()
         # (layer, direction) -> ((functional name, parameter name), ...): built once, because
         # formatting names on every call is a measurable part of a batch-1 step
         self._param_keys = {
@@ -92,6 +94,20 @@ class RNNBase(Module):
                     # bias=False drops the cell's biases (its parameters named bias_*)
                     if n in shapes and (self.bias or not n.startswith("bias")):
                         self.add_param(key, shapes[n], bound)
+
+    def _check_fits(self):
+        """Sizes whose parameters no memory holds are refused before anything is built (the
+        layers above the first have one shape, so nothing here loops num_layers times)."""
+        def count(in_size):
+            shapes = self.spec.param_shapes(in_size, self.hidden_size, self.proj_size)
+            return sum(int(np.prod(shape, dtype=object)) for n, shape in shapes.items()
+                       if self.bias or not n.startswith("bias"))
+        values = self.num_directions * (count(self.input_size) + (self.num_layers - 1) *
+                                        count(self.out_size * self.num_directions))
+        check_fits("input_size, hidden_size, num_layers", 2 * values * self.dtype.itemsize,
+                   f"{values} parameters and their gradients ({self.dtype.name}, input_size="
+                   f"{self.input_size}, hidden_size={self.hidden_size}, num_layers="
+                   f"{self.num_layers})")
 
     def __repr__(self):
         extra = f", proj_size={self.proj_size}" if self.proj_size else ""
@@ -114,6 +130,12 @@ class RNNBase(Module):
     def param_keys(self, layer=0, direction=0):
         """((functional name, this model's parameter name), ...) of one layer-direction, in
         spec.param_names order: ("weight_ih", "weight_ih_l0"), ... (absent ones included)."""
+        layer = check_int("layer", layer, low=0)
+        direction = check_int("direction", direction, low=0)
+        if layer >= self.num_layers or direction >= self.num_directions:
+            raise ValueError(f"layer, direction: expected layer in 0..{self.num_layers - 1} and "
+                             f"direction in 0..{self.num_directions - 1}, got ({layer}, "
+                             f"{direction})")
         return self._param_keys[layer, direction]
 
     def initial_state(self, state, batch):
@@ -122,15 +144,30 @@ class RNNBase(Module):
         return self._states("state", state, batch, False)
 
     # ---- layout (public: tools convert the user's layout to time-major and back) ----------------
+    @staticmethod
+    def _layout_array(arr, ndim, layout):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"arr: expected a numpy array {layout}, got {type(arr).__name__}")
+        if arr.ndim != ndim:
+            raise ValueError(f"arr: expected {ndim} dimensions {layout}, got shape {arr.shape}")
+        return arr
+
     def to_time_major(self, arr, unbatched=False):
         """An array in this module's user layout -> (T, B, features) (a view where possible)."""
+        if check_bool("unbatched", unbatched):
+            arr = self._layout_array(arr, 2, "(T, features) (unbatched)")
+        else:
+            arr = self._layout_array(arr, 3, "(B, T, features) (batch_first)" if self.batch_first
+                                     else "(T, B, features)")
         if unbatched:
             return arr[:, None, :]
         return arr.transpose(1, 0, 2) if self.batch_first else arr
 
     def from_time_major(self, arr, unbatched=False):
         """(T, B, features) -> this module's user layout (contiguous)."""
-        if unbatched:
+        arr = self._layout_array(arr, 3, "(T, B, features) (time-major)")
+        check_fits("arr", arr.size * arr.itemsize, f"a contiguous copy of shape {arr.shape}")
+        if check_bool("unbatched", unbatched):
             return np.ascontiguousarray(arr[:, 0, :])
         return np.ascontiguousarray(arr.transpose(1, 0, 2) if self.batch_first else arr)
 
@@ -176,6 +213,10 @@ class RNNBase(Module):
     # ---- the uniform state API ---------------------------------------------------------------
     def stack(self, lengths=None, masks=None):
         """The walk of this model's stack (minirnn.nn.stack) for a forward with `lengths`."""
+        if masks is not None and (not isinstance(masks, (tuple, list))
+                                  or len(masks) != self.num_layers):
+            raise TypeError(f"masks: expected None or one dropout mask (or None) per layer, "
+                            f"{self.num_layers} in all, got {_describe(masks)}")
         return Stack(self.num_layers, self.num_directions, self.out_size, lengths,
                      tuple(masks) if masks is not None else (None,) * self.num_layers)
 
@@ -295,6 +336,10 @@ class RNNBase(Module):
 
     def state_value(self, state):
         """The uniform tuple -> torch's form: h alone, or the pair (h, c)."""
+        names = self.spec.state_names
+        if not isinstance(state, (tuple, list)) or len(state) != len(names):
+            raise TypeError(f"state: expected a tuple of {len(names)} array(s) {names}, got "
+                            f"{_describe(state)}")
         return state[0] if len(state) == 1 else tuple(state)
 
     def forward(self, x, hx=None, lengths=None):

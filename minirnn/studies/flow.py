@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._checks import reverse_padded, to_numpy
+from .._checks import check_bool, check_seed, reverse_padded, to_numpy
 
 LOSSES = ("last", "all")
 # a fitted rate per step within this band is "stable": 0.9996 is not vanishing in any sense a
@@ -81,6 +81,7 @@ def gradient_flow(model, x, hx=None, lengths=None, loss="last", jacobians=True, 
         raise TypeError(f"model: expected minirnn.RNN, LSTM or GRU, got {type(model).__name__}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    jacobians, seed = check_bool("jacobians", jacobians), check_seed("seed", seed)
     grads_before = {name: g.copy() for name, _, g in model.named_parameters()}
     was_training = model.training
     model.eval()
@@ -123,9 +124,19 @@ def _measure(model, x, hx, lengths, loss, jacobians, seed):
     if jacobians:
         jac = _jacobians(model, x, hx, rec, B)
         jac_norm = [np.sqrt(np.einsum("tbji,tbji->tb", J, J)) for J in jac]
-        jac_sigma = [np.linalg.svd(J, compute_uv=False)[..., 0] for J in jac]
+        jac_sigma = [_top_singular_value(J) for J in jac]
     return GradientFlow(model.mode, model.num_layers, model.num_directions, loss, lengths_v,
                         d_out, dh, dc, dh_norm, dc_norm, jac, jac_norm, jac_sigma)
+
+
+def _top_singular_value(J):
+    """The largest singular value of each (…, n, n) matrix; NaN for one with a non-finite
+    entry, which has none (numpy's SVD would raise LinAlgError for the whole stack)."""
+    ok = np.isfinite(J).all(axis=(-2, -1))
+    out = np.full(J.shape[:-2], np.nan, dtype=J.dtype)
+    if ok.any():
+        out[ok] = np.linalg.svd(J[ok], compute_uv=False)[..., 0]
+    return out
 
 
 def _forward(model, x, hx, lengths):

@@ -21,6 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_bool, check_int, check_real
+from .online_tasks import Stream
+
 
 class OnlineRun(NamedTuple):
     task: str
@@ -36,6 +39,8 @@ class OnlineRun(NamedTuple):
 
     def final_loss(self, fraction=0.25):
         """The mean loss over the last `fraction` of the losses: where the run ended up."""
+        fraction = check_real("fraction", fraction, low=0, high=1, low_open=True,
+                              why=" (the share of the last losses to average)")
         n = max(1, int(round(fraction * len(self.losses))))
         return float(self.losses[-n:].mean())
 
@@ -46,7 +51,10 @@ class OnlineRun(NamedTuple):
 
     def binned(self, bins=10):
         """(step at each bin's end, mean cosine, mean loss) over `bins` equal stretches."""
-        parts = np.array_split(np.arange(len(self.steps)), bins)
+        n = len(self.steps)
+        # more bins than steps: the empty ones are dropped below anyway, so at most n are split
+        # off (a bins beyond memory would otherwise be allocated as empty arrays)
+        parts = np.array_split(np.arange(n), min(check_int("bins", bins), max(n, 1)))
         return [(int(self.steps[p[-1]]), _nanmean(self.cosines[p]), float(self.losses[p].mean()))
                 for p in parts if p.size]
 
@@ -85,6 +93,23 @@ def _head_loss(stream, head, h, y_t):
     return value, head.backward(d_out)
 
 
+def _check_arguments(stream, seed, shadow, watch, progress):
+    """train_online's own arguments (the cell, method, options, mask and lr are checked where
+    they are used: make_recurrent, make_tracker, OnlineState, Adam)."""
+    if not isinstance(stream, Stream):
+        raise TypeError(f"stream: expected a Stream (minirnn.studies.online_tasks), got "
+                        f"{type(stream).__name__}")
+    check_int("seed", seed, low=0)
+    check_bool("shadow", shadow)
+    if watch is not None and not (isinstance(watch, dict) and all(
+            isinstance(v, tuple) and len(v) == 2 for v in watch.values())):
+        raise TypeError(f"watch: expected None or {{label: (method, options)}}, got "
+                        f"{type(watch).__name__} {watch!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected None or a function of the steps done, got "
+                        f"{type(progress).__name__}")
+
+
 def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, options=None,
                  mask=None, watch=None, progress=None):
     """Train `cell` (hidden units) and a read-out online on `stream` with `method` (and its
@@ -94,12 +119,14 @@ def train_online(stream, cell, method, hidden=8, lr=0.01, seed=0, shadow=True, o
     watch: {label: (method, options)} run beside on the same states and parameters without
     steering them -- their alignment on this method's trajectory (OnlineRun.watched).
     progress(n): called with the steps done, every 100 steps."""
-    from ..grad.online import OnlineState, make_tracker
+    from ..grad.online import OnlineState, check_mask, make_tracker
     from ..train.optim import Adam
+    _check_arguments(stream, seed, shadow, watch, progress)
     T, B = stream.x.shape[:2]
     model, rnn, head = _learner(cell, stream.x.shape[-1], hidden, stream.n_out, seed)
     if mask is not None:
-        rnn.params["weight_hh_l0"][~mask] = 0.0
+        w_hh = rnn.params["weight_hh_l0"]
+        w_hh[~check_mask(mask, w_hh)] = 0.0
     zeros = tuple(np.zeros((B, n)) for n in rnn.state_sizes)
     st = OnlineState(rnn, B, zeros, mask)
     tracker = make_tracker(method, st, options)

@@ -99,19 +99,25 @@ def float32_error_growth(cell, steps=(1, 10, 100, 1000), backends=None, hidden=3
     backends: some of "numpy", "numba", "torch" (torch must be installed: torch_available());
     None: numpy, numba and torch where it is installed;
     weight_scale multiplies W_hh after torch's init. progress: a tqdm bar over the runs."""
-    from .._checks import check_int
+    from .._checks import check_fits, check_int, check_real
     from .._progress import progress as bar
     spec = get_cell(cell)
+    for name, value in (("steps", steps), ("backends", backends)):
+        if value is not None and not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name}: expected a tuple, got {type(value).__name__} {value!r}")
     steps = [check_int("steps", T) for T in steps]
     if backends is None:
         backends = BACKENDS if torch_available() else BACKENDS[:2]
-    bad = [b for b in backends if b not in BACKENDS]
+    bad = [b for b in backends if not isinstance(b, str) or b not in BACKENDS]
     if bad or not backends:
         raise ValueError(f"backends: expected some of {BACKENDS}, got {tuple(backends)}")
-    for name, v in (("hidden", hidden), ("input_size", input_size), ("batch", batch)):
-        check_int(name, v)
-    if not float(weight_scale) > 0:
-        raise ValueError(f"weight_scale: expected a positive number, got {weight_scale!r}")
+    hidden, input_size, batch = (check_int(name, v) for name, v in (
+        ("hidden", hidden), ("input_size", input_size), ("batch", batch)))
+    check_real("weight_scale", weight_scale, low=0, low_open=True)
+    check_int("seed", seed, low=0)                 # the generator [seed, T]: an int, not None
+    # the longest run's float32 data, its float64 twin and their gradients, a dozen arrays
+    check_fits("steps", 12 * 8 * max(steps, default=0) * batch * (input_size + hidden),
+               f"runs of T={max(steps, default=0)} steps")
     rows = []
     pbar = bar(total=len(steps) * (1 + len(backends)), desc=f"float32 {spec.name}",
                unit="run", disable=not progress, leave=False)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_fits, check_int, check_real, check_seed
 
 LAGS = (3, 8)
 EFFECTS = (0.5, -0.25)
@@ -48,8 +48,18 @@ def bernoulli_entropy(p):
     return h if h.ndim else float(h)
 
 
+def _numbers(name, value):
+    if not isinstance(value, (tuple, list, range, np.ndarray)):
+        raise TypeError(f"{name}: expected a tuple of numbers such as "
+                        f"{dict(lags=LAGS, effects=EFFECTS)[name]}, got {type(value).__name__} "
+                        f"{value!r}")
+    return value
+
+
 def _check_task(lags, effects, base):
-    lags = tuple(check_int("lags", k) for k in lags)
+    lags = tuple(check_int("lags", k) for k in _numbers("lags", lags))
+    effects = tuple(check_real("effects", e) for e in _numbers("effects", effects))
+    base = check_real("base", base)
     if len(lags) != 2 or len(effects) != 2 or lags[0] == lags[1]:
         raise ValueError(f"lags, effects: expected two different lags and two effects, got "
                          f"lags={lags}, effects={tuple(effects)}")
@@ -64,7 +74,8 @@ def two_dependency_data(batch, T, seed=None, lags=LAGS, effects=EFFECTS, base=BA
     """-> x (B, T) int64 inputs, y (B, T) int64 targets, p (B, T) the probabilities of y = 1."""
     batch, T = check_int("batch", batch), check_int("T", T)
     lags, effects, base = _check_task(lags, effects, base)
-    rng = np.random.default_rng(seed)
+    check_fits("batch, T", batch * T * 8 * 4, f"the task's arrays of shape ({batch}, {T})")
+    rng = np.random.default_rng(check_seed("seed", seed))
     x = (rng.random((batch, T)) < 0.5).astype(np.int64)
     p = np.full((batch, T), base)
     for lag, effect in zip(lags, effects):
@@ -89,7 +100,8 @@ def monte_carlo_floors(n, seed=0, lags=LAGS, effects=EFFECTS, base=BASE):
     predictors (E[p], E[p | first input], p) -> (Floors of means, Floors of standard errors)."""
     n = check_int("n", n)
     _, (e1, e2), base = _check_task(lags, effects, base)
-    rng = np.random.default_rng(seed)
+    check_fits("n", n * 8 * 12, f"{n} sampled steps")          # a dozen float64 arrays of n
+    rng = np.random.default_rng(check_seed("seed", seed))
     a, b = rng.random(n) < 0.5, rng.random(n) < 0.5       # X_{t-lag1}, X_{t-lag2}
     p = base + e1 * a + e2 * b
     y = rng.random(n) < p
@@ -129,6 +141,10 @@ def train_two_dependency(k2, hidden=16, k1=None, cell="rnn_tanh", steps=20000, b
     from ..train.engine import Engine
     k2 = check_int("k2", k2)
     k1 = k2 if k1 is None else check_int("k1", k1)
+    seed = check_int("seed", seed, low=0)      # seed + 1, + 2, + 3 seed the data and probes
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected None or a callable progress(n), got "
+                        f"{type(progress).__name__}")
     steps, stretch = check_int("steps", steps), check_int("stretch", stretch)
     stretch = max(k1, stretch - stretch % k1)            # windows never straddle two calls
     model = task_model(hidden, cell, seed, backend)
@@ -162,7 +178,12 @@ def memory_probe(model, lags=LAGS, batch=64, steps=1000, seed=0):
     `batch` fresh task streams and scored on the second half -> {j: fraction of X_{t-j}
     predicted right} (0.5 is chance). Eval mode, state carried from zeros; the first
     max(lags) steps are left out."""
-    lags = [check_int("lags", j, low=0) for j in lags]
+    from ..nn.models import LanguageModel
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model: expected a minirnn LanguageModel, got {type(model).__name__}")
+    lags = [check_int("lags", j, low=0) for j in _numbers("lags", lags)]
+    if not lags:
+        raise ValueError("lags: expected at least one lag j to read X_{t-j} back, got none")
     x, _, _ = two_dependency_data(check_int("batch", batch), check_int("steps", steps), seed=seed)
     skip = max(lags)
     if steps <= skip or batch < 2:
@@ -178,6 +199,8 @@ def memory_probe(model, lags=LAGS, batch=64, steps=1000, seed=0):
     feats = np.concatenate([h[:, skip:], np.ones(h[:, skip:].shape[:2] + (1,))], axis=-1)
     half = batch // 2
     fit, test = feats[:half].reshape(-1, feats.shape[-1]), feats[half:].reshape(-1, feats.shape[-1])
+    if not np.isfinite(feats).all():        # a diverged model: there is nothing to read back
+        return {j: float("nan") for j in lags}
     result = {}
     for j in lags:
         target = x[:, skip - j:steps - j].astype(np.float64)           # X_{t-j} for t >= skip

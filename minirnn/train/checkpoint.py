@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from .._checks import to_numpy
+from .._checks import check_path, to_numpy
 from .._io import savez
 
 FORMAT_VERSION = 1
@@ -61,11 +61,15 @@ def _json(name, value):
 def save_checkpoint(path, model, optimizer=None, config=None, vocab=None, labels=None, step=0,
                     extra=None):
     """Write model (+ optimiser) state and metadata to `path` as one .npz, atomically."""
+    check_path("path", path)
     if not hasattr(model, "state_dict"):
         raise TypeError(f"model: expected a minirnn Module (or a torch module with the same keys), "
                         f"got {type(model).__name__}")
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step: expected an integer >= 0, got {step!r}")
+    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
+        raise TypeError(f"optimizer: expected None or a minirnn optimizer (SGD, Adam), got "
+                        f"{type(optimizer).__name__}")
     arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64)}
     for key, value in model.state_dict().items():
         arrays[f"model/{key}"] = to_numpy(value)          # torch tensors too (any device)
@@ -83,7 +87,7 @@ def save_checkpoint(path, model, optimizer=None, config=None, vocab=None, labels
 
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by save_checkpoint; CheckpointError names the file and problem."""
-    path = os.fspath(path)
+    path = os.fspath(check_path("path", path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
     if os.path.isdir(path):
@@ -156,10 +160,13 @@ def load_model_state(model, ckpt):
     """Copy a checkpoint's weights (a Checkpoint or a path) into `model`: a minirnn Module, or a
     torch module with the same keys (see minirnn.interop.torch). Any mismatch of keys or shapes
     raises CheckpointError naming the file, the model and the difference; nothing is changed."""
-    if not isinstance(ckpt, Checkpoint):
-        ckpt = load_checkpoint(ckpt)
-    where = f"checkpoint {ckpt.path!r}" if ckpt.path else "checkpoint"
     from ..nn.module import Module
+    if not isinstance(model, Module) and not callable(getattr(model, "load_state_dict", None)):
+        raise TypeError(f"model: expected a minirnn Module or a torch module, got "
+                        f"{type(model).__name__}")
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(check_path("ckpt", ckpt))
+    where = f"checkpoint {ckpt.path!r}" if ckpt.path else "checkpoint"
     if not isinstance(model, Module):                  # a torch module: convert there
         from ..interop.torch import load_state_into_torch
         try:

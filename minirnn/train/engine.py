@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_lengths, check_token_ids, to_numpy
+from .._checks import as_float_array, check_lengths, check_real, check_token_ids, to_numpy
 from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..nn.losses import cross_entropy
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
@@ -168,8 +168,8 @@ class Engine:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
         if backend not in TRAIN_BACKENDS:
             raise ValueError(f"backend: expected one of {TRAIN_BACKENDS}, got {backend!r}")
-        if clip is not None and not float(clip) > 0:
-            raise ValueError(f"clip: expected None or a positive max norm, got {clip!r}")
+        if clip is not None:
+            check_real("clip", clip, low=0, low_open=True, why=" (None or a positive max norm)")
         if device != "cpu" and backend != "torch":
             raise ValueError(f"device: only backend='torch' runs on {device!r}; "
                              f"backend {backend!r} runs on 'cpu'")
@@ -187,7 +187,9 @@ class Engine:
         self.clip, self.ignore_index = (None if clip is None else float(clip)), ignore_index
         self.optimizer_name = optimizer
         if class_weight is not None:
-            class_weight = np.asarray(class_weight, dtype=model.dtype)
+            # read as numbers (refused otherwise), then in the model's dtype, as before
+            class_weight = as_float_array("class_weight", class_weight,
+                                          np.float64).astype(model.dtype)
             C = getattr(model, "num_classes", None) or model.vocab_size
             if class_weight.shape != (C,):
                 raise ValueError(f"class_weight: expected one weight per class, shape ({C},), "

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import UnknownKey, check_bool, check_int, check_real
+
 
 def clip_grad_norm(module, max_norm):
     """Scale every gradient by min(1, max_norm / (total_norm + 1e-6)), as torch's clip_grad_norm_.
 
     total_norm is the L2 norm of all gradients together; returns it (before clipping).
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.number)) \
-            or not np.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"max_norm: expected a positive finite number, got {max_norm!r}")
+    _check_module(module)
+    check_real("max_norm", max_norm, low=0, low_open=True)
     grads = [g for _, _, g in module.named_parameters()]
     total = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
     coef = max_norm / (total + 1e-6)
@@ -25,16 +26,34 @@ def clip_grad_norm(module, max_norm):
     return total
 
 
+def _check_module(module):
+    if not hasattr(module, "named_parameters"):
+        raise TypeError(f"module: expected a minirnn Module, got {type(module).__name__}")
+    return module
+
+
+def _betas(betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas: expected a pair (b1, b2), got {betas!r}")
+    return tuple(check_real("betas", b, low=0, high=1) for b in betas)
+
+
+# the checks of each hyperparameter, for the constructors and load_state_dict alike
+HYPER_CHECKS = {
+    "lr": lambda v: check_real("lr", v, low=0, low_open=True, why=" (the learning rate)"),
+    "momentum": lambda v: check_real("momentum", v, low=0),
+    "weight_decay": lambda v: check_real("weight_decay", v, low=0),
+    "nesterov": lambda v: check_bool("nesterov", v),
+    "betas": _betas,
+    "eps": lambda v: check_real("eps", v, low=0),
+}
+
+
 class Optimizer:
     hyper: tuple = ()
 
     def __init__(self, module, lr):
-        if not hasattr(module, "named_parameters"):
-            raise TypeError(f"module: expected a minirnn Module, got {type(module).__name__}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) \
-                or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
-        self.module, self.lr = module, float(lr)
+        self.module, self.lr = _check_module(module), HYPER_CHECKS["lr"](lr)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps = 0
 
@@ -47,17 +66,45 @@ class Optimizer:
                 "state": {n: {k: v.copy() for k, v in s.items()} for n, s in self.state.items()}}
 
     def load_state_dict(self, sd):
+        if not isinstance(sd, dict):
+            raise TypeError(f"sd: expected the dict that state_dict() returns, got "
+                            f"{type(sd).__name__}")
         if sd.get("type") != type(self).__name__:
             raise ValueError(f"optimizer state: expected type {type(self).__name__}, got {sd.get('type')!r}")
-        names = {n for n, _, _ in self.module.named_parameters()}
-        unknown = set(sd["state"]) - names
+        for key, kind in (("steps", None), ("hyper", dict), ("state", dict)):
+            if key not in sd or (kind is not None and not isinstance(sd[key], kind)):
+                raise TypeError(f"sd[{key!r}]: expected {'a dict' if kind else 'an int'} as "
+                                f"state_dict() gives, got {type(sd.get(key)).__name__}")
+        shapes = {n: p.shape for n, p, _ in self.module.named_parameters()}
+        unknown = set(sd["state"]) - set(shapes)
         if unknown:
-            raise KeyError(f"optimizer state: entries for unknown parameters {sorted(unknown)}")
-        for k, v in sd["hyper"].items():
-            setattr(self, k, tuple(v) if isinstance(v, list) else v)
-        self.steps = int(sd["steps"])
+            raise UnknownKey(f"optimizer state: entries for unknown parameters {sorted(unknown)}")
+        for n, slots in sd["state"].items():
+            _check_slots(n, slots, shapes[n])
+        hyper = {k: HYPER_CHECKS[k](v) for k, v in sd["hyper"].items()
+                 if k in ("lr",) + self.hyper}
+        if len(hyper) != len(sd["hyper"]):
+            raise UnknownKey(f"sd['hyper']: expected some of {('lr',) + self.hyper}, got "
+                             f"{sorted(sd['hyper'])}")
+        steps = check_int("steps", sd["steps"], low=0)
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self.steps = steps
         self.state = {n: {k: np.array(v, copy=True) for k, v in s.items()} for n, s in sd["state"].items()}
         return self
+
+
+def _check_slots(name, slots, shape):
+    """One parameter's optimiser state: arrays of the parameter's shape (a step count: 0-d)."""
+    if not isinstance(slots, dict):
+        raise TypeError(f"sd['state'][{name!r}]: expected a dict of arrays, got "
+                        f"{type(slots).__name__}")
+    for slot, v in slots.items():
+        arr = np.asarray(v) if isinstance(v, (np.ndarray, int, float, np.number)) else None
+        if arr is None or arr.dtype.kind not in "iuf" or arr.shape not in (shape, ()):
+            raise ValueError(f"sd['state'][{name!r}][{slot!r}]: expected a numeric array of "
+                             f"shape {shape} (or a 0-d count), got {type(v).__name__}"
+                             + ("" if arr is None else f" of shape {arr.shape}, {arr.dtype}"))
 
 
 class SGD(Optimizer):
@@ -66,9 +113,11 @@ class SGD(Optimizer):
 
     def __init__(self, module, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(module, lr)
-        if nesterov and momentum <= 0:
+        momentum, weight_decay = HYPER_CHECKS["momentum"](momentum), \
+            HYPER_CHECKS["weight_decay"](weight_decay)
+        if HYPER_CHECKS["nesterov"](nesterov) and momentum <= 0:
             raise ValueError("nesterov: needs momentum > 0")
-        self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, bool(nesterov)
 
     def step(self):
         self.steps += 1
@@ -92,7 +141,8 @@ class Adam(Optimizer):
 
     def __init__(self, module, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(module, lr)
-        self.betas, self.eps, self.weight_decay = tuple(float(b) for b in betas), float(eps), float(weight_decay)
+        self.betas, self.eps, self.weight_decay = _betas(betas), HYPER_CHECKS["eps"](eps), \
+            HYPER_CHECKS["weight_decay"](weight_decay)
 
     def step(self):
         self.steps += 1
