@@ -9,7 +9,7 @@ in its own process): float64 >= 5x for H <= 128 and >= 2.5x at H=256; float32 >=
 memory-bandwidth floor (W_hh streamed twice a step) for H >= 64. The ratio is the bench's
 median of per-round ratios; [min-max] is its spread over rounds. With jax in the run
 (`--backends numba,torch,jax`): "x jax@N" and the target "jax" (numba ahead of JAX wherever it
-is ahead of torch); `--floor 1.2` judges the floor at issue 23's 1.2x.
+is ahead of torch); `--floor 1.2` judges the floor at 1.2x.
 
 Two floor columns: "x floor" is the whole forward+backward (the input projection, the weight
 gradients and the Python around the kernels included) over the floor, as the bench reports
@@ -188,7 +188,7 @@ def main(argv=None):
                         help="the engine row to judge: numba, or numba:native (default numba)")
     parser.add_argument("--floor", type=float, default=FLOOR,
                         help=f"the floor target: loops x floor at most this for H >= "
-                             f"{FLOOR_FROM} (default {FLOOR}; issue 23 asks 1.2)")
+                             f"{FLOOR_FROM} (default {FLOOR})")
     parser.add_argument("--min-judged", type=float, default=MIN_JUDGED, metavar="SHARE",
                         help=f"the share of rows that must be judged (not flagged by the bench) "
                              f"for a verdict, in (0, 1] (default {MIN_JUDGED})")

@@ -3,7 +3,7 @@
     python benchmarks/thread_policy.py                       # ~2 min on 2 cores
     python benchmarks/thread_policy.py --json thread-policy.json --rounds 8
 
-What it measures (issue 30, section 2): forward+backward through the Python API (model(x),
+What it measures: forward+backward through the Python API (model(x),
 model.backward) while a busy process of this script's own spins on one core for a bounded
 time, in three modes, each in its own worker process, blocks of calls alternating over
 rounds (the order rotates), every call timed:

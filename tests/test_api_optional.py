@@ -1,4 +1,4 @@
-"""Every public callable, and each of its optional arguments, has a test (issue 20).
+"""Every public callable, and each of its optional arguments, has a test.
 
 The public API is enumerated, not listed by hand: the names in ``minirnn.__all__``,
 ``minirnn.functional.__all__`` (with the public functions and classes of the reference
@@ -21,7 +21,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from tests._public_api import public_callables as enumerate_public
+from tests.helpers.public_api import public_callables as enumerate_public
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = "tests/test_api_optional_core.py::"
@@ -60,7 +60,7 @@ CONTRACT = "tests/cells/test_contract.py::test_contract_optional_arguments"
 CUSTOM = "tests/cells/test_custom_cell.py::"
 SPEC, FAM = "minirnn.cells.spec.CellSpec.", "minirnn.cells.family.FamilySpec."
 CASES = {
-    # ---- the cell contract and the registry (issue 29) -------------------------------------
+    # ---- the cell contract and the registry ----------------------------------------------
     "minirnn.cells.spec.CellSpec": {},
     **{SPEC + m: {} for m in ("add_twin", "backends", "states_of", "gates", "has", "has_cell_state",
                               "module_kwargs", "require", "split_gates", "step_forward",
@@ -129,11 +129,11 @@ CASES = {
     "minirnn.cells.gru.step_backward": {},
     "minirnn.cells.gru.split_gates": {},
     "minirnn.cells.gru.hidden_side_grad": {},
-    # RTRL's step Jacobians (issue 21), against torch autograd
+    # RTRL's step Jacobians, against torch autograd
     "minirnn.cells.rnn.step_jacobians": each(RTRL_STEP, "b_ih b_hh nonlinearity"),
     "minirnn.cells.lstm.step_jacobians": each(RTRL_STEP, "b_ih b_hh w_hr"),
     "minirnn.cells.gru.step_jacobians": each(RTRL_STEP, "b_ih b_hh"),
-    # forward mode and the tangent of the backward (issue 21), against torch
+    # forward mode and the tangent of the backward, against torch
     "minirnn.cells.rnn.forward_jvp": each(JVP_SEQ, "x_dot h0_dot w_ih_dot w_hh_dot "
                                                         "b_ih_dot b_hh_dot"),
     "minirnn.cells.lstm.forward_jvp": each(JVP_SEQ, "x_dot h0_dot c0_dot w_ih_dot "

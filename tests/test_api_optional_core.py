@@ -1,5 +1,5 @@
 """Every optional argument of the functional API, the recurrent modules (torch's API and the
-uniform state API) and the cells, each present and absent (issue 20).
+uniform state API) and the cells, each present and absent.
 
 A result is compared with a second path that does not share the argument's code: the
 functional layer with the one-layer module holding the same weights (bitwise: one backend
@@ -32,7 +32,7 @@ BACKENDS = list(KERNEL_BACKENDS)                        # numpy (the reference) 
 I, H, P = 3, 4, 2                                       # input, hidden, proj_size (LSTM)
 SEEDS = st.integers(0, 2**31 - 1)
 # every combination of given / absent final-state gradients, for every cell and backend:
-# the hole of issue 20 (d_hT / d_cT crashed), so swept, not left to chance
+# where d_hT / d_cT once crashed, so swept, not left to chance
 UPSTREAM = [pytest.param(cell, backend, given_, id="-".join(
                 [cell, backend] + ([f"d_{n}T" for n, g in zip(get_cell(cell).state_names, given_)
                                     if g] or ["none"])))
@@ -239,7 +239,7 @@ def test_reference_steps_are_the_sequence_at_one_step(data, cell, bias, B, seed)
 def test_functional_refuses_bad_arguments_by_name():
     """Each check of the validating layer: the message starts with the argument's name. With a
     projection h and c differ in width, so d_hT and d_cT are each checked against their own
-    initial state (the check that crashed before issue 20's fix)."""
+    initial state (a check that once crashed)."""
     rng = np.random.default_rng(0)
     model = make_recurrent("lstm", I, H, proj_size=P, seed=0)
     p = {n: model.params[f"{n}_l0"] for n in get_cell("lstm").param_names}

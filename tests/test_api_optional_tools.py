@@ -1,4 +1,4 @@
-"""Optional arguments of the smaller public API, each present and absent (issue 20): the
+"""Optional arguments of the smaller public API, each present and absent: the
 padding utilities against torch.nn.utils.rnn, assert_close, the Module methods every model
 shares (prefix, strict, mode, using_backend, preserve_record, the layout and state helpers),
 the layers' dtype, the tracer's views and gradcheck's tolerances. Which test covers which

@@ -1,6 +1,6 @@
 """The recurrent modules and cells against torch autograd (float64, and float32 at a float32
-tolerance), with each optional argument of the constructor, of forward / forward_state and of backward / backward_state present and absent
-(issue 20): hx, lengths (through a packed sequence in torch), the final-state gradients
+tolerance), with each optional argument of the constructor, of forward / forward_state and of backward / backward_state present and absent:
+hx, lengths (through a packed sequence in torch), the final-state gradients
 d_h_n / d_c_n (each alone, both, neither), return_steps and input_grad.
 
 The upstream gradients enter torch as the loss sum(out * d_out) + sum(h_n * d_h_n)

@@ -1,5 +1,5 @@
 """Optional arguments of the training and explorer API that no other test passes, each present
-and absent (issue 20): Engine's defaults spelled out, ignore_index, predict's lengths,
+and absent: Engine's defaults spelled out, ignore_index, predict's lengths,
 predict_lm's state, save's metadata and load's backend / device, the models' forward
 (lengths, state), explore's hx, token_level and default path. Which test covers which argument
 is listed in tests/test_api_optional.py.

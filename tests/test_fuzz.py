@@ -1,11 +1,11 @@
-"""A fuzzer of our own (issue 28 §4): every public callable, fed degenerate but plausible
+"""A fuzzer of our own: every public callable, fed degenerate but plausible
 arguments, succeeds or refuses with a ValueError/TypeError raised by minirnn's own checks;
 never an IndexError, a KeyError, a MemoryError, a numba typing error, numpy's or Python's own
 message from inside minirnn, or a hang.
 
-The callables are enumerated (tests/_public_api.py, as tests/test_api_optional.py does), each
-has a valid baseline call (tests/_fuzz_recipes*.py) or a stated reason not to be fuzzed
-(EXCLUDED), and the spoiled values come from tests/_fuzz.py. In CI each callable gets a fixed
+The callables are enumerated (tests/helpers/public_api.py, as tests/test_api_optional.py does), each
+has a valid baseline call (tests/helpers/fuzz/recipes*.py) or a stated reason not to be fuzzed
+(EXCLUDED), and the spoiled values come from tests/helpers/fuzz/engine.py. In CI each callable gets a fixed
 (derandomized) set of examples. The long run counts every crash site instead of stopping:
 
     python -m tests.test_fuzz --calls 100000 [--seed 0]
@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-import tests._fuzz_recipes                      # noqa: F401 -- registers the core recipes
-import tests._fuzz_recipes_tools                # noqa: F401 -- and the tools'
-import tests._fuzz_recipes_online               # noqa: F401 -- online learning, threads, notebook
-from tests._fuzz import CallTimeout, address_space_cap, attempt, crash_site, draw_degenerate, \
+import tests.helpers.fuzz.recipes                      # noqa: F401 -- registers the core recipes
+import tests.helpers.fuzz.recipes_tools                # noqa: F401 -- and the tools'
+import tests.helpers.fuzz.recipes_online               # noqa: F401 -- online learning, threads, notebook
+from tests.helpers.fuzz.engine import CallTimeout, address_space_cap, attempt, crash_site, draw_degenerate, \
     scratch_dir, working_in
-from tests._fuzz_world import RECIPES, Call, World, build, excluded
-from tests._public_api import public_callables
+from tests.helpers.fuzz.world import RECIPES, Call, World, build, excluded
+from tests.helpers.public_api import public_callables
 
 # debug.notebook: the views a notebook user calls by hand (minirnn.bench is a harness of
 # timed runs and subprocesses, not a library call, and is left out)

@@ -12,7 +12,7 @@ import minirnn
 from minirnn import grad, studies
 from minirnn.cells import get_cell
 
-from tests._fuzz import deliberate
+from tests.helpers.fuzz.engine import deliberate
 
 HUGE = 2**40                            # elements: no machine holds 8 TiB
 
@@ -152,7 +152,7 @@ def test_a_cell_whose_steps_keep_no_gates_is_told_so():
     """StepsCache.gates on a user's cell whose step caches have no `gates` field (the contract
     lets a cache be anything) names the field; trace and explore say it too."""
     from minirnn.cells import register_cell, unregister_cell
-    from tests._fuzz_world import FuzzCell
+    from tests.helpers.fuzz.world import FuzzCell
 
     class NoGates(FuzzCell):
         name = "no_gates_cell"
@@ -287,7 +287,7 @@ def test_a_cell_without_per_sample_gradients_is_traced():
     """The contract lets step_backward leave per_sample out; the tracer's running weight
     gradients used to pass it anyway (TypeError: unexpected keyword argument 'per_sample')."""
     from minirnn.cells import register_cell, unregister_cell
-    from tests._fuzz_world import FuzzCell
+    from tests.helpers.fuzz.world import FuzzCell
     spec = register_cell(FuzzCell())
     try:
         m = minirnn.nn.make_recurrent(spec.name, 3, 4, seed=0, bidirectional=True)

@@ -118,7 +118,7 @@ def test_more_bins_than_steps_are_the_steps_themselves():
 def test_trace_view_of_a_cell_without_gate_gradients():
     """The heatmap draws the backward variables the trace has: a registered cell whose step
     keeps no gate gradients has no 'da' (the baseline crashed with UnknownKey)."""
-    from tests._fuzz_world import FuzzCell
+    from tests.helpers.fuzz.world import FuzzCell
     from minirnn.cells import register_cell
     from minirnn.cells.registry import CELLS
     name = register_cell(FuzzCell()).name

@@ -1,4 +1,4 @@
-"""The smaller things a new user hit (issue 28, section 5): one overwrite rule for every page
+"""The smaller things a new user hit: one overwrite rule for every page
 and picture the debugger writes, --weight-scale refusing a non-finite factor, train hihell's
 --resume message, `dir(minirnn.grad)`, the Lyapunov study's overflow text, the lag study's
 test loss at init, the CLI telling a bug from bad input, torch's forward-mode AD loading

@@ -1,4 +1,4 @@
-"""Eleven things a new user tripped on (issue 20, part 3), each pinned by a test that failed
+"""Eleven things a new user tripped on, each pinned by a test that failed
 before its fix: the dtype hint, the progress bar's loss, one loss for `step` and `explore`,
 --proj-size on a cell without a projection, non-finite and wrong-shape checkpoints, output
 paths (--mkdir, --overwrite), the gradflow study's band and step numbers, help texts that

@@ -16,7 +16,7 @@ DTYPES = ("float32", "float64")
 # "small": the tutorials' sizes (batch 1); "medium" and "large": mini-batch training sizes.
 REGIMES = {
     "small": [(T, 1, I, H) for T in (10, 50) for I in (57, 64) for H in (32, 128)],
-    # the batch-1 speed targets (issue 11), in the shape they are stated: T=20, I=64, H 32..256
+    # the batch-1 speed targets, in the shape they are stated: T=20, I=64, H 32..256
     "targets": [(20, 1, 64, H) for H in (32, 64, 128, 256)],
     "medium": [(100, 32, 128, 256)],
     "large": [(100, 64, 256, 512)],

@@ -1,4 +1,4 @@
-"""The debugger's names mean the same for every cell (issue 28, section 3): `d<gate>` is the
+"""The debugger's names mean the same for every cell: `d<gate>` is the
 gradient of that gate's pre-activation, for the gates the cell has, and the stacked gradient
 of all of them is `dgates` in every cell. No traced name is d + a gate letter of another cell:
 `show dz` used to be the LSTM's 4H block but the GRU's z gate, and `dg` the GRU's 3H block but

@@ -1,5 +1,5 @@
-"""Every verdict counts what it judged, and a run that judged nothing never reports success
-(issue 28, section 1): gradcheck in every mode and order, the CLI `gradcheck`, `parity` (live
+"""Every verdict counts what it judged, and a run that judged nothing never reports success:
+gradcheck in every mode and order, the CLI `gradcheck`, `parity` (live
 and --frozen) and the studies' pass/fail lines.
 
 The expected counts are derived here from the model's own sizes (tensors, entries, max_entries),

@@ -15,7 +15,7 @@ from minirnn.tutorials import metrics as M
 
 
 def _needs(*modules):
-    """Skip cleanly while a module of the training stack (issue 4 part A) is missing."""
+    """Skip cleanly while a module of the training stack is missing."""
     for m in modules:
         pytest.importorskip(m, reason=f"{m} (training stack) not available")
 

@@ -9,8 +9,8 @@ import numpy as np
 import minirnn
 from minirnn import grad, studies
 
-from tests._fuzz_recipes import _record
-from tests._fuzz_world import B, CELLS, H, I, T, call, getter, recipe
+from tests.helpers.fuzz.recipes import _record
+from tests.helpers.fuzz.world import B, CELLS, H, I, T, call, getter, recipe
 
 G = "minirnn.grad."
 FILES = (OSError,)          # a path the system refuses: its OSError names the path

@@ -1,6 +1,6 @@
-"""The fuzzer's engine: degenerate values, one bounded call, and its verdict (issue 28 §4).
+"""The fuzzer's engine: degenerate values, one bounded call, and its verdict.
 
-A case is a public callable with a valid baseline call (tests/_fuzz_recipes.py), one or two
+A case is a public callable with a valid baseline call (tests/helpers/fuzz/recipes.py), one or two
 of whose arguments are replaced by degenerate but plausible values: arrays of rank 0, of the
 wrong rank, with an empty or a huge (zero-stride) dimension, non-finite, of the wrong dtype,
 Python lists; None; booleans and floats where ints go; huge sizes; wrong strings; a wrong
@@ -11,7 +11,7 @@ a TypeError or ValueError that numpy or Python raised inside a minirnn function 
 reshape array", "'NoneType' object is not subscriptable"), a RecursionError, or a call that
 runs past its time bound.
 
-    python -m tests._fuzz --calls 100000     # the long run: every crash site, counted
+    python -m tests.test_fuzz --calls 100000    # the long run: every crash site, counted
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A recipe takes the World (small valid objects, drawn: a cell, layers, directions, layout,
 dtype, backend) and returns a Call: the callable (a method bound to a fresh object) and its
-arguments by name, which the fuzzer then spoils one or two at a time (tests/_fuzz.py).
+arguments by name, which the fuzzer then spoils one or two at a time (tests/helpers/fuzz/engine.py).
 `accept` names exceptions other than ValueError/TypeError that are the callable's answer
 (assert_close's AssertionError; RuntimeError for a backward with no forward, as torch's).
 

@@ -13,8 +13,8 @@ from minirnn.grad import online
 from minirnn.studies import online as study
 from minirnn.studies.online_tasks import two_dependency_stream
 
-from tests._fuzz_recipes_tools import FILES, _single
-from tests._fuzz_world import B, CELLS, I, T, args_of, call, getter, recipe
+from tests.helpers.fuzz.recipes_tools import FILES, _single
+from tests.helpers.fuzz.world import B, CELLS, I, T, args_of, call, getter, recipe
 
 G = "minirnn.grad.online."
 S = "minirnn.studies.online."

@@ -1,5 +1,5 @@
 """Baselines of the core API: the functional layer, the modules and cells, the cell contract
-and registry, utils and assert_close (the tools' are in tests/_fuzz_recipes_tools.py)."""
+and registry, utils and assert_close (the tools' are in tests/helpers/fuzz/recipes_tools.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ import minirnn.functional as F
 from minirnn.cells import get_cell
 from minirnn.nn import cells as nn_cells, layers, models, module, recurrent
 
-from tests._fuzz_world import (B, CELLS, FuzzCell, H, I, RECORD_ORDER_ERROR, T, VOCAB, call,
+from tests.helpers.fuzz.world import (B, CELLS, FuzzCell, H, I, RECORD_ORDER_ERROR, T, VOCAB, call,
                                getter, recipe)
 
 REC, CELLC, SPEC = "minirnn.nn.recurrent.RNNBase.", "minirnn.nn.cells.", "minirnn.cells.spec."
