@@ -5,10 +5,7 @@
     out, h_T, cache = nb.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, "tanh", valid)
 
 Each function also takes path=None|"loop"|"blas" (keyword) to force one of the two code
-paths; None picks by size (see _common.LOOP_MAX_WORK). Every cell (the LSTM without a
-projection) also takes path="persistent": the batched time loop in one kernel shared by the
-threads (_persistent.py, _persistent_cells.py), which None does not pick yet (measured slower here; see
-_persistent.PERSISTENT_MIN_WORK).
+paths; None picks by size (see _common.LOOP_MAX_WORK).
 Settings: minirnn/_config.py.
 W_hh^T for the loop path is kept between calls while the weights are unchanged (_wcache).
 """

@@ -15,12 +15,10 @@ from .._config import NUMBA_FLAGS, apply_threads
 apply_threads()
 
 # Numba's cache checks only the source file of the cached function, but the kernels inline
-# helpers from _common.py (matvec_add), _vmath.py, _barrier.py and _persistent.py (called by
-# _persistent_cells.py): an edit there would leave the cached kernels stale. So for files in
-# this folder the cache stamp also covers those files.
+# helpers from _common.py (matvec_add) and _vmath.py: an edit there would leave the cached
+# kernels stale. So for files in this folder the cache stamp also covers those files.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py", "_barrier.py",
-                                              "_persistent.py")]
+_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py")]
 
 
 class _InlinedStamp:
@@ -84,8 +82,7 @@ def loop_path(B, G, H, P, path=None):
             return G * H * P <= LOOP_MAX_STEP_WORK
         return B * G * H * P <= LOOP_MAX_WORK
     if path not in ("loop", "blas"):
-        raise ValueError(f"path: expected None, 'loop', 'blas' or 'persistent', got "
-                         f"{path!r}")
+        raise ValueError(f"path: expected None, 'loop' or 'blas', got {path!r}")
     return path == "loop"
 
 

@@ -17,10 +17,8 @@ product and one fused njit kernel for the gates and the state update, with _vmat
 vectorisable sigmoid/tanh (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, H) with h0 in row 0;
-W_hh^T kept between calls by _wcache. "persistent" path (batched; _persistent.py,
-_persistent_cells.py, opt-in): the whole time loop in one njit kernel shared by the threads,
-W_hh packed into per-thread panels once per call. The input projection and the weight
-gradients are _common's, shared with every cell.
+W_hh^T kept between calls by _wcache. The input projection and the weight gradients are
+_common's, shared with every cell.
 """
 from __future__ import annotations
 
@@ -31,9 +29,6 @@ from ..functional.gru import GRUCache, GRUGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads)
-from ._persistent import persistent_path
-from ._persistent_cells import gru_backward as _persistent_backward
-from ._persistent_cells import gru_forward as _persistent_forward
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -175,9 +170,7 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, valid=None, path=None, *, w
     gates = input_projection(x, w_ih, b_ih)                # (T, B, 3H) gi, then r, z, n in place
     hn = np.empty((T, B, H), dtype=dt)                     # (T, B, H) hidden product of n
     out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
-    if persistent_path(B, 3, H, False, path):              # batched: W_hh packed, on threads
-        h = _persistent_forward(gates, c(h0), c(w_hh), b_hh if bias else None, v, hn, out)[1:]
-    elif loop_path(B, 3, H, H, path):
+    if loop_path(B, 3, H, H, path):
         hx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) h0, h_1 .. h_T
         hx[0] = h0
         b_hhc = c(b_hh) if bias else np.zeros(3 * H, dtype=dt)   # (3H,) adding 0 is exact
@@ -224,10 +217,7 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=
     dh = np.empty_like(h)                                  # (T, B, H)  dL/dh_t
     dgi = np.empty_like(gates)                             # (T, B, 3H) dL/dgi_t (input side)
     dgh = np.empty_like(gates)                             # (T, B, 3H) dL/dgh_t (hidden side)
-    if persistent_path(B, 3, H, False, path):
-        dh_next = _persistent_backward(d_out, dh_next[0], h0[None], h, gates, hn, w_hh, v, dh,
-                                       dgi, dgh)
-    elif loop_path(B, 3, H, H, path):
+    if loop_path(B, 3, H, H, path):
         _loop_backward(d_out, dh_next, h0[None], gates, hn, h, w_hh, v, dh, dgi, dgh,
                        np.empty_like(dh_next))
         dh_next = dh_next[0]

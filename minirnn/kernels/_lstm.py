@@ -15,10 +15,8 @@ and one fused njit kernel for the gates and the state update, with _vmath's vect
 sigmoid/tanh (backward: one fused kernel for the gate derivatives). "loop" path
 (small sizes, B <= 4): the whole time loop is one njit kernel -- _common.matvec_add for the
 products, _vmath's vectorisable sigmoid/tanh, states kept as (T+1, B, .) with h0/c0 in row 0;
-W_hh^T (and W_hr^T) kept between calls by _wcache. "persistent" path (batched, no
-projection; _persistent.py, _persistent_cells.py, opt-in): the whole time loop in one njit kernel shared by the
-threads, W_hh packed into per-thread panels once per call. The input projection and the weight gradients are
-_common's, shared with every cell.
+W_hh^T (and W_hr^T) kept between calls by _wcache. The input projection and the weight
+gradients are _common's, shared with every cell.
 """
 from __future__ import annotations
 
@@ -29,9 +27,6 @@ from ..functional.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads, zero_rows)
-from ._persistent import persistent_path
-from ._persistent_cells import lstm_backward as _persistent_backward
-from ._persistent_cells import lstm_forward as _persistent_forward
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -209,10 +204,7 @@ def forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, valid=None, 
     proj = w_hr is not None
     v = valid_or_ones(valid, T, B)                         # (T, B)
     gates = input_projection(x, w_ih, b_ih, b_hh)          # (T, B, 4H) z_t, then i, f, g, o
-    if persistent_path(B, 4, H, proj, path):               # batched: W_hh packed, on threads
-        hx, cx, out = _persistent_forward(gates, c(h0), c(c0), c(w_hh), v)
-        cs, h = cx[1:], hx[1:]
-    elif loop_path(B, 4, H, P, path):
+    if loop_path(B, 4, H, P, path):
         hx = np.empty((T + 1, B, P), dtype=dt)             # (T+1, B, P) h0, h_1 .. h_T
         cx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) c0, c_1 .. c_T
         hx[0], cx[0] = h0, c0
@@ -272,10 +264,7 @@ def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None, 
         dh_next[0] = d_hT
     if d_cT is not None:
         dc_next[0] = d_cT
-    if persistent_path(B, 4, H, proj, path):
-        dh_next, dc_next = _persistent_backward(d_out, dh_next[0], dc_next[0], c0[None], gates,
-                                                cs, w_hh, v, dh, dc, dz)
-    elif loop_path(B, 4, H, P, path):
+    if loop_path(B, 4, H, P, path):
         _loop_backward(d_out, dh_next, dc_next, c0[None], gates, cs, w_hh, w_hr, proj,
                        v, dh, dc, dz, np.empty((1, B, H), dtype=dt), np.empty((1, B, P), dtype=dt))
         dh_next, dc_next = dh_next[0], dc_next[0]

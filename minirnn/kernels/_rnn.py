@@ -10,8 +10,6 @@ BLAS ("blas" path, large sizes: the activation is NumPy's SIMD tanh/maximum, the
 the backward's act' * dh are small njit kernels), or inside one njit kernel that runs the
 whole time loop ("loop" path, small sizes, B <= 4): _common.matvec_add, _vmath's vectorisable
 tanh, states kept as (T+1, B, H) with h0 in row 0; W_hh^T kept between calls by _wcache.
-"persistent" path (batched; _persistent.py, _persistent_cells.py, opt-in): the whole time loop
-in one njit kernel shared by the threads, W_hh packed into per-thread panels once per call.
 """
 from __future__ import annotations
 
@@ -22,9 +20,6 @@ from ..functional.rnn import RNNCache, RNNGradSteps
 from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
                       mask_grad, matvec_add, select_state, upstream_row,
                       valid_or_ones, weight_grads, zero_rows)
-from ._persistent import persistent_path
-from ._persistent_cells import rnn_backward as _persistent_backward
-from ._persistent_cells import rnn_forward as _persistent_forward
 from ._vmath import vtanh
 from ._wcache import transposed
 
@@ -107,9 +102,7 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=
     v = valid_or_ones(valid, T, B)                         # (T, B)
     a = input_projection(x, w_ih, b_ih, b_hh)              # (T, B, H) x W_ih^T + b, then a_t
     out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
-    if persistent_path(B, 1, H, False, path):              # batched: W_hh packed, on threads
-        h = _persistent_forward(a, c(h0), c(w_hh), v, relu, out)[1:]
-    elif loop_path(B, 1, H, H, path):
+    if loop_path(B, 1, H, H, path):
         hx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) h0, h_1 .. h_T
         hx[0] = h0
         _loop_forward(a, hx, transposed(w_hh, w_hhT, "w_hhT"), v, relu, out)
@@ -146,9 +139,7 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=
         dh_next[0] = d_hT
     dh = np.empty_like(a)                                  # (T, B, H) dL/dh_t
     da = np.empty_like(a)                                  # (T, B, H) dL/da_t
-    if persistent_path(B, 1, H, False, path):
-        dh_next = _persistent_backward(d_out, dh_next[0], a, h, w_hh, v, relu, dh, da)
-    elif loop_path(B, 1, H, H, path):
+    if loop_path(B, 1, H, H, path):
         _loop_backward(d_out, dh_next, a, h, w_hh, v, relu, dh, da, np.empty_like(dh_next))
         dh_next = dh_next[0]
     else:
