@@ -15,8 +15,8 @@ from .._config import NUMBA_FLAGS, apply_threads
 apply_threads()
 
 # Numba's cache checks only the source file of the cached function, but the kernels inline
-# helpers from _common.py (matvec_add) and _vmath.py: an edit there would leave the cached
-# kernels stale. So for files in this folder the cache stamp also covers those files.
+# helpers from _common.py (matvec_add, the row rules) and _vmath.py: an edit there would leave
+# the cached kernels stale. So for files in this folder the cache stamp also covers those files.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py")]
 
@@ -97,42 +97,6 @@ def valid_or_ones(valid, T, B):
     return np.ones((T, B), dtype=np.bool_) if valid is None else c(np.asarray(valid, dtype=np.bool_))
 
 
-@jit
-def select_state(valid_t, new, prev, state_t, out_t):
-    """state_t = where(valid, new, prev); out_t = where(valid, new, 0) -- all (B, N)."""
-    B, N = new.shape
-    for b in range(B):
-        if valid_t[b]:
-            for j in range(N):
-                state_t[b, j] = new[b, j]
-                out_t[b, j] = new[b, j]
-        else:
-            for j in range(N):
-                state_t[b, j] = prev[b, j]
-                out_t[b, j] = 0.0
-
-
-@jit
-def mask_grad(valid_t, d_next, d_out_t, d_t):
-    """d_t = where(valid, d_next + d_out_t, 0) -- the gradient entering step t, (B, N)."""
-    B, N = d_next.shape
-    for b in range(B):
-        if valid_t[b]:
-            for j in range(N):
-                d_t[b, j] = d_next[b, j] + d_out_t[b, j]
-        else:
-            for j in range(N):
-                d_t[b, j] = 0.0
-
-
-def carry(valid_t, d_prev, d_next):
-    """Past a sequence's end the state is carried, so its gradient passes straight back."""
-    if not valid_t.all():
-        skip = ~valid_t
-        d_prev[skip] += d_next[skip]
-    return d_prev
-
-
 # ----------------------------------------------------------------------------
 # the loop path's matrix-vector product
 
@@ -178,7 +142,7 @@ def zero_rows(y, ty):
 def finish_row(hx, t, b, valid, out):
     """Row b after step t of a loop-path kernel; hx (T+1, ., N) holds h_{t-1} in row t and h_t
     in row t+1. While the sequence runs out[t, b] = h_t; past its end h_t = h_{t-1} (the state
-    is carried) and out[t, b] = 0. select_state's rule, without its views."""
+    is carried) and out[t, b] = 0. No views (a view costs an NRT incref/decref pair)."""
     N = hx.shape[2]
     if valid[t, b]:
         for j in range(N):
@@ -193,8 +157,7 @@ def finish_row(hx, t, b, valid, out):
 @ijit
 def upstream_row(dh, t, b, dhn, d_out, valid):
     """dh[t, b] = dL/dh_t: the gradient from step t+1 (dhn[0, b]) plus d_out[t, b] while the
-    sequence runs, 0 past its end (padded outputs are constants). mask_grad's rule, without
-    its views."""
+    sequence runs, 0 past its end (padded outputs are constants)."""
     N = dh.shape[2]
     for j in range(N):
         dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
@@ -205,18 +168,39 @@ def upstream_row(dh, t, b, dhn, d_out, valid):
 
 
 @ijit
-def carry_back(dhn, dhp, t, valid):
-    """dhn[0] <- dL/dh_{t-1}: dhp[0] (the gradient through step t), plus dhn[0] itself where
-    the sequence had ended (a carried state passes its gradient straight back). carry's rule,
-    without its views."""
+def carry_back_row(dhn, dhp, t, b, valid):
+    """dhn[0, b] <- dL/dh_{t-1}: dhp[0, b] (the gradient through step t), plus dhn[0, b]
+    itself where the sequence had ended (a carried state passes its gradient straight back)."""
     N = dhn.shape[2]
+    if valid[t, b]:
+        for j in range(N):
+            dhn[0, b, j] = dhp[0, b, j]
+    else:
+        for j in range(N):
+            dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+
+
+@ijit
+def carry_back(dhn, dhp, t, valid):
+    """carry_back_row for every row."""
     for b in range(dhn.shape[1]):
-        if valid[t, b]:
-            for j in range(N):
-                dhn[0, b, j] = dhp[0, b, j]
-        else:
-            for j in range(N):
-                dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+        carry_back_row(dhn, dhp, t, b, valid)
+
+
+# the blas path's row-block kernels (one call per block of rows)
+
+@jit
+def finish_rows(hx, t, valid, out, b0, b1):
+    """finish_row for rows b0 .. b1-1."""
+    for b in range(b0, b1):
+        finish_row(hx, t, b, valid, out)
+
+
+@jit
+def carry_rows(dhn, dhp, t, valid, b0, b1):
+    """carry_back_row for rows b0 .. b1-1."""
+    for b in range(b0, b1):
+        carry_back_row(dhn, dhp, t, b, valid)
 
 
 # ----------------------------------------------------------------------------
