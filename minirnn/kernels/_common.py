@@ -228,12 +228,19 @@ def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     T, B, I = x.shape
     G, P = dz.shape[2], h0.shape[1]
     dz2 = dz.reshape(T * B, G)                             # (T*B, G)
-    dzh2 = dz2 if dz_hh is None else dz_hh.reshape(T * B, G)
-    h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P) one copy, one product
     dx = (dz2 @ c(w_ih)).reshape(T, B, I) if input_grad else None   # (T, B, I)
-    dw_ih = dz2.T @ c(x).reshape(T * B, I)                 # (G, I)
-    dw_hh = dzh2.T @ h_prev                                # (G, P)
+    if dz_hh is None:                  # one product dz^T [x | h_prev]: dz^T is packed once
+        xh = np.empty((T, B, I + P), dtype=np.result_type(x, h))   # (T, B, I+P): x_t, h_{t-1}
+        xh[:, :, :I] = x
+        xh[0, :, I:], xh[1:, :, I:] = h0, h[:-1]
+        dw = dz2.T @ xh.reshape(T * B, I + P)              # (G, I + P)
+        dw_ih, dw_hh = c(dw[:, :I]), c(dw[:, I:])          # (G, I), (G, P)
+    else:
+        h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P)
+        dw_ih = dz2.T @ c(x).reshape(T * B, I)             # (G, I)
+        dw_hh = dz_hh.reshape(T * B, G).T @ h_prev         # (G, P)
     if not has_bias:
         return dx, dw_ih, dw_hh, None, None
     db_ih = dz2.sum(axis=0)
-    return dx, dw_ih, dw_hh, db_ih, db_ih.copy() if dz_hh is None else dzh2.sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_ih.copy() if dz_hh is None else \
+        dz_hh.reshape(T * B, G).sum(axis=0)

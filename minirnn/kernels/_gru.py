@@ -87,12 +87,16 @@ def _cell_backward(dh, t, b, hp, tp, gates, hn, dgi, dgh, dhz):
 # rows
 
 @jit
-def _step_forward(gates, gh, b_hh, bias, hx, hn, rh, valid, out, t, b0, b1):
-    """Rows b0 .. b1-1 of step t. gh (1, B, 3H): h_{t-1} W_hh^T on entry (+ b_hh when bias);
-    the rest as _cell_forward's, then the rows finished (_common.finish_row)."""
+def _step_forward(gates, gh, b_ih, b_hh, bias, hx, hn, rh, valid, out, t, b0, b1):
+    """Rows b0 .. b1-1 of step t. gates (T, B, 3H): x W_ih^T on entry (+ b_ih here, when
+    bias: while the row is in cache, instead of a pass over all steps), the activated r, z, n
+    on exit; gh (1, B, 3H): h_{t-1} W_hh^T on entry (+ b_hh when bias); the rest as
+    _cell_forward's, then the rows finished (_common.finish_row)."""
     G = gates.shape[2]
     for b in range(b0, b1):
         if bias:
+            for j in range(G):
+                gates[t, b, j] += b_ih[j]
             for j in range(G):
                 gh[0, b, j] += b_hh[j]
         _cell_forward(gates, t, b, gh, hx, hn, rh)
@@ -179,35 +183,38 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, valid=None, path=None, *, w
     dt = x.dtype
     bias = b_ih is not None
     v = valid_or_ones(valid, T, B)                         # (T, B)
-    gates = input_projection(x, w_ih, b_ih)                # (T, B, 3H) gi, then r, z, n in place
+    blas = not loop_path(B, 3, H, H, path)
+    gates = input_projection(x, w_ih, None if blas else b_ih)   # (T, B, 3H) gi, then r, z, n
     hn = np.empty((T, B, H), dtype=dt)                     # (T, B, H) hidden product of n
     out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
     hx = np.empty((T + 1, B, H), dtype=dt)                 # (T+1, B, H) h0, h_1 .. h_T
     hx[0] = h0
     gh = np.empty((1, B, 3 * H), dtype=dt)                 # (1, B, 3H) h_{t-1} W_hh^T + b_hh
     rh = np.empty((1, B, H), dtype=dt)                     # (1, B, H) scratch: r * hn
-    if loop_path(B, 3, H, H, path):
+    if not blas:
         b_hhc = c(b_hh) if bias else np.zeros(3 * H, dtype=dt)   # (3H,) adding 0 is exact
         _loop_forward(gates, hx, transposed(w_hh, w_hhT, "w_hhT"), b_hhc, v, gh, rh, hn, out)
     else:
-        _blas_forward(gates, hx, c(w_hh), c(b_hh) if bias else None, v, gh, rh, hn, out)
+        _blas_forward(gates, hx, c(w_hh), (c(b_ih), c(b_hh)) if bias else None, v, gh, rh, hn,
+                      out)
     h = hx[1:]                                             # (T, B, H) view
     cache = GRUCache(x, h0, gates, hn, h, valid, w_ih, w_hh, bias)
     return out, h[T - 1].copy(), cache
 
 
-def _blas_forward(gates, hx, w_hh, b_hh, v, gh, rh, hn, out):
-    """The blas path's time loop (arrays as _loop_forward's; b_hh None without bias), one
-    block of rows a thread."""
+def _blas_forward(gates, hx, w_hh, biases, v, gh, rh, hn, out):
+    """The blas path's time loop (arrays as _loop_forward's, gates without b_ih; biases:
+    (b_ih, b_hh), or None without bias)."""
     T, B, G = gates.shape
-    bias = b_hh is not None
-    b = b_hh if bias else np.zeros(0, dtype=gates.dtype)  # the hidden bias added after the
-    w_hhT = w_hh.T                                         # product, as the reference does
+    bias = biases is not None
+    none = np.zeros(0, dtype=gates.dtype)
+    b_ih, b_hh = biases if bias else (none, none)          # b_hh added after the product,
+    w_hhT = w_hh.T                                         # as the reference does
 
     def rows(b0, b1):
         for t in range(T):
             np.matmul(hx[t, b0:b1], w_hhT, out=gh[0, b0:b1])
-            _step_forward(gates, gh, b, bias, hx, hn, rh, v, out, t, b0, b1)
+            _step_forward(gates, gh, b_ih, b_hh, bias, hx, hn, rh, v, out, t, b0, b1)
 
     rows(0, B)
 

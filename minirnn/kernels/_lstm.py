@@ -102,13 +102,18 @@ def _carry_c(cx, t, b, valid):
 # rows
 
 @jit
-def _step_forward(gates, zh, hx, cx, r, proj, valid, out, t, b0, b1):
-    """Rows b0 .. b1-1 of step t. gates (T, B, 4H): x W_ih^T + b on entry, the activated
-    i, f, g, o on exit; zh (1, B, 4H): h_{t-1} W_hh^T; hx (T+1, B, P), cx (T+1, B, H): row t
-    read, row t+1 written; r (1, B, H) scratch: o tanh(c_t) with a projection (the caller
-    forms h_t = r W_hr^T and finishes the rows), else h_t straight into hx. out (T, B, P)."""
+def _step_forward(gates, zh, bsum, bias, hx, cx, r, proj, valid, out, t, b0, b1):
+    """Rows b0 .. b1-1 of step t. gates (T, B, 4H): x W_ih^T on entry, the activated
+    i, f, g, o on exit; zh (1, B, 4H): h_{t-1} W_hh^T; bsum (4H,): b_ih + b_hh, added when
+    bias (here, while the row is in cache, instead of a pass over all steps: the same sums as
+    _common.input_projection's); hx (T+1, B, P), cx (T+1, B, H): row t read, row t+1 written;
+    r (1, B, H) scratch: o tanh(c_t) with a projection (the caller forms h_t = r W_hr^T and
+    finishes the rows), else h_t straight into hx. out (T, B, P)."""
     G = gates.shape[2]
     for b in range(b0, b1):
+        if bias:
+            for j in range(G):
+                gates[t, b, j] += bsum[j]                 # x_t W_ih^T + b
         for j in range(G):
             gates[t, b, j] += zh[0, b, j]                 # z_t
         if proj:
@@ -211,26 +216,32 @@ def forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, valid=None, 
     dt = x.dtype
     proj = w_hr is not None
     v = valid_or_ones(valid, T, B)                         # (T, B)
-    gates = input_projection(x, w_ih, b_ih, b_hh)          # (T, B, 4H) z_t, then i, f, g, o
+    blas = not loop_path(B, 4, H, P, path)
+    bias = (None, None) if blas else (b_ih, b_hh)          # blas: added a step, in the kernel
+    gates = input_projection(x, w_ih, *bias)               # (T, B, 4H) z_t, then i, f, g, o
     hx = np.empty((T + 1, B, P), dtype=dt)                 # (T+1, B, P) h0, h_1 .. h_T
     cx = np.empty((T + 1, B, H), dtype=dt)                 # (T+1, B, H) c0, c_1 .. c_T
     hx[0], cx[0] = h0, c0
     out = np.empty((T, B, P), dtype=dt)                    # (T, B, P) outputs (0 past the end)
     r = np.empty((1, B, H), dtype=dt)                      # (1, B, H) scratch: o tanh(c_t)
-    if loop_path(B, 4, H, P, path):
+    if not blas:
         w_hrT = transposed(w_hr, w_hrT, "w_hrT") if proj else np.zeros((0, 0), dtype=dt)
         _loop_forward(gates, hx, cx, transposed(w_hh, w_hhT, "w_hhT"), w_hrT, proj, v, r, out)
     else:
-        _blas_forward(gates, hx, cx, c(w_hh), c(w_hr) if proj else None, v, r, out)
+        bsum = (b_ih + b_hh) if b_ih is not None else None   # (4H,)
+        _blas_forward(gates, hx, cx, c(w_hh), c(w_hr) if proj else None, bsum, v, r, out)
     cs, h = cx[1:], hx[1:]                                 # (T, B, H), (T, B, P) views
     cache = LSTMCache(x, h0, c0, gates, cs, h, valid, w_ih, w_hh, w_hr, b_ih is not None)
     return out, h[T - 1].copy(), cs[T - 1].copy(), cache
 
 
-def _blas_forward(gates, hx, cx, w_hh, w_hr, v, r, out):
-    """The blas path's time loop (arrays as _loop_forward's), one block of rows."""
+def _blas_forward(gates, hx, cx, w_hh, w_hr, bsum, v, r, out):
+    """The blas path's time loop (arrays as _loop_forward's, gates without the biases; bsum:
+    b_ih + b_hh, or None without bias)."""
     T, B, G = gates.shape
     proj = w_hr is not None
+    bias = bsum is not None
+    bsum = c(bsum) if bias else np.zeros(0, dtype=gates.dtype)
     zh = np.empty((1, B, G), dtype=gates.dtype)            # (1, B, 4H) h_{t-1} W_hh^T
     w_hhT = w_hh.T
     w_hrT = w_hr.T if proj else None
@@ -238,7 +249,7 @@ def _blas_forward(gates, hx, cx, w_hh, w_hr, v, r, out):
     def rows(b0, b1):
         for t in range(T):
             np.matmul(hx[t, b0:b1], w_hhT, out=zh[0, b0:b1])
-            _step_forward(gates, zh, hx, cx, r, proj, v, out, t, b0, b1)
+            _step_forward(gates, zh, bsum, bias, hx, cx, r, proj, v, out, t, b0, b1)
             if proj:                                       # h_t = r_t W_hr^T
                 np.matmul(r[0, b0:b1], w_hrT, out=hx[t + 1, b0:b1])
                 finish_rows(hx, t, v, out, b0, b1)
