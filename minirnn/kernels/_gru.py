@@ -28,7 +28,8 @@ import numpy as np
 from ..functional import gru as _reference
 from ..functional.gru import GRUCache, GRUGradSteps
 from ._common import (c, carry_back, carry_back_row, finish_row, ijit, input_projection, jit,
-                      loop_path, matvec_add, upstream_row, valid_or_ones, weight_grads)
+                      loop_path, matvec_add, product_buffers, recurrent_product, untranspose, upstream_row,
+                      valid_or_ones, weight_grads)
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -87,12 +88,15 @@ def _cell_backward(dh, t, b, hp, tp, gates, hn, dgi, dgh, dhz):
 # rows
 
 @jit
-def _step_forward(gates, gh, b_ih, b_hh, bias, hx, hn, rh, valid, out, t, b0, b1):
+def _step_forward(gates, ghT, gh, b_ih, b_hh, bias, hx, hn, rh, valid, out, t, b0, b1):
     """Rows b0 .. b1-1 of step t. gates (T, B, 3H): x W_ih^T on entry (+ b_ih here, when
     bias: while the row is in cache, instead of a pass over all steps), the activated r, z, n
-    on exit; gh (1, B, 3H): h_{t-1} W_hh^T on entry (+ b_hh when bias); the rest as
-    _cell_forward's, then the rows finished (_common.finish_row)."""
+    on exit; gh (1, B, 3H): h_{t-1} W_hh^T on entry, or turned round here from ghT (3H, B) =
+    W_hh h_{t-1}^T when ghT has rows (_common.transposed_product); + b_hh when bias; the rest
+    as _cell_forward's, then the rows finished (_common.finish_row)."""
     G = gates.shape[2]
+    if ghT.shape[0]:
+        untranspose(ghT, gh, b0, b1)
     for b in range(b0, b1):
         if bias:
             for j in range(G):
@@ -209,14 +213,10 @@ def _blas_forward(gates, hx, w_hh, biases, v, gh, rh, hn, out):
     bias = biases is not None
     none = np.zeros(0, dtype=gates.dtype)
     b_ih, b_hh = biases if bias else (none, none)          # b_hh added after the product,
-    w_hhT = w_hh.T                                         # as the reference does
-
-    def rows(b0, b1):
-        for t in range(T):
-            np.matmul(hx[t, b0:b1], w_hhT, out=gh[0, b0:b1])
-            _step_forward(gates, gh, b_ih, b_hh, bias, hx, hn, rh, v, out, t, b0, b1)
-
-    rows(0, B)
+    ghT = product_buffers(G, B, gates.dtype)[0]            # as the reference does;
+    for t in range(T):                                     # (3H, B) or (0, 0)
+        recurrent_product(w_hh, hx[t], ghT, gh)
+        _step_forward(gates, ghT, gh, b_ih, b_hh, bias, hx, hn, rh, v, out, t, 0, B)
 
 
 def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=True):

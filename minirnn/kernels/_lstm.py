@@ -26,8 +26,9 @@ import numpy as np
 from ..functional import lstm as _reference
 from ..functional.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry_back, carry_back_row, carry_rows, finish_row, finish_rows, ijit,
-                      input_projection, jit, loop_path, matvec_add, upstream_row, valid_or_ones,
-                      weight_grads, zero_rows)
+                      input_projection, jit, loop_path, matvec_add, product_buffers,
+                      recurrent_product, untranspose, upstream_row, valid_or_ones, weight_grads,
+                      zero_rows)
 from ._vmath import vsigmoid, vtanh
 from ._wcache import transposed
 
@@ -102,14 +103,18 @@ def _carry_c(cx, t, b, valid):
 # rows
 
 @jit
-def _step_forward(gates, zh, bsum, bias, hx, cx, r, proj, valid, out, t, b0, b1):
+def _step_forward(gates, zhT, zh, bsum, bias, hx, cx, r, proj, valid, out, t, b0, b1):
     """Rows b0 .. b1-1 of step t. gates (T, B, 4H): x W_ih^T on entry, the activated
-    i, f, g, o on exit; zh (1, B, 4H): h_{t-1} W_hh^T; bsum (4H,): b_ih + b_hh, added when
+    i, f, g, o on exit; zh (1, B, 4H): h_{t-1} W_hh^T, or turned round here from zhT (4H, B)
+    = W_hh h_{t-1}^T when zhT has rows (_common.transposed_product); bsum (4H,): b_ih + b_hh,
+    added when
     bias (here, while the row is in cache, instead of a pass over all steps: the same sums as
     _common.input_projection's); hx (T+1, B, P), cx (T+1, B, H): row t read, row t+1 written;
     r (1, B, H) scratch: o tanh(c_t) with a projection (the caller forms h_t = r W_hr^T and
     finishes the rows), else h_t straight into hx. out (T, B, P)."""
     G = gates.shape[2]
+    if zhT.shape[0]:
+        untranspose(zhT, zh, b0, b1)
     for b in range(b0, b1):
         if bias:
             for j in range(G):
@@ -242,19 +247,14 @@ def _blas_forward(gates, hx, cx, w_hh, w_hr, bsum, v, r, out):
     proj = w_hr is not None
     bias = bsum is not None
     bsum = c(bsum) if bias else np.zeros(0, dtype=gates.dtype)
-    zh = np.empty((1, B, G), dtype=gates.dtype)            # (1, B, 4H) h_{t-1} W_hh^T
-    w_hhT = w_hh.T
+    zhT, zh = product_buffers(G, B, gates.dtype)           # (4H, B) or (0, 0); (1, B, 4H)
     w_hrT = w_hr.T if proj else None
-
-    def rows(b0, b1):
-        for t in range(T):
-            np.matmul(hx[t, b0:b1], w_hhT, out=zh[0, b0:b1])
-            _step_forward(gates, zh, bsum, bias, hx, cx, r, proj, v, out, t, b0, b1)
-            if proj:                                       # h_t = r_t W_hr^T
-                np.matmul(r[0, b0:b1], w_hrT, out=hx[t + 1, b0:b1])
-                finish_rows(hx, t, v, out, b0, b1)
-
-    rows(0, B)
+    for t in range(T):
+        recurrent_product(w_hh, hx[t], zhT, zh)
+        _step_forward(gates, zhT, zh, bsum, bias, hx, cx, r, proj, v, out, t, 0, B)
+        if proj:                                           # h_t = r_t W_hr^T
+            np.matmul(r[0], w_hrT, out=hx[t + 1])
+            finish_rows(hx, t, v, out, 0, B)
 
 
 def backward(cache, d_out, d_hT=None, d_cT=None, return_steps=False, path=None, input_grad=True):
