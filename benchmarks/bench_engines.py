@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minirnn.bench import DTYPES, REGIMES, make_problem, minirnn_engine, torch_engine
-from minirnn.registry import CELL_NAMES, get_cell
+from minirnn.cells import BUILTIN, get_cell
 
 SHAPES = [pytest.param(s, id=f"{reg}-T{s[0]}-B{s[1]}-I{s[2]}-H{s[3]}")
           for reg, shapes in REGIMES.items() for s in shapes]
@@ -38,7 +38,7 @@ def _engine(engine, p):
 @pytest.mark.parametrize("passes", PASSES)
 @pytest.mark.parametrize("engine", ["numpy", "numba", "torch", "torch-cuda"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_engine(benchmark, shape, cell, dtype, engine, passes):
     T, B, I, H = shape

@@ -51,7 +51,7 @@ def _minirnn_worker(engine, cell, T, B, I, H, seed):
     import numpy as np
 
     from minirnn.grad import MSELoss, gnvp, hvp, jvp
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     rng = np.random.default_rng(seed)
     model = make_recurrent(cell, I, H, seed=seed, backend=engine).eval()
     x, y = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
@@ -69,7 +69,7 @@ def _minirnn_worker(engine, cell, T, B, I, H, seed):
 def _torch_worker(cell, T, B, I, H, seed):
     import torch
 
-    from minirnn.registry import get_cell
+    from minirnn.cells import get_cell
     torch.manual_seed(seed)
     spec = get_cell(cell)
     m = getattr(torch.nn, spec.module)(I, H, dtype=torch.float64, **spec.module_kwargs())
@@ -102,8 +102,11 @@ def worker(args):
     with threadpool_limits(args.threads):
         if args.worker == "torch":
             import torch
+
+            from minirnn.parity.torch_ref import load_forward_ad
             torch.set_num_threads(args.threads)
             info["torch_threads"] = torch.get_num_threads()
+            load_forward_ad()          # before the timed jvp: without TorchScript's warnings
         for cell in args.cells.split(","):
             if args.worker == "torch":
                 info["rows"][cell] = _torch_worker(cell, args.T, args.B, args.I, args.H, args.seed)

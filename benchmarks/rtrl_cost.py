@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 def measure(cell, H, backend, T, rounds):
     """-> seconds per step (min over rounds), S, |θ|."""
     from minirnn.grad import rtrl_gradient
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     model = make_recurrent(cell, H, H, dtype="float64", backend=backend, seed=0)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((T, 1, H)), rng.standard_normal((T, 1, H))
@@ -35,20 +34,6 @@ def measure(cell, H, backend, T, rounds):
         best = min(best, (time.perf_counter() - start) / T)
     S = H * len(model.spec.state_names)
     return best, S, sum(p.size for p in model.params.values())
-
-
-def environment():
-    import numba
-    from threadpoolctl import threadpool_info
-
-    from minirnn.bench.env import describe_machine
-    m = describe_machine()
-    blas = ", ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-                     f"x{d.get('num_threads')}" for d in threadpool_info())
-    return (f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['best_simd']}; "
-            f"{platform.platform()}\nversions: python {platform.python_version()}, numpy "
-            f"{np.__version__}, numba {numba.__version__}; BLAS: {blas}\n"
-            f"overrides: {m['overrides'] or 'none'}")
 
 
 def main(argv=None):
@@ -63,14 +48,14 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     from minirnn._table import text_table
-    from minirnn.bench.env import LoadMonitor
+    from minirnn.bench.env import LoadMonitor, environment_text
     monitor = LoadMonitor()
     before = monitor.measure(1.0)
     monitor.start()
     rows, records = [], []
     backends = args.backends.split(",")
     with threadpool_limits(1):
-        env = environment()                              # the BLAS threads as measured
+        env = environment_text()                         # the BLAS threads as measured
         for cell in args.cells.split(","):
             for H in (int(h) for h in args.hidden.split(",")):
                 per = {b: measure(cell, H, b, args.steps, args.rounds) for b in backends}

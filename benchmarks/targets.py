@@ -16,17 +16,36 @@ gradients and the Python around the kernels included) over the floor, as the ben
 it; "loops x floor" is the time-loop phases alone (recurrent forward + backward-data, from the
 split timing; backward-data still holds the dx = dz W_ih product) over the same floor -- the
 closer measure of the kernels themselves. The floor target is judged on the second.
+
+Only rows the bench left unflagged are judged: a row flagged order, load, spread or peak
+(impossible numbers, a busy machine, rounds that disagree) shows "!" and "not judged", and
+the closing lines count them ("3 of 32 rows not judged: 3 load"); a row flagged split has no
+floor verdict. A run where fewer than --min-judged of the rows (default half) can be judged
+says so and exits 1, and so does a run that judged nothing: that is never a success. A
+missing or malformed JSON is a one-line error.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import NamedTuple
 
 SPEED = {"float64": {32: 5.0, 64: 5.0, 128: 5.0, 256: 2.5},
          "float32": {32: 4.0, 64: 3.0, 128: 1.5, 256: 1.0}}
 FLOOR = 1.3                      # x the bandwidth floor, for H >= FLOOR_FROM
 FLOOR_FROM = 64
+UNJUDGED_FLAGS = ("order", "load", "spread", "peak")   # bench flags that keep a row out
+MIN_JUDGED = 0.5                 # the share of rows that must be judged for a verdict
+
+
+class Judgement(NamedTuple):
+    lines: list                  # the table: a header and one line per row
+    rows: int                    # the engine's rows in the targets regime
+    rows_judged: int
+    not_judged: dict             # reason (a flag code, or "no target") -> rows
+    judged: int                  # targets judged (speed, floor, jax)
+    missed: int
 
 
 def rows_of(doc, engine):
@@ -51,45 +70,115 @@ def jax_ref(doc):
                  if n.startswith("jax@")), None)
 
 
-def table(doc, engine, floor_limit=FLOOR):
-    """-> (lines, missed). With a jax engine in the run, a column "x jax" and the target
-    "jax": numba ahead of JAX (ratio >= 1) on every row where it is ahead of torch@1."""
+def _codes(row):
+    return [f["code"] for f in row.get("flags", [])]
+
+
+def _key(row):
+    return row["cell"], row["dtype"], row["H"], row.get("T"), row.get("B"), row.get("I")
+
+
+def _ratio_cell(ratio):
+    return f"{ratio['median']:7.2f} [{ratio['min']:5.2f}-{ratio['max']:5.2f}]"
+
+
+def judge(doc, engine, floor_limit=FLOOR) -> Judgement:
+    """Every row of `engine` in the targets regime against its targets; rows the bench flagged
+    (UNJUDGED_FLAGS) are shown and counted but not judged. With a jax engine in the run, a
+    column "x jax" and the target "jax": numba ahead of JAX (ratio >= 1) on every row where it
+    is ahead of torch@1, unless JAX's own row was flagged."""
     jx = jax_ref(doc)
+    jax_flags = {_key(r): _codes(r) for r in doc["rows"] if jx and r["engine"] == jx}
     lines = [f"{'cell':9} {'dtype':8} {'H':>4}  {'x torch@1 [range]':>22}  {'target':>6}  "
              + (f"{'x ' + jx + ' [range]':>22}  " if jx else "")
              + f"{'x floor':>8}  {'loops x floor':>13}  result"]
-    missed = 0
-    for r in sorted(rows_of(doc, engine), key=lambda r: (r["cell"], r["dtype"], r["H"])):
+    rows = sorted(rows_of(doc, engine), key=lambda r: (r["cell"], r["dtype"], r["H"]))
+    not_judged, rows_judged, judged, missed = {}, 0, 0, 0
+    for r in rows:
         ratio = r["ratio"].get("torch@1", {}).get("fwd_bwd")
         target = SPEED.get(r["dtype"], {}).get(r["H"])
-        if ratio is None or target is None:
-            continue
-        speed_ok = ratio["median"] >= target
+        flags = _codes(r)
+        why = [c for c in UNJUDGED_FLAGS if c in flags]
+        if not why and (ratio is None or target is None):
+            why = ["no target" if target is None else "no ratio"]
+        for c in why:
+            not_judged[c] = not_judged.get(c, 0) + 1
         floor = (r.get("floor_ratio") or {}).get("fwd_bwd")
         loops = _loops_floor(r)
-        floor_ok = loops is None or r["H"] < FLOOR_FROM or loops <= floor_limit
-        missed += (not speed_ok) + (not floor_ok)
-        notes = [verdict("speed", speed_ok)]
-        jcol = ""
-        if jx:
-            jr = (r["ratio"].get(jx) or {}).get("fwd_bwd")
-            if jr is None:
-                jcol = f"{'-':>22}  "
+        jr = (r["ratio"].get(jx) or {}).get("fwd_bwd") if jx else None
+        show = lambda d: "!" if why else _ratio_cell(d)              # noqa: E731
+        jcol = (f"{'-' if jr is None else show(jr):>22}  " if jx else "")
+        cells = (f"{r['cell']:9} {r['dtype']:8} {r['H']:>4}  "
+                 f"{'-' if ratio is None else show(ratio):>22}  "
+                 f"{'-' if target is None else f'{target:.1f}':>6}  {jcol}"
+                 f"{'-' if floor is None or why else f'{floor:.2f}':>8}  "
+                 f"{'-' if loops is None or why else f'{loops:.2f}':>13}  ")
+        if why:
+            lines.append(cells + f"not judged: {', '.join(why)}"
+                         + (f"  ({','.join(flags)})" if flags else ""))
+            continue
+        rows_judged += 1
+        speed_ok = ratio["median"] >= target
+        notes, results = [verdict("speed", speed_ok)], [speed_ok]
+        if jr is not None and ratio["median"] >= 1:    # ahead of torch: must be ahead of jax too
+            if any(c in UNJUDGED_FLAGS for c in jax_flags.get(_key(r), [])):
+                notes.append("jax not judged (its row flagged)")
             else:
-                jcol = f"{jr['median']:7.2f} [{jr['min']:5.2f}-{jr['max']:5.2f}]{'':>2}  "
-                if ratio["median"] >= 1:          # ahead of torch: must be ahead of jax too
-                    jax_ok = jr["median"] >= 1
-                    missed += not jax_ok
-                    notes.append(verdict("jax", jax_ok))
-        if loops is not None and r["H"] >= FLOOR_FROM:
-            notes.append(verdict("floor", floor_ok))
-        flags = ",".join(f["code"] for f in r.get("flags", []))
-        lines.append(f"{r['cell']:9} {r['dtype']:8} {r['H']:>4}  {ratio['median']:7.2f} "
-                     f"[{ratio['min']:5.2f}-{ratio['max']:5.2f}]  {target:>6.1f}  {jcol}"
-                     f"{'-' if floor is None else f'{floor:.2f}':>8}  "
-                     f"{'-' if loops is None else f'{loops:.2f}':>13}  {', '.join(notes)}"
-                     + (f"  ({flags})" if flags else ""))
-    return lines, missed
+                results.append(jr["median"] >= 1)
+                notes.append(verdict("jax", results[-1]))
+        if loops is not None and r["H"] >= FLOOR_FROM and "split" not in flags:
+            results.append(loops <= floor_limit)
+            notes.append(verdict("floor", results[-1]))
+        judged += len(results)
+        missed += results.count(False)
+        lines.append(cells + ", ".join(notes) + (f"  ({','.join(flags)})" if flags else ""))
+    return Judgement(lines, len(rows), rows_judged, not_judged, judged, missed)
+
+
+def table(doc, engine, floor_limit=FLOOR):
+    """-> (lines, missed): judge()'s table and the targets it found missed."""
+    j = judge(doc, engine, floor_limit)
+    return j.lines, j.missed
+
+
+def load(path):
+    """The bench JSON at path, or SystemExit with one line saying what is wrong with it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        sys.exit(f"{path}: no such file; write one with `minirnn bench --regimes targets "
+                 f"--backends numba,torch --json {path}`")
+    except OSError as e:
+        sys.exit(f"{path}: cannot read it ({e.strerror or e})")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        sys.exit(f"{path}: not a JSON file ({e})")
+    need = {"regime", "engine", "cell", "dtype", "H", "ratio"}
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and need <= set(r)
+                                             and isinstance(r["ratio"], dict) for r in rows):
+        sys.exit(f"{path}: not a `minirnn bench` JSON (expected an object whose \"rows\" are "
+                 f"bench rows with {', '.join(sorted(need))})")
+    return doc
+
+
+def summary(j, engine, min_judged=MIN_JUDGED):
+    """-> (lines for stdout, the error for stderr or None)."""
+    counts = ", ".join(f"{n} {c}" for c, n in sorted(j.not_judged.items(),
+                                                      key=lambda kv: (-kv[1], kv[0])))
+    out = [f"{j.rows_judged} of {j.rows} rows judged"
+           + (f"; {j.rows - j.rows_judged} of {j.rows} rows not judged: {counts}"
+              if j.rows_judged < j.rows else "")]
+    if j.judged:
+        out.append(f"{j.missed} target(s) missed of {j.judged} judged")
+    if j.judged == 0 or j.rows_judged == 0:
+        return out, (f"no target judged: all {j.rows} '{engine}' rows were flagged or had no "
+                     f"target ({counts}); rerun the bench on a quieter machine")
+    if j.rows_judged < min_judged * j.rows:
+        return out, (f"too few rows judged: {j.rows_judged} of {j.rows} (at least "
+                     f"{100 * min_judged:.0f}% needed, --min-judged {min_judged}); not judged: "
+                     f"{counts}; rerun the bench on a quieter machine")
+    return out, None
 
 
 def main(argv=None):
@@ -100,15 +189,21 @@ def main(argv=None):
     parser.add_argument("--floor", type=float, default=FLOOR,
                         help=f"the floor target: loops x floor at most this for H >= "
                              f"{FLOOR_FROM} (default {FLOOR}; issue 23 asks 1.2)")
+    parser.add_argument("--min-judged", type=float, default=MIN_JUDGED, metavar="SHARE",
+                        help=f"the share of rows that must be judged (not flagged by the bench) "
+                             f"for a verdict, in (0, 1] (default {MIN_JUDGED})")
     args = parser.parse_args(argv)
-    with open(args.json) as f:
-        doc = json.load(f)
+    if not 0 < args.min_judged <= 1:
+        parser.error(f"--min-judged: expected a share in (0, 1], got {args.min_judged}")
+    doc = load(args.json)
     if not rows_of(doc, args.engine):
         sys.exit(f"{args.json}: no '{args.engine}' rows in the targets regime; run "
                  f"minirnn bench --regimes targets --backends numba,torch")
-    lines, missed = table(doc, args.engine, args.floor)
-    print("\n".join(lines))
-    print(f"{missed} target(s) missed")
+    j = judge(doc, args.engine, args.floor)
+    lines, error = summary(j, args.engine, args.min_judged)
+    print("\n".join(j.lines + lines))
+    if error:
+        sys.exit(error)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,20 @@
 
 Elman RNN (tanh, relu), LSTM and GRU written out in NumPy, forward and BPTT one step at a
 time, the same math fused in Numba, checked against torch's nn.RNN / nn.LSTM / nn.GRU.
-The cells are listed in one place, minirnn.registry.
+The cells are listed in one place, minirnn.cells.
 """
-import importlib
+from importlib import import_module as _import_module
 
 from . import functional
-from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNCell
+from ._blas import get_num_threads, set_num_threads
+from ._version import __version__
+from .cells import CellSpec, register_cell, register_tier
+from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Module, RNNBase, RNNCell
 from .testing import assert_close
 
-__version__ = "0.1.0"
 
-_SUBPACKAGES = ("train", "interop", "grad", "debug", "parity", "bench", "tutorials", "kernels",
-                "utils", "cli")
+_SUBPACKAGES = ("cells", "train", "interop", "grad", "studies", "debug", "parity", "bench",
+                "tutorials", "kernels", "utils", "cli")
 
 # Tools that pull in more (plots, torch interop) are imported on first use.
 _LAZY = {
@@ -24,19 +26,26 @@ _LAZY = {
     "Linear": ".nn.layers", "Embedding": ".nn.layers", "Dropout": ".nn.layers",
     "save_checkpoint": ".train.checkpoint", "load_checkpoint": ".train.checkpoint",
     "CheckpointError": ".train.checkpoint", "load_model_state": ".train.checkpoint",
-    "SequenceClassifier": ".train.models", "LanguageModel": ".train.models",
+    "SequenceClassifier": ".nn.models", "LanguageModel": ".nn.models",
     "Engine": ".train.engine",
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(_import_module(_LAZY[name], __name__), name)
     if name in _SUBPACKAGES:
-        return importlib.import_module("." + name, __name__)
+        return _import_module("." + name, __name__)
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
 
 
-__all__ = ["functional", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Module",
-           "assert_close",
+def __dir__():
+    """The public API (the lazy names too) and the subpackages; no private helper."""
+    return sorted({n for n in globals() if not n.startswith("_") or n.startswith("__")}
+                  | set(__all__) | set(_SUBPACKAGES))
+
+
+__all__ = ["functional", "RNN", "LSTM", "GRU", "RNNBase", "RNNCell", "LSTMCell", "GRUCell",
+           "Module", "CellSpec", "register_cell", "register_tier", "assert_close",
+           "set_num_threads", "get_num_threads",
            "__version__", *_LAZY]

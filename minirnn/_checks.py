@@ -174,6 +174,14 @@ def check_lengths(lengths, batch, steps, low=1, steps_name="the sequence length"
     return arr
 
 
+def check_steps(name, steps):
+    """A sequence needs at least one step (torch: "Expected sequence length to be larger
+    than 0"): the one message for every tool that runs a sequence."""
+    if steps == 0:
+        raise ValueError(f"{name}: expected at least one time step, got T=0")
+    return steps
+
+
 def valid_mask(lengths, steps):
     """lengths (B,) -> (T, B) bool, True where step t lies inside sequence b; None if all do."""
     if lengths is None or np.all(lengths == steps):

@@ -10,7 +10,9 @@ Output paths. Every CLI flag that names an output (explore -o, step --render/--h
 --json/--plot, gradcheck --json, study --out) is checked by check_output_path before any work:
 a missing directory is created (by the writer) only when it lies under the working directory
 or --mkdir is given; anywhere else a typo such as /nonexistent/dir would silently become a new
-directory tree, so it is refused, naming the flag, the directory and the fix.
+directory tree, so it is refused, naming the flag, the directory and the fix. A page or a
+picture that exists is replaced only when asked (check_overwrite: --overwrite on the command
+line, overwrite=True in Python: minirnn.explore and the step renderers).
 
 Optional dependencies (the extras in setup.cfg) are imported where they are needed, through
 require(): a missing one raises MissingExtra, whose message names the extra to install.
@@ -32,6 +34,23 @@ EXTRAS = {"matplotlib": "plot", "tqdm": "plot", "torch": "torch", "selenium": "t
 
 class MissingExtra(ImportError):
     """An optional dependency is not installed; the message says which extra brings it."""
+
+
+# What the argument checks raise, ValueError above all: bad input, which the command line
+# reports in one line with exit code 2. Any other exception that ends a command is a bug in
+# minirnn, shown as one, with exit code 70 (EX_SOFTWARE; not 1, which a failed check returns).
+USER_ERRORS = (ValueError, OSError, MissingExtra)
+EXIT_USER_ERROR, EXIT_BUG = 2, 70
+
+
+def exit_code(e):
+    """The command line's exit code for the exception `e` that ended a command (the CLI and
+    every rank of a distributed run use this one rule)."""
+    if isinstance(e, KeyboardInterrupt):
+        return 130
+    if isinstance(e, BrokenPipeError):          # `minirnn ... | head`: the reader went away
+        return 141
+    return EXIT_USER_ERROR if isinstance(e, USER_ERRORS) else EXIT_BUG
 
 
 def require(module, what):
@@ -72,10 +91,7 @@ def check_output_path(flag, path, *, mkdir=False, overwrite=True, directory=Fals
     else:
         if os.path.isdir(path):
             raise ValueError(f"{flag}: {path} is a directory; expected a file name in it")
-        if not overwrite and os.path.exists(path):
-            raise ValueError(f"{flag}: {path} already exists; nothing was written. Pass "
-                             f"--overwrite to replace it, or {flag.split('/')[0]} PATH for "
-                             f"another file")
+        check_overwrite(flag, path, overwrite)
         parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(parent):
         return path
@@ -89,6 +105,17 @@ def check_output_path(flag, path, *, mkdir=False, overwrite=True, directory=Fals
                          f"directory, nothing is created unasked); create it, or pass --mkdir "
                          f"to have it created")
     return path
+
+
+def check_overwrite(name, path, overwrite):
+    """The one overwrite rule: an existing file is replaced only when asked (overwrite=True;
+    on the command line --overwrite), else a ValueError naming the argument (`name`: a flag
+    such as "-o/--out", or a Python argument such as "path") and the fix."""
+    if overwrite or not os.path.exists(path):
+        return
+    fix = (f"Pass --overwrite to replace it, or {name.split('/')[0]} PATH for another file"
+           if name.startswith("-") else "Pass overwrite=True to replace it, or another path")
+    raise ValueError(f"{name}: {os.fspath(path)} already exists; nothing was written. {fix}")
 
 
 def _file_mode(path):

@@ -5,28 +5,27 @@ the next product. For the products a recurrent network runs at every time step (
 state times the (H, G*H) recurrent weight, T times in a row) the split is not worth it, and
 when another process holds a core the spinning workers fight it: measured on 2 cores with one
 spinning process, `minirnn train names --epochs 2` trained 6x slower with the default threads
-than with one. So minirnn decides:
+than with one. So minirnn decides, for the CLI and the library alike:
 
-    1. --threads N (train, step, gradcheck, predict, generate, study), else
+    1. --threads N (train, step, gradcheck, predict, generate, study), or the count set with
+       minirnn.set_num_threads(n) in Python, else
     2. MINIRNN_NUM_THREADS=N (the one environment variable; minirnn/_config.py), else
     3. the size rule: 1 BLAS thread when the per-step recurrent product B x H x G*H
-       (multiply-adds) is below SMALL_PRODUCT, the usable cores above it.
+       (multiply-adds) is below SMALL_PRODUCT; above it the BLAS library's own count (its
+       pool: the usable cores, or what OPENBLAS_NUM_THREADS says).
 
-`limit(choice)` applies the count around the work and restores the previous one afterwards
-(torch's intra-op threads too, for the torch backend). OPENBLAS_NUM_THREADS and friends still
-cap the pool the BLAS library starts with; minirnn never asks for more than that pool.
+`limit(choice)` applies the count around a command's work and restores the previous one
+afterwards (torch's intra-op threads too, for the torch backend); inside it, the library's
+per-call rule (minirnn/_blas.py, which holds SMALL_PRODUCT) uses the command's count.
+OPENBLAS_NUM_THREADS and friends still cap the pool the BLAS library starts with.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import NamedTuple
 
-# The per-step recurrent product (multiply-adds) from which a second BLAS thread pays off in
-# an end-to-end forward+backward of one layer on a quiet machine; measured with
-# `python -m minirnn._threads` (see measure()). Below it every tutorial model in this package
-# (names B=64 H=128 LSTM: 4.2e6; script/char B=32 H=256 LSTM: 8.4e6).
-SMALL_PRODUCT = 3.0e7
+from . import _blas, _config
+from ._blas import SMALL_PRODUCT, usable_cores  # noqa: F401  (the rule's threshold, one place)
 
 ENV = "MINIRNN_NUM_THREADS"
 
@@ -36,16 +35,9 @@ class Choice(NamedTuple):
     why: str                # one line for the user: where the number comes from
 
 
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                     # not on Linux
-        return os.cpu_count() or 1
-
-
 def step_product(batch, hidden, cell="lstm", proj_size=0):
     """Multiply-adds of one time step's recurrent product: B x H_out x G*H."""
-    from .registry import get_cell
+    from .cells import get_cell
     gates = get_cell(cell).gates
     return int(batch) * int(proj_size or hidden) * gates * int(hidden)
 
@@ -65,15 +57,19 @@ def choose(threads=None, product=None) -> Choice:
     product of the run (step_product); None when unknown (then the usable cores)."""
     if threads is not None:
         return Choice(_positive("--threads", threads), "--threads")
-    raw = os.environ.get(ENV, "").strip()
-    if raw:
-        return Choice(_positive(ENV, raw), ENV)
+    n, why = _blas.explicit()
+    if n is not None:
+        return Choice(n, why)
+    env = _config.env_threads()
+    if env is not None:
+        return Choice(env, ENV)
     if product is None:
         return Choice(usable_cores(), "the usable cores")
-    if product < SMALL_PRODUCT:
-        return Choice(1, f"per-step product {_sci(product)} multiply-adds < {_sci(SMALL_PRODUCT)}")
+    if product < _blas.SMALL_PRODUCT:
+        return Choice(1, f"per-step product {_sci(product)} multiply-adds < "
+                         f"{_sci(_blas.SMALL_PRODUCT)}")
     return Choice(usable_cores(),
-                  f"per-step product {_sci(product)} multiply-adds >= {_sci(SMALL_PRODUCT)}")
+                  f"per-step product {_sci(product)} multiply-adds >= {_sci(_blas.SMALL_PRODUCT)}")
 
 
 def _sci(x):
@@ -101,16 +97,19 @@ def limit(choice, torch=False):
     yields the count BLAS really runs with (min over its libraries), or None without BLAS."""
     from threadpoolctl import threadpool_limits
     n = choice.threads if isinstance(choice, Choice) else _positive("threads", choice)
-    saved_torch = None
+    saved_torch, saved_explicit = None, _blas.explicit()
     if torch:
         import torch as _torch
         saved_torch = _torch.get_num_threads()
         _torch.set_num_threads(n)
     try:
+        # the library calls inside use the command's count
+        _blas.set_explicit(n, choice.why if isinstance(choice, Choice) else "threads")
         with threadpool_limits(limits=n, user_api="blas"):
             counts = blas_threads()
             yield min(counts) if counts else None
     finally:
+        _blas.set_explicit(*saved_explicit)
         if saved_torch is not None:
             import torch as _torch
             _torch.set_num_threads(saved_torch)
@@ -132,8 +131,7 @@ def measure(sizes=((64, 128), (32, 256), (64, 256), (128, 256), (64, 512), (128,
 
     import numpy as np
 
-    from .registry import make_recurrent
-    from threadpoolctl import threadpool_limits
+    from .nn import make_recurrent
     rng = np.random.default_rng(0)
     rows = []
     for B, H in sizes:
@@ -144,7 +142,7 @@ def measure(sizes=((64, 128), (32, 256), (64, 256), (128, 256), (64, 512), (128,
         best = {n: float("inf") for n in threads}
         for _ in range(repeats):
             for n in threads:
-                with threadpool_limits(limits=n, user_api="blas"):
+                with limit(Choice(n, "measure")):     # the library's calls too
                     t0 = time.perf_counter()
                     out, _ = m(x)
                     m.backward(np.ones_like(out))

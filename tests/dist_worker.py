@@ -37,7 +37,7 @@ def batches(kind, seed=11):
 
 def build(kind, backend, dtype, group=None, seed=3):
     from minirnn.train.engine import Engine
-    from minirnn.train.models import LanguageModel, SequenceClassifier
+    from minirnn.nn.models import LanguageModel, SequenceClassifier
     mb = "numpy" if backend == "torch" else backend
     if kind == "lm":
         model = LanguageModel(V, 6, 7, cell="lstm", num_layers=2, dtype=dtype, seed=seed,

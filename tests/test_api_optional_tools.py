@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import minirnn
 from minirnn import utils
 from minirnn.grad.gradcheck import GradcheckReport
-from minirnn.registry import CELL_NAMES, get_cell, make_cell, make_recurrent
+from minirnn.cells import BUILTIN, get_cell
+from minirnn.nn import make_cell, make_recurrent
 
 torch = pytest.importorskip("torch")
 SEEDS = st.integers(0, 2**31 - 1)
@@ -89,7 +90,7 @@ def test_assert_close_rtol_atol_name(shape, scale, seed):
 # ---- what every Module shares ------------------------------------------------------------------
 
 @settings(max_examples=30, deadline=None)
-@given(data=st.data(), cell=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2),
+@given(data=st.data(), cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2),
        bidirectional=st.booleans(), batch_first=st.booleans(), seed=SEEDS)
 def test_module_methods(data, cell, layers, bidirectional, batch_first, seed):
     """named_parameters / modules (prefix), train (mode), load_state_dict (strict),
@@ -174,14 +175,14 @@ def test_module_methods(data, cell, layers, bidirectional, batch_first, seed):
     assert np.abs(m64.params["w"]).max() <= 0.5
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_cell_preserve_record(cell):
     rng = np.random.default_rng(3)
     model = make_cell(cell, 3, 4, seed=1)
     state = model.forward_state(rng.standard_normal((2, 3)))
     d = tuple(rng.standard_normal(s.shape) for s in state)
     model.zero_grad()
-    want = model.backward_state(d)
+    want = model.backward_state(d, retain_graph=True)        # kept for the second
     with model.preserve_record():
         model.forward_state(rng.standard_normal((5, 3)))
     model.zero_grad()
@@ -267,7 +268,7 @@ def test_gradcheck_eps_rtol_atol():
 
 
 @settings(max_examples=15, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2), bidirectional=st.booleans(),
+@given(cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2), bidirectional=st.booleans(),
        seed=SEEDS)
 def test_tool_accessors(cell, layers, bidirectional, seed):
     """state_sizes, param_keys (layer, direction present and absent) and initial_state: what

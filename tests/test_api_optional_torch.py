@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import minirnn
 from minirnn import assert_close
 from minirnn.functional.backends import KERNEL_BACKENDS
-from minirnn.registry import CELL_NAMES, get_cell
+from minirnn.cells import BUILTIN, get_cell
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("numba")
@@ -33,7 +34,7 @@ RTOL32 = 1e-4                      # float32 (parity measures <= 5e-7 on larger 
 UPSTREAM = [pytest.param(cell, backend, given_, id="-".join(
                 [cell, backend] + ([f"d_{n}_n" for n, g in zip(get_cell(cell).state_names, given_)
                                     if g] or ["none"])))
-            for cell in CELL_NAMES for backend in BACKENDS
+            for cell in BUILTIN for backend in BACKENDS
             for given_ in itertools.product((False, True), repeat=len(get_cell(cell).state_names))]
 
 
@@ -99,7 +100,7 @@ def test_module_matches_torch_autograd(cell, backend, d_given, data, layers, bid
         maybe(data, kw, "nonlinearity", spec.nonlinearity, "tanh")
     if "weight_hr" in spec.extra_params:
         maybe(data, kw, "proj_size", data.draw(st.sampled_from([0, P]), "proj"), 0)
-    model = spec.module_class()(I, H, **kw)
+    model = getattr(minirnn, spec.module)(I, H, **kw)
     if dropout:
         model.eval()
     tm = torch_twin(model, spec)
@@ -153,7 +154,7 @@ def test_module_matches_torch_autograd(cell, backend, d_given, data, layers, bid
     maybe(data, bkw, "return_steps", return_steps, False)
     maybe(data, bkw, "input_grad", input_grad, True)
     bwd = model.backward_state if state_api else model.backward
-    res = bwd(d_out, **bkw)
+    res = bwd(d_out, retain_graph=True, **bkw)          # kept: the same backward runs again
     assert len(res) == 2 + return_steps
     dx, d_state0 = res[0], res[1] if state_api else model.state_tuple(res[1])
 
@@ -200,7 +201,7 @@ def test_module_matches_torch_autograd(cell, backend, d_given, data, layers, bid
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data(), bias=st.booleans(), B=st.integers(1, 3), seed=SEEDS)
 def test_cell_matches_torch_autograd(cell, backend, data, bias, B, seed):
@@ -214,7 +215,7 @@ def test_cell_matches_torch_autograd(cell, backend, data, bias, B, seed):
         maybe(data, kw, name, value, default)
     if spec.nonlinearity:
         maybe(data, kw, "nonlinearity", spec.nonlinearity, "tanh")
-    model = spec.cell_class()(I, H, **kw)
+    model = getattr(minirnn, spec.cell_module)(I, H, **kw)
     tm = torch_twin(model, spec, cell=True)
     rtol = RTOL if dtype == "float64" else RTOL32
     rng = np.random.default_rng(seed)
@@ -246,15 +247,16 @@ def test_cell_matches_torch_autograd(cell, backend, data, bias, B, seed):
     d_new = [rng.standard_normal(new[0].shape).astype(dtype)] + [
         rng.standard_normal(s.shape).astype(dtype) if data.draw(st.booleans(), "d_c") else None
         for s in new[1:]]
+    keep = dict(retain_graph=True)                  # the same backward runs again below
     if state_api:
-        dx, d_prev = model.backward_state(tuple(d_new))
+        dx, d_prev = model.backward_state(tuple(d_new), **keep)
     elif single:
-        dx, dh = model.backward(d_new[0])
+        dx, dh = model.backward(d_new[0], **keep)
         d_prev = (dh,)
     else:
         bkw = {}
         maybe(data, bkw, "d_c", d_new[1], None)
-        dx, d_prev = model.backward(d_new[0], **bkw)
+        dx, d_prev = model.backward(d_new[0], **bkw, **keep)
     loss = sum((s * tensor(d)).sum() for s, d in zip(t_new, d_new) if d is not None)
     loss.backward()
     assert_close(dx, xt.grad, rtol=rtol, name="dx")

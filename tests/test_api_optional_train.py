@@ -13,7 +13,7 @@ import minirnn
 from minirnn.debug.explore import read_page
 from minirnn.train.checkpoint import load_checkpoint, save_checkpoint
 from minirnn.train.engine import Engine
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 
 torch = pytest.importorskip("torch")
 V, C, B, T = 6, 3, 4, 5

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from minirnn.bench import Timing, format_table, make_problem, run_benchmark
 from minirnn.functional.backends import get_backend
-from minirnn.registry import CELL_NAMES, get_cell
+from minirnn.cells import BUILTIN, get_cell
 
 TINY = {"small": [(3, 2, 3, 4)]}
 
@@ -27,7 +27,7 @@ def _reference(p):
 
 
 @settings(max_examples=4, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), T=st.integers(1, 5), B=st.integers(1, 3),
+@given(cell=st.sampled_from(BUILTIN), T=st.integers(1, 5), B=st.integers(1, 3),
        I=st.integers(1, 4), H=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
 def test_jax_layer_is_minirnn_reference_float64(cell, T, B, I, H, seed):
     pytest.importorskip("jax")
@@ -42,7 +42,7 @@ def test_jax_layer_is_minirnn_reference_float64(cell, T, B, I, H, seed):
         np.testing.assert_allclose(gp[name], grads[name], rtol=1e-11, atol=1e-13, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_check_passes_float32_and_names_a_wrong_peer(cell):
     pytest.importorskip("jax")
     from minirnn.bench.jax_engine import CHECK_RTOL, jax_engine
@@ -99,7 +99,7 @@ def test_missing_jax_is_skipped_with_a_message(tmp_path, monkeypatch):
     assert any("jax is not installed" in n for n in res["meta"]["notes"])
 
 
-# ---- README's jax tables are their JSON files ---------------------------------------------------
+# ---- the benchmark page's jax tables are their JSON files ---------------------------------------
 BATCHED_HEAD = ["regime", "cell", "dtype", "shape", "numba ms", "torch@2 ms", "jax@2 ms",
                 "numba × torch@2", "numba × jax@2", "numba:native × torch@2", "rec % FMA peak",
                 "flags"]
@@ -130,7 +130,7 @@ def _flags(row):
 
 
 def batched_row_cells(doc, r):
-    """README's cells for one numba row of a batched run with jax (BATCHED_HEAD's order)."""
+    """The page's cells for one numba row of a batched run with jax (BATCHED_HEAD's order)."""
     fma = r.get("rec_fma_fraction")
     return [r["regime"], r["cell"], SHORT[r["dtype"]], f"{r['T']}×{r['B']}×{r['I']}×{r['H']}",
             _ms(r["seconds"]["fwd_bwd"]), _ms(_row(doc, "torch@2", r)["seconds"]["fwd_bwd"]),
@@ -140,7 +140,7 @@ def batched_row_cells(doc, r):
 
 
 def targets_row_cells(doc, r):
-    """README's cells for one numba row of the targets run with jax (TARGETS_HEAD's order)."""
+    """The page's cells for one numba row of the targets run with jax (TARGETS_HEAD's order)."""
     sec, floor = r["seconds"], (r.get("floor_s") or {}).get("fwd_bwd")
     loops = (sec["rec"] + sec["bwd_data"]) / floor if floor and "rec" in sec else None
     return [r["cell"], SHORT[r["dtype"]], str(r["H"]), _ms(sec["fwd_bwd"]),
@@ -149,7 +149,7 @@ def targets_row_cells(doc, r):
 
 
 def split_row_cells(doc, r):
-    """README's cells for one numba row's split (SPLIT_HEAD's order): the phases, and the
+    """The page's cells for one numba row's split (SPLIT_HEAD's order): the phases, and the
     time loops' (recurrent forward + backward-data) share of forward + backward."""
     s = r["seconds"]
     share = (s["rec"] + s["bwd_data"]) / (s["fwd"] + s["bwd"])
@@ -162,7 +162,7 @@ def _readme_tables(head):
     from pathlib import Path
     import re
     root = Path(__file__).resolve().parents[1]
-    lines = (root / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (root / "docs" / "benchmark-results.md").read_text(encoding="utf-8").splitlines()
     cells = lambda s: [c.strip() for c in s.strip().strip("|").split("|")]  # noqa: E731
     out = []
     for k, line in enumerate(lines):
@@ -183,7 +183,7 @@ def _readme_tables(head):
 def test_readme_jax_tables_are_their_json(head, fn):
     import json
     root, found = _readme_tables(head)
-    assert found, f"README.md has no table headed {head}"
+    assert found, f"docs/benchmark-results.md has no table headed {head}"
     for name, body in found:
         doc = json.loads((root / "docs" / name).read_text(encoding="utf-8"))
         want = {}
@@ -194,24 +194,24 @@ def test_readme_jax_tables_are_their_json(head, fn):
         assert len(body) == len(want), name
         for row in body:
             key = tuple(row[:3] if head is TARGETS_HEAD else row[:4])
-            assert row == want[key], f"README row {key} vs docs/{name}"
+            assert row == want[key], f"docs/benchmark-results.md row {key} vs docs/{name}"
 
 
 def test_readme_jax_prose_is_the_files():
-    """Every number README's prose on the jax runs quotes, recomputed from docs/."""
+    """Every number the benchmark page's prose on the jax runs quotes, recomputed from docs/."""
     import json
     import re
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    flat = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    flat = " ".join((root / "docs" / "benchmark-results.md").read_text(encoding="utf-8").split())
     load = lambda n: json.loads((root / "docs" / n).read_text(encoding="utf-8"))  # noqa: E731
     sys.path.insert(0, str(root / "benchmarks"))
     import targets as T
 
     def said(pattern):
         m = re.search(pattern, flat)
-        assert m, f"README.md no longer says anything matching {pattern!r}"
+        assert m, f"docs/benchmark-results.md no longer says anything matching {pattern!r}"
         return m.groups()
 
     span = lambda v, f="{:.2f}": (f.format(min(v)), f.format(max(v)))  # noqa: E731
@@ -286,17 +286,3 @@ def test_readme_jax_prose_is_the_files():
         f"{x(r, 'torch@1'):.2f}" for r in sorted(speed_miss, key=lambda r: r["cell"])) + (
         str(sum(v <= 1.2 for v in loops)), str(len(big))) + span(loops)
 
-    ab = {n: load(f"persistent-ab-{n}.json") for n in (1, 2)}
-    got = said(r"a quiet moment: foreign load ([\d.]+) cores in both runs\) it ran at "
-               r"([\d.]+)–([\d.]+)× with 1 thread \(`docs/persistent-ab-1\.json`\) and at "
-               r"([\d.]+)–([\d.]+)× with 2 threads \(`docs/persistent-ab-2\.json`\): a second "
-               r"thread sped the persistent call up ([\d.]+)–([\d.]+)× and the blas path "
-               r"([\d.]+)–([\d.]+)×")
-    loads = {f"{ab[n]['load']['mean']:.2f}" for n in (1, 2)}
-    gain = lambda path: [a["median_s"][path] / b["median_s"][path]  # noqa: E731
-                         for a, b in zip(ab[1]["rows"], ab[2]["rows"])]
-    assert len(loads) == 1 and got == (loads.pop(),) + span(
-        [r["ratio"]["median"] for r in ab[1]["rows"]]) + span(
-        [r["ratio"]["median"] for r in ab[2]["rows"]]) + span(gain("persistent")) + span(
-        gain("blas"))
-    assert [ab[n]["numba_threads"] for n in (1, 2)] == [1, 2]

@@ -318,7 +318,7 @@ def test_engine_refuses_a_nccl_group_for_its_own_kernels():
     from types import SimpleNamespace
 
     from minirnn.train.engine import Engine
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     with pytest.raises(ValueError, match="NCCL"):
         Engine(LanguageModel(5, 3, 4, num_layers=1), backend="numba",
                distributed=SimpleNamespace(backend="nccl", local_rank=0))

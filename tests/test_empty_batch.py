@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 import minirnn
 from minirnn import functional as F
 from minirnn.functional.backends import KERNEL_BACKENDS
-from minirnn.registry import CELL_NAMES, get_cell, make_cell, make_recurrent
+from minirnn.cells import BUILTIN, get_cell
+from minirnn.nn import make_cell, make_recurrent
 
 torch = pytest.importorskip("torch")
 
@@ -36,7 +37,7 @@ def _zero_grads(model):
 
 
 @settings(max_examples=40, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), backend=st.sampled_from(KERNEL_BACKENDS),
+@given(cell=st.sampled_from(BUILTIN), backend=st.sampled_from(KERNEL_BACKENDS),
        num_layers=st.integers(1, 2), bidirectional=st.booleans(), batch_first=st.booleans(),
        bias=st.booleans(), proj=st.booleans(), with_h0=st.booleans(), with_lengths=st.booleans(),
        dropout=st.sampled_from([0.0, 0.5]), with_d_state=st.booleans())
@@ -80,7 +81,7 @@ def test_module_empty_batch_matches_torch(cell, backend, num_layers, bidirection
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_module_torch_api_empty_batch(cell, backend):
     """The issue's example, through torch's forward/backward signatures."""
     spec = get_cell(cell)
@@ -99,7 +100,7 @@ def test_module_torch_api_empty_batch(cell, backend):
 
 @pytest.mark.parametrize("with_hx", [False, True])
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_cell_empty_batch_matches_torch(cell, backend, with_hx):
     spec = get_cell(cell)
     t = getattr(torch.nn, spec.cell_module)(I, H, **spec.module_kwargs(), dtype=torch.float64)

@@ -11,8 +11,9 @@ import minirnn
 from minirnn.debug import explore_data as ed
 from minirnn.debug.explore import build, page_html, read_page
 from minirnn.nn.layers import Linear
-from minirnn.registry import CELL_NAMES, make_recurrent
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 
 f32 = np.float32
 
@@ -33,7 +34,7 @@ def random_page(tmp_path, cell, layers=2, bidirectional=True, T=7, I=3, H=5, V=4
     return model, head, x, tr, read_page(path)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_every_embedded_number_is_the_traces_float32(tmp_path, cell):
     _, _, _, tr, page = random_page(tmp_path, cell)
     A, D = page["arrays"], tr.num_directions
@@ -148,7 +149,7 @@ def test_page_connectivity_is_the_heads_top_prediction_row(tmp_path):
     assert same(ed.unpack(payload)["connect"], ed.connectivity(model, x, U2))
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_saturation_fractions_are_a_direct_count(cell):
     model = make_recurrent(cell, 3, 6, num_layers=2, bidirectional=True, seed=5)
     x = 3.0 * np.random.default_rng(5).normal(size=(12, 3))     # large inputs: gates saturate

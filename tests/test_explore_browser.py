@@ -6,7 +6,7 @@ without them every test here SKIPS, with the reason in pytest's summary (-ra).
 The displayed numbers are read from the page's data-value attributes (JavaScript's shortest
 string of the float32 value) and compared EXACTLY with np.float32 of the trace's numbers.
 
-The README's screenshot: MINIRNN_EXPLORE_SCREENSHOT=docs/explore.png python -m pytest
+The docs' screenshot (docs/debugger.md): MINIRNN_EXPLORE_SCREENSHOT=docs/explore.png python -m pytest
 tests/test_explore_browser.py -k screenshot   (also copies the checked PNG there).
 """
 import os
@@ -42,18 +42,8 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason="browser tests need " + ",
 
 
 @pytest.fixture(scope="module")
-def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1150", "--force-device-scale-factor=1"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(options=opts, service=Service(DRIVER))
-    yield d
-    d.quit()
+def driver(chromium_driver):
+    return chromium_driver(1400, 1150)             # conftest.py: headless Chromium
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +190,7 @@ def test_connectivity_strip_is_the_cursors_row(driver, char_page):
 def test_screenshot_is_not_blank(driver, char_page, tmp_path):
     import matplotlib.image as mpimg
     path, tr, _ = char_page
-    driver.set_window_size(1400, 1500)                    # the whole page, for the README
+    driver.set_window_size(1400, 1500)                    # the whole page, for the docs
     try:
         open_page(driver, path)
         driver.execute_script("explorer.go(113); explorer.rank();")
@@ -253,7 +243,7 @@ def test_cli_pages_work_for_every_source(driver, tmp_path):
 
 def test_a_two_layer_lstm128_over_300_characters_scrubs_smoothly(driver, tmp_path):
     import minirnn
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     from minirnn.tutorials.data import char_vocab, load_shakespeare
     text = load_shakespeare()[:300]
     stoi, itos = char_vocab(text)

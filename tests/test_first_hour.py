@@ -321,7 +321,7 @@ def test_a_file_that_is_not_an_npz_is_a_checkpoint_error(content, why, tmp_path,
 def test_torch_engine_validates_the_token_layout_before_dispatch():
     pytest.importorskip("torch")
     from minirnn.train.engine import Engine
-    from minirnn.train.models import LanguageModel, SequenceClassifier
+    from minirnn.nn.models import LanguageModel, SequenceClassifier
     eng = Engine(SequenceClassifier(7, 3, 4, seed=0), backend="torch")
     tokens = np.zeros((5, 2, 1), dtype=np.int64)                      # (T, B, 1): the wrong layout
     with pytest.raises(ValueError, match=r"tokens: expected integer ids of shape \(B, T\)"):

@@ -1,20 +1,27 @@
 """Forward mode (JVP through time): each cell's hand-written tangents, composed over layers,
 directions, lengths and layouts, against torch (float64), central differences, the BPTT
 (the dot-product test) and the Numba twin. Fresh random weights, states and tangents."""
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.functional import gru as gru_ref
-from minirnn.functional import lstm as lstm_ref
-from minirnn.functional import rnn as rnn_ref
+from minirnn.cells import gru as gru_ref
+from minirnn.cells import lstm as lstm_ref
+from minirnn.cells import rnn as rnn_ref
 from minirnn.grad import JVPResult, jvp
-from minirnn.registry import CELL_NAMES, get_cell, make_recurrent
+from minirnn.cells import BUILTIN, get_cell
+from minirnn.nn import make_recurrent
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+from minirnn.parity.torch_ref import load_forward_ad  # noqa: E402
+
+load_forward_ad()           # torch.func.jvp below, without torch's TorchScript warnings
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -100,7 +107,7 @@ def torch_jvp(model, x, state, tangents, lengths):
     return [g.numpy() for g in torch.autograd.grad(total, us)]
 
 
-CONFIGS = dict(cell=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2),
+CONFIGS = dict(cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2),
                bidirectional=st.booleans(), batch_first=st.booleans(), use_lengths=st.booleans(),
                unbatched=st.booleans(), proj=st.booleans(), bias=st.booleans(),
                T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(2, 4),
@@ -270,8 +277,8 @@ def test_reference_forward_jvp_each_tangent_alone(cell, P):
     w_hr_dot given alone (the others absent, i.e. zero) against torch.func.jvp of one layer."""
     rng = np.random.default_rng(8)
     spec, params, x, state = _layer(cell, 4, 2, 3, 4, P, rng)
-    ref = spec.reference()
-    out, _, cache = spec.layer_forward(ref, x, state, params)
+    ref = importlib.import_module("minirnn.cells." + spec.family)
+    out, _, cache = spec.forward(x, state, params)
     kw = {"proj_size": P} if P else {}
     t = getattr(torch.nn, spec.module)(3, 4, dtype=torch.float64, **spec.module_kwargs(), **kw)
     t.load_state_dict({f"{k}_l0": torch.from_numpy(v) for k, v in params.items()})
@@ -308,11 +315,11 @@ def test_reference_step_jvp_is_the_sequence_at_one_step(cell, P):
     """step_jvp (nonlinearity; w_hr, w_hr_dot for the LSTM) is forward_jvp at T = 1."""
     rng = np.random.default_rng(9)
     spec, params, x, state = _layer(cell, 1, 3, 2, 4, P, rng)
-    ref = spec.reference()
-    _, _, cache = spec.layer_forward(ref, x, state, params)
+    ref = importlib.import_module("minirnn.cells." + spec.family)
+    _, _, cache = spec.forward(x, state, params)
     dots = {k: rng.standard_normal(v.shape) for k, v in params.items()}
     x_dot, s_dot = rng.standard_normal(x.shape), tuple(rng.standard_normal(s.shape) for s in state)
-    seq = spec.layer_jvp(ref, cache, x_dot, s_dot, dots)
+    seq = spec.forward_jvp(cache, x_dot, s_dot, dots)
     w, wd = params, dots
     if spec.family == "rnn":
         h_dot, _ = rnn_ref.step_jvp(x[0], state[0], cache.a[0], cache.h[0], x_dot[0], s_dot[0],

@@ -1,5 +1,6 @@
 """gradcheck: passes on correct models of every kind, and fails — on exactly the affected
 tensors — when a wrong gradient is planted in the reference backward."""
+import importlib
 import json
 
 import numpy as np
@@ -11,10 +12,11 @@ import minirnn
 from minirnn import functional
 from minirnn.grad.gradcheck import GradcheckReport, gradcheck
 from minirnn.cli import main
-from minirnn.functional import gru as gru_ref
-from minirnn.functional import lstm as lstm_ref
-from minirnn.functional import rnn as rnn_ref
-from minirnn.registry import CELL_NAMES, make_cell, make_recurrent
+from minirnn.cells import gru as gru_ref
+from minirnn.cells import lstm as lstm_ref
+from minirnn.cells import rnn as rnn_ref
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_cell, make_recurrent
 
 
 def _model(mode, I, H, layers=1, bidirectional=False, proj=0, bias=True, batch_first=False,
@@ -40,7 +42,7 @@ def _data(model, T, B, rng, unbatched=False):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mode=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2),
+@given(mode=st.sampled_from(BUILTIN), layers=st.integers(1, 2),
        bidirectional=st.booleans(), bias=st.booleans(), batch_first=st.booleans(),
        use_lengths=st.booleans(), proj=st.booleans(), unbatched=st.booleans(),
        T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(2, 3),
@@ -62,7 +64,7 @@ def test_gradcheck_passes_every_configuration(mode, layers, bidirectional, bias,
     assert all(r.checked == min(12, r.total) for r in report.rows)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 @pytest.mark.parametrize("batched", [True, False])
 def test_gradcheck_passes_cells(cell, batched):
     rng = np.random.default_rng(3)
@@ -88,7 +90,7 @@ def _wrap_step(monkeypatch, module, change):
 def _wrap_seq(monkeypatch, name, change):
     """name: "<family>_backward"; the numpy backend runs that family's reference module."""
     family, fn = name.rsplit("_", 1)
-    module = getattr(functional, family)
+    module = importlib.import_module("minirnn.cells." + family)
     orig = getattr(module, fn)
     monkeypatch.setattr(module, fn, lambda *a, **k: change(*orig(*a, **k)))
 

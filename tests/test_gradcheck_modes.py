@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 import minirnn
 from minirnn.cli import main
-from minirnn.functional import lstm as lstm_ref
-from minirnn.functional import rnn as rnn_ref
+from minirnn.cells import lstm as lstm_ref
+from minirnn.cells import rnn as rnn_ref
 from minirnn.grad.gradcheck import gradcheck
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
 
 
 def _model(cell, layers=1, bidirectional=False, proj=0, seed=0):
@@ -37,7 +38,7 @@ def _failed(report, check):
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cell=st.sampled_from(CELL_NAMES), layers=st.integers(1, 2), bidirectional=st.booleans(),
+@given(cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2), bidirectional=st.booleans(),
        proj=st.booleans(), use_lengths=st.booleans(), seed=st.integers(0, 1000))
 def test_every_mode_passes_on_correct_models(cell, layers, bidirectional, proj, use_lengths,
                                              seed):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minirnn.functional import gru
-from minirnn.functional.gru import GRUCache, GRUGradSteps
+from minirnn.cells import gru
+from minirnn.cells.gru import GRUCache, GRUGradSteps
 from minirnn.testing import assert_close
 
 SETTINGS = settings(max_examples=60, deadline=None)

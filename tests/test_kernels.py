@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import minirnn
 from minirnn._config import NUMBA_FLAGS
-from minirnn.functional import LSTMCache, RNNCache, get_backend, lstm, rnn
+from minirnn.functional import LSTMCache, RNNCache, get_backend
+from minirnn.cells import lstm, rnn
 from minirnn.testing import assert_close
 
 K = pytest.importorskip("minirnn.kernels")
@@ -144,10 +145,9 @@ def test_bad_path_is_refused():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("path", ["persistent", "fast"])
+@pytest.mark.parametrize("path", ["fused", "fast"])
 def test_every_cell_refuses_an_unknown_path_naming_the_known_ones(cell, path):
-    """Only 'loop' and 'blas' exist (the persistent kernel was removed: measured slower than
-    the blas path at every size tried, docs/persistent-ab-*.json)."""
+    """Only 'loop' and 'blas' exist."""
     G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
     x, h0 = np.ones((2, 5, 3)), np.ones((5, 4))
     w_ih, w_hh = np.ones((G * 4, 3)), np.ones((G * 4, 4))
@@ -168,9 +168,8 @@ def test_fma_peak_probe():
 
 
 def test_backend_namespace_and_functional_wrapper():
-    nb = get_backend("numba")
     for fn in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"):
-        assert callable(getattr(nb, fn))
+        assert callable(getattr(K, fn))
     rng = np.random.default_rng(3)
     T, B, I, H = 5, 3, 4, 6
     x, h0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H))
@@ -276,7 +275,7 @@ def _problem(cell, dtype, T=6, B=3, I=5, H=7, seed=21):
                 lambda cache, path: K.lstm_backward(cache, d_out, d_hT, d_cT, True, path=path),
                 lambda cache: lstm.backward(cache, d_out, d_hT, d_cT, return_steps=True))
     if cell == "gru":
-        from minirnn.functional import gru
+        from minirnn.cells import gru
         from minirnn.kernels import _gru
         args = (x, h0, w_ih, w_hh, b_ih, b_hh, valid)
         return (args, lambda a, **kw: _gru.forward(*a, **kw), lambda a, path: gru.forward(*a),

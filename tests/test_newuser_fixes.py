@@ -16,7 +16,7 @@ import pytest
 
 import minirnn
 from minirnn.cli import main
-from minirnn.registry import CELLS
+from minirnn.cells import CELLS
 
 
 def _cli(argv, capsys):
@@ -199,7 +199,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_at_load(tmp_path, capsy
 
 def test_a_wrong_shape_checkpoint_names_the_file_in_every_cli(tmp_path, capsys):
     from minirnn.train.engine import Engine
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     ck = _names_checkpoint(tmp_path / "m.npz")
     _rewrite(ck, lambda n, a: a[:-1] if n == "model/fc.weight" else a)
     code, text, err = _cli(["predict", "names", "--checkpoint", ck, "Smith"], capsys)
@@ -317,7 +317,7 @@ def test_explore_refuses_to_replace_a_page_unless_told(tmp_path, capsys):
 
 # ---- 8. the gradient-flow study --------------------------------------------------------------
 def test_a_rate_near_one_is_stable_in_the_band_the_table_states(tmp_path, capsys, monkeypatch):
-    from minirnn.grad import flow
+    from minirnn.studies import flow
     lo, hi = flow.STABLE_BAND
     assert lo < 1 < hi
     assert flow.behaviour(0.9996) == "stable" and flow.behaviour(lo) == "stable"
@@ -336,7 +336,7 @@ def test_a_rate_near_one_is_stable_in_the_band_the_table_states(tmp_path, capsys
 def test_a_plot_legend_states_the_band(tmp_path):
     plt = pytest.importorskip("matplotlib.pyplot")
     from minirnn.cli.study_gradflow import _plot
-    from minirnn.grad.flow import STABLE_BAND
+    from minirnn.studies.flow import STABLE_BAND
     seen = {}
     real = plt.Figure.savefig
 
@@ -366,7 +366,7 @@ def test_gradflow_refuses_fewer_than_two_steps(tmp_path, capsys):
 def test_the_table_csv_and_plot_count_sgd_steps_from_one(capsys):
     plt = pytest.importorskip("matplotlib.pyplot")
     from minirnn.cli.study_gradflow import _plot_demo, _print_demo, _table
-    from minirnn.grad.flow import exploding_demo
+    from minirnn.studies.flow import exploding_demo
     demo = exploding_demo("rnn_relu", weight_scale=4.0, T=30, hidden=16, steps=6, seed=0)
     k = len(demo["runs"]["no_clip"]["loss"])              # the step at which it went inf/nan
     assert not demo["runs"]["no_clip"]["finite"]

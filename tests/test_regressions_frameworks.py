@@ -23,7 +23,7 @@ import pytest
 
 import minirnn
 from minirnn.grad import MSELoss, hvp, jvp
-from minirnn.registry import make_recurrent
+from minirnn.nn import make_recurrent
 
 torch = pytest.importorskip("torch")
 

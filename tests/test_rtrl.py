@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minirnn.registry import CELL_NAMES, get_cell
+from minirnn.cells import BUILTIN, get_cell
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 SETTINGS = settings(max_examples=12, deadline=None)
 RTOL = 1e-12
 # (cell, proj_size): every registry cell, the LSTM with and without a projection
-CONFIGS = [(c, 0) for c in CELL_NAMES] + [("lstm", 2)]
+CONFIGS = [(c, 0) for c in BUILTIN] + [("lstm", 2)]
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -78,7 +78,7 @@ def test_step_jacobians_match_torch_autograd(cell, proj, bias, B, I, H, seed):
     params = _params(rng, spec, I, H, proj, bias)
     state = _state(rng, spec, B, H, proj)
     x_t = rng.standard_normal((B, I))
-    J_state, J = spec.step_jacobians(None, x_t, state, params)
+    J_state, J = spec.step_jacobians(x_t, state, params)
     ref_state, ref = _torch_step_jacobians(spec, x_t, state, params, H, proj)
     assert_close(J_state, ref_state, rtol=RTOL, atol=1e-15, name=f"{cell} J_state")
     assert list(J) == list(spec.param_names)
@@ -94,7 +94,7 @@ def test_reference_step_jacobians_optional_arguments():
     """Each family's step_jacobians called directly, every optional argument present and
     absent (b_ih, b_hh: no bias when absent; nonlinearity: tanh by default, relu; w_hr: no
     projection when absent), against torch autograd."""
-    from minirnn.functional import gru, lstm, rnn
+    from minirnn.cells import gru, lstm, rnn
     rng = np.random.default_rng(12)
     B, I, H, P = 2, 3, 4, 2
     x_t = rng.standard_normal((B, I))
@@ -132,9 +132,9 @@ def test_registry_step_jacobians_takes_a_module_and_a_missing_optional_param():
     params = _params(rng, spec, 3, 4, 0, True)
     state = _state(rng, spec, 2, 4, 0)
     x_t = rng.standard_normal((2, 3))
-    J_state, J = spec.step_jacobians(spec.reference(), x_t, state, params)
+    J_state, J = spec.step_jacobians(x_t, state, params)
     bare = {k: params[k] for k in ("weight_ih", "weight_hh")}         # no bias keys at all
-    J_state0, J0 = spec.step_jacobians(None, x_t, state, bare)
+    J_state0, J0 = spec.step_jacobians(x_t, state, bare)
     assert J0["bias_ih"] is None and J0["bias_hh"] is None
     # the bias-free step is another function: its state Jacobian differs, its shape does not
     assert J_state0.shape == J_state.shape == (2, 4, 4)
@@ -144,7 +144,7 @@ def test_registry_step_jacobians_takes_a_module_and_a_missing_optional_param():
 # ---- RTRL against BPTT ------------------------------------------------------------------------
 
 def _model(cell, proj, I, H, bias, layout, backend, seed, dtype="float64"):
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     kw = dict(bias=bias, batch_first=layout == "batch_first", dtype=dtype, seed=seed,
               backend=backend)
     if proj:
@@ -241,9 +241,9 @@ def test_rtrl_loss_value_counts_only_steps_inside_each_sequence(loss):
 def test_rtrl_on_a_cell_equals_the_sequence_module():
     """A one-step cell module (RNNCell, LSTMCell, GRUCell) runs over time-major x as well."""
     from minirnn.grad import rtrl_gradient
-    from minirnn.registry import make_cell, make_recurrent
+    from minirnn.nn import make_cell, make_recurrent
     rng = np.random.default_rng(4)
-    for cell in CELL_NAMES:
+    for cell in BUILTIN:
         one = make_cell(cell, 3, 4, seed=1)
         seq = make_recurrent(cell, 3, 4, seed=2)
         seq.load_state_dict({f"{k}_l0": v for k, v in one.params.items()})
@@ -299,8 +299,8 @@ def test_refusals_name_the_argument():
         rtrl_gradient(m, np.ones((3, 2, 7)), y)
     with pytest.raises(TypeError, match=r"state: expected a tuple of 2 array\(s\)"):
         rtrl_gradient(m, x, y, state=np.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"state\[1\]"):
-        rtrl_gradient(m, x, y, state=(np.ones((2, 4)), np.ones((1, 2, 4))))
+    with pytest.raises(ValueError, match=r"state\[1\]: expected shape \(1, 2, 4\)"):
+        rtrl_gradient(m, x, y, state=(np.ones((2, 4)), np.ones((2, 2, 4))))   # two layers
     with pytest.raises(ValueError, match="lengths"):
         rtrl_gradient(m, x, y, lengths=[3])
     with pytest.raises(ValueError, match="backend"):

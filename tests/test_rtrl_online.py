@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minirnn.registry import get_cell
+from minirnn.cells import get_cell
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
@@ -131,15 +131,15 @@ def test_influence_is_the_jacobian_of_the_state(cell, proj):
 def test_kernel_step_matches_the_reference_jacobians(cell, proj, B, I, H, bias, seed):
     """The kernel's compact step (state, J_s, Z) against the reference's dense Jacobians:
     ∂s/∂W_ih = Zi ⊗ x_t, ∂s/∂W_hh = Zh ⊗ h_{t-1}, ∂s/∂b_ih = Zi, ∂s/∂b_hh = Zh."""
-    from minirnn.kernels import _rtrl
     spec, rng = get_cell(cell), np.random.default_rng(seed)
     H = max(H, proj + 1)
     params = rt._params(rng, spec, I, H, proj, bias)
     state = rt._state(rng, spec, B, H, proj)
     x_t = rng.standard_normal((B, I))
-    new, J_state, Zi, Zh, r = _rtrl.STEPS[spec.family](x_t, state, params, spec.nonlinearity)
-    ref_state, ref = spec.step_jacobians(None, x_t, state, params)
-    _, ref_new, _ = spec.layer_forward(spec.reference(), x_t[None], state, params)
+    new, J_state, Zi, Zh, r = spec.twin("numba").rtrl_step(x_t, state, params,
+                                                           spec.nonlinearity)
+    ref_state, ref = spec.step_jacobians(x_t, state, params)
+    _, ref_new, _ = spec.forward(x_t[None], state, params)
     tol = dict(rtol=1e-13, atol=1e-15)
     for s, s_ref in zip(new, ref_new):
         assert_close(s, s_ref, name="state", **tol)
@@ -217,14 +217,14 @@ def test_cost_benchmark_runs_and_reports_every_row(tmp_path, capsys):
 
 
 def test_readme_cost_table_is_the_recorded_runs():
-    """README's RTRL cost table and its speed-up range, recomputed from docs/rtrl-cost.json
-    (the three runs of benchmarks/rtrl_cost.py it quotes)."""
+    """The RTRL cost table of docs/exact-derivatives.md and its speed-up range, recomputed from
+    docs/rtrl-cost.json (the three runs of benchmarks/rtrl_cost.py it quotes)."""
     import json
     import re
     root = Path(__file__).resolve().parents[1]
     runs = json.loads((root / "docs" / "rtrl-cost.json").read_text(encoding="utf-8"))["runs"]
-    text = (root / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("### RTRL"):text.index("## Gradient studies")]
+    text = (root / "docs" / "exact-derivatives.md").read_text(encoding="utf-8")
+    section = text[text.index("## RTRL"):]
     times = {}
     for run in runs:
         for r in run["rows"]:

@@ -13,7 +13,7 @@ import minirnn
 from minirnn.grad import LinearLoss, MSELoss, gnvp, hvp
 from minirnn.grad.output_losses import check_loss
 from minirnn.grad.second_order import hessian_vector
-from minirnn.registry import get_cell
+from minirnn.cells import get_cell
 
 torch = pytest.importorskip("torch")
 _spec = importlib.util.spec_from_file_location(
@@ -145,15 +145,15 @@ def test_reference_backward_jvp_arguments(cell, P):
     step_backward_jvp (nonlinearity; w_hr, w_hr_dot) through the sequence at T = 1."""
     rng = np.random.default_rng(12)
     spec, params, x, state = fm._layer(cell, 4, 2, 3, 4, P, rng)
-    ref = spec.reference()
-    out, st_T, cache = spec.layer_forward(ref, x, state, params)
+    ref = importlib.import_module("minirnn.cells." + spec.family)
+    out, st_T, cache = spec.forward(x, state, params)
     dots = {k: rng.standard_normal(p.shape) for k, p in params.items()}
     x_dot, s_dot = rng.standard_normal(x.shape), tuple(rng.standard_normal(s.shape) for s in state)
-    _, _, tcache = spec.layer_jvp(ref, cache, x_dot, s_dot, dots)
+    _, _, tcache = spec.forward_jvp(cache, x_dot, s_dot, dots)
     u = rng.standard_normal(out.shape)
     w_T = tuple(rng.standard_normal(s.shape) for s in st_T)
     # L = sum(u out) + ½ |out|² + sum(w_T state_T) + ½ |state_T|²: R{d_out} = ȯut, R{d_T} = ṡ_T
-    out_dot, st_dot, _ = spec.layer_jvp(ref, cache, x_dot, s_dot, dots)
+    out_dot, st_dot, _ = spec.forward_jvp(cache, x_dot, s_dot, dots)
     S = len(st_T)
     kw = {"d_hT": w_T[0] + st_T[0], "d_hT_dot": st_dot[0]}
     if S == 2:
@@ -192,14 +192,14 @@ def test_reference_backward_jvp_arguments(cell, P):
 
 def _step_backward_jvp_is_the_sequence_at_one_step(spec, params, rng):
     """step_backward_jvp (nonlinearity; w_hr, w_hr_dot) is backward_jvp at T = 1."""
-    ref = spec.reference()
+    ref = importlib.import_module("minirnn.cells." + spec.family)
     x = rng.standard_normal((1, 2, params["weight_ih"].shape[1]))
     P = params["weight_hh"].shape[1]
     state = tuple(rng.standard_normal((2, P if n == "h" else params["weight_ih"].shape[0]
                                        // spec.gates)) for n in spec.state_names)
-    _, _, cache = spec.layer_forward(ref, x, state, params)
+    _, _, cache = spec.forward(x, state, params)
     dots = {k: rng.standard_normal(p.shape) for k, p in params.items()}
-    _, _, tc = spec.layer_jvp(ref, cache, rng.standard_normal(x.shape),
+    _, _, tc = spec.forward_jvp(cache, rng.standard_normal(x.shape),
                               tuple(rng.standard_normal(s.shape) for s in state), dots)
     d, d_dot = rng.standard_normal(cache.h.shape), rng.standard_normal(cache.h.shape)
     seq, seq_dot = ref.backward_jvp(cache, tc, d, d_dot)

@@ -258,7 +258,7 @@ def test_hihell_example_session():
 def test_cli_checkpoint_text_rebuilds_the_recurrent_layer(tmp_path, capsys):
     """--checkpoint: the model is rebuilt from the constructor arguments the checkpoint stores
     (no guessing from key names), and the traced layer is its own recurrent layer."""
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     from minirnn.train.engine import Engine
     model = LanguageModel(5, 4, 3, cell="lstm", num_layers=2, seed=5)
     path = tmp_path / "model.npz"
@@ -290,7 +290,7 @@ def test_unknown_commands_and_names_suggest_the_nearest():
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "gru"])
 def test_show_c_explains_there_is_no_cell_state(cell):
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     model = make_recurrent(cell, 3, 4, seed=0)
     tr = trace(model, np.random.default_rng(0).normal(size=(3, 1, 3)), loss="sum")
     b = blocks(run_session(tr, "show c\nbackward\nshow dc\nquit\n"))

@@ -7,8 +7,8 @@ import pytest
 
 import minirnn
 from minirnn.cli import main
-from minirnn.registry import make_recurrent
-from minirnn.grad.flow import decay_rate, gradient_flow, scale_recurrent
+from minirnn.nn import make_recurrent
+from minirnn.studies.flow import decay_rate, gradient_flow, scale_recurrent
 from minirnn.testing import assert_close
 
 
@@ -223,7 +223,7 @@ def test_decay_rate_edge_cases():
 
 def test_exploding_demo_clipping_keeps_training_finite():
     pytest.importorskip("minirnn.train.optim")
-    from minirnn.grad.flow import exploding_demo
+    from minirnn.studies.flow import exploding_demo
     res = exploding_demo("rnn_relu", weight_scale=4.0, T=30, hidden=16, steps=8, seed=0)
     assert res["rate_by_scale"][4.0] > 1.0 > res["rate_by_scale"][1.0]
     assert not res["runs"]["no_clip"]["finite"]

@@ -1,4 +1,4 @@
-"""float32 against float64 (minirnn.grad.precision): the errors are a float32 rounding's size
+"""float32 against float64 (minirnn.studies.precision): the errors are a float32 rounding's size
 where the dynamics contract, they grow with T where they are chaotic (λ_1 > 0, checked with
 the Lyapunov spectrum), every backend is measured against the same float64 reference;
 `minirnn study float32`."""
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from minirnn.cli import main
-from minirnn.grad.precision import (QUANTITIES, float32_error_growth, relative_error,
+from minirnn.studies.precision import (QUANTITIES, float32_error_growth, relative_error,
                                     torch_available)
-from minirnn.registry import CELL_NAMES
+from minirnn.cells import BUILTIN
 
 U32 = 2.0 ** -24                 # float32 unit roundoff
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_contracting_networks_lose_a_few_float32_roundings(cell):
     """torch's init contracts (λ_1 < 0, see the Lyapunov study): no error is amplified, so
     every relative error is a modest multiple of 2^-24, and never exactly 0 (the runs really
@@ -32,9 +32,9 @@ def test_chaotic_network_amplifies_the_rounding():
     """tanh with W_hh x 4 driven by input is chaotic here (λ_1 > 0): a float32 rounding grows
     like exp(λ_1 t) until the two runs have nothing in common, so the output error at T=300
     is far above the rounding it started from."""
-    from minirnn.grad.flow import scale_recurrent
+    from minirnn.studies.flow import scale_recurrent
     from minirnn.grad.lyapunov import lyapunov_spectrum
-    from minirnn.registry import make_recurrent
+    from minirnn.nn import make_recurrent
     m = scale_recurrent(make_recurrent("rnn_tanh", 4, 16, seed=0), 4.0)
     x = np.random.default_rng(0).standard_normal((600, 1, 4))
     assert lyapunov_spectrum(m, x, k=1, warmup=100).largest[0] > 0.05
@@ -88,7 +88,7 @@ def test_cli_float32_writes_csv_png_and_table(tmp_path, capsys):
 
 
 def test_cli_without_torch_says_so_and_goes_on(tmp_path, capsys, monkeypatch):
-    import minirnn.grad.precision as precision
+    import minirnn.studies.precision as precision
     monkeypatch.setattr(precision, "torch_available", lambda: False)
     out = tmp_path / "f"
     assert main(["study", "float32", "--cells", "rnn_tanh", "--T", "2", "--hidden", "2",

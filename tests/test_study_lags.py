@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from minirnn.grad.lags import gradient_by_lag
 from minirnn.grad.truncated import truncated_gradient
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
 
 
@@ -34,7 +35,7 @@ def _bptt(m, x, d, state):
 
 
 @settings(max_examples=14, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), T=st.integers(1, 9), B=st.integers(1, 3),
+@given(cell=st.sampled_from(BUILTIN), T=st.integers(1, 9), B=st.integers(1, 3),
        layers=st.integers(1, 2), batch_first=st.booleans(), proj=st.booleans(),
        backend=st.sampled_from(["numpy", "numba"]), with_state=st.booleans(),
        seed=st.integers(0, 99))
@@ -86,7 +87,7 @@ def _torch_parts(m, x, d, state):
     return parts
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_each_lag_matches_torch_per_step_copies(cell, layers):
     m, x, d, state = _problem(cell, T=6, num_layers=layers, seed=layers)
@@ -98,7 +99,7 @@ def test_each_lag_matches_torch_per_step_copies(cell, layers):
                          name=f"{cell} lag {k} {n}")
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_cumulative_parts_are_truncated_bptt_with_k1_1(cell):
     m, x, d, state = _problem(cell, T=8, num_layers=2, seed=3)
     cum = gradient_by_lag(m, x, d, state=state).cumulative()
@@ -127,7 +128,7 @@ def test_max_lag_and_norms():
 def test_language_model_lags():
     from minirnn.grad.lags import language_model_lags
     from minirnn.nn.losses import cross_entropy
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     lm = LanguageModel(6, 3, 4, cell="lstm", num_layers=2, seed=1)
     rng = np.random.default_rng(2)
     tok, tgt = rng.integers(0, 6, (3, 7)), rng.integers(0, 6, (3, 7))

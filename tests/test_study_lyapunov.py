@@ -9,7 +9,8 @@ from minirnn.cli import main
 from minirnn.grad._stepjac import StateProbe, probing
 from minirnn.grad.lyapunov import (LyapunovReadout, initial_frame, lyapunov_spectrum,
                                    perturbation_growth)
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
 
 
 def _zero_bias(model):
@@ -184,14 +185,14 @@ def test_perturbation_default_direction_is_the_frames_first_column():
 
 
 # ---- the step Jacobians, two independent derivations --------------------------------------------
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_state_jacobian_from_backward_equals_the_cells_analytic_one(cell):
     m = make_recurrent(cell, 3, 4, seed=1)
     rng = np.random.default_rng(0)
     x_t = rng.standard_normal((2, 3))
     state = tuple(rng.standard_normal((2, 4)) for _ in m.spec.state_names)
     params = {n: m.params.get(f"{n}_l0") for n in m.spec.param_names}
-    J_analytic, _ = m.spec.step_jacobians(None, x_t, state, params)
+    J_analytic, _ = m.spec.step_jacobians(x_t, state, params)
     with probing(m):
         probe = StateProbe(m)
         J = probe.jacobian(x_t, np.concatenate(state, axis=1))
@@ -218,7 +219,7 @@ def test_two_layer_jacobian_against_finite_differences():
 # ---- the training-time readout ---------------------------------------------------------------
 def test_readout_hook_logs_the_largest_exponent_every_n_steps():
     from minirnn.train.engine import Engine
-    from minirnn.train.models import LanguageModel
+    from minirnn.nn.models import LanguageModel
     rng = np.random.default_rng(0)
     model = LanguageModel(7, 4, 5, cell="gru", num_layers=1, seed=0)
     engine = Engine(model, lr=1e-2, backend="numpy")

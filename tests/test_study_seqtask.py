@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minirnn.cli import main
-from minirnn.grad.seqtask import (bernoulli_entropy, cross_entropy_on_task, dependency_floors,
+from minirnn.studies.seqtask import (bernoulli_entropy, cross_entropy_on_task, dependency_floors,
                                   memory_probe, monte_carlo_floors, task_model,
                                   train_two_dependency, two_dependency_data)
 

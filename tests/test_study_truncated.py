@@ -7,7 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from minirnn.grad.truncated import (full_gradient, gradient_agreement, tbptt_windows,
                                     truncated_gradient, truncation_bias)
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
 
 
@@ -78,7 +79,7 @@ def _torch_truncated(model, x, d_out, state, k1, k2):
     return {n: p.grad.numpy() for n, p in tw.named_parameters()}
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 @pytest.mark.parametrize("k1, k2", [(1, 1), (2, 3), (3, 3), (1, 4), (4, 7)])
 def test_truncated_gradient_matches_torch_with_detach(cell, k1, k2):
     m, x, d, state = _problem(cell, num_layers=2, seed=k1 + 7 * k2)
@@ -90,7 +91,7 @@ def test_truncated_gradient_matches_torch_with_detach(cell, k1, k2):
 
 
 @settings(max_examples=12, deadline=None)
-@given(cell=st.sampled_from(CELL_NAMES), T=st.integers(1, 8), B=st.integers(1, 3),
+@given(cell=st.sampled_from(BUILTIN), T=st.integers(1, 8), B=st.integers(1, 3),
        layers=st.integers(1, 2), batch_first=st.booleans(), over=st.integers(0, 3),
        backend=st.sampled_from(["numpy", "numba"]), seed=st.integers(0, 99))
 def test_truncation_at_T_or_more_is_full_bptt(cell, T, B, layers, batch_first, over, backend,

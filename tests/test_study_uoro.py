@@ -8,7 +8,8 @@ from minirnn.cli import main
 from minirnn.grad._stepjac import layer_jacobians, layer_params, param_layout
 from minirnn.grad.uoro import (chi2_quantile, cosine, exact_gradient, normal_quantile,
                                uoro_gradients, uoro_update)
-from minirnn.registry import CELL_NAMES, make_recurrent
+from minirnn.cells import BUILTIN
+from minirnn.nn import make_recurrent
 
 
 def _problem(cell, T=5, B=1, I=2, H=3, seed=0, **kw):
@@ -21,7 +22,7 @@ def _problem(cell, T=5, B=1, I=2, H=3, seed=0, **kw):
     return model, x, d_out
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_rtrl_from_the_step_jacobians_equals_bptt(cell):
     """M_t = J_t M_{t-1} + M̄_t summed against the loss is BPTT's gradient, to round-off:
     the Jacobians UORO multiplies are the right ones."""
@@ -108,7 +109,7 @@ def _assert_unbiased(est, n=None):
     assert np.abs(est.z_scores(n)).max() <= normal_quantile(1 - 0.0005 / P)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", BUILTIN)
 def test_mean_of_10k_estimates_is_within_standard_errors_of_the_exact_gradient(cell):
     model, x, d_out = _problem(cell, T=5, H=3, seed=1)
     est = uoro_gradients(model, x, d_out, n_samples=10_000, seed=11)

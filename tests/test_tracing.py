@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.registry import make_recurrent
+from minirnn.nn import make_recurrent
 from minirnn.testing import assert_close
 from minirnn.debug.tracing import trace
 
@@ -143,9 +143,10 @@ def test_lstm_step_record_attributes_and_slices():
     x, hx, d_out = data(model, 4, 2, 5)
     tr = trace(model, x, hx, d_out=d_out)
     rec = tr.step(2)
-    for name in ("x", "i", "f", "g", "o", "c", "h", "out", "dh", "dc", "dz", "di", "df", "dg", "do"):
+    for name in ("x", "i", "f", "g", "o", "c", "h", "out", "dh", "dc", "dgates", "di", "df", "dg",
+                 "do"):
         assert isinstance(getattr(rec, name), np.ndarray), name
-    assert (np.concatenate([rec.di, rec.df, rec.dg, rec.do], axis=-1) == rec.dz).all()
+    assert (np.concatenate([rec.di, rec.df, rec.dg, rec.do], axis=-1) == rec.dgates).all()
     assert (rec.i == model.last_caches[0].gates[2, :, :3]).all()
     assert set(rec.dW_norms) == {"weight_ih", "weight_hh", "bias"}
 

@@ -7,7 +7,7 @@ import pytest
 from minirnn import _io
 from minirnn.train.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint,
                                 load_model_state, save_checkpoint)
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 from minirnn.train.optim import Adam
 
 RNG = np.random.default_rng(0)

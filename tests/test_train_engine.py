@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 from minirnn.testing import assert_close
 from minirnn.train.engine import Engine
 

@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minirnn
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 from minirnn.nn.layers import Embedding, Linear
 from minirnn.train.optim import SGD, Adam
 from minirnn.testing import assert_close
 
 torch = pytest.importorskip("torch")
-from minirnn.interop.torch import (copy_from_torch, optimizer_from_torch,  # noqa: E402
-                                   optimizer_to_torch, to_torch)
+from minirnn.interop.torch import copy_from_torch, to_torch  # noqa: E402
+from minirnn.train.torch_trainer import optimizer_from_torch, optimizer_to_torch  # noqa: E402
 
 FAST = settings(max_examples=8, deadline=None)
 

@@ -6,7 +6,7 @@ import pytest
 
 from minirnn.testing import assert_close
 from minirnn.train.engine import Engine
-from minirnn.train.models import LanguageModel, SequenceClassifier
+from minirnn.nn.models import LanguageModel, SequenceClassifier
 
 V = 5
 

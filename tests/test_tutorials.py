@@ -216,7 +216,7 @@ def test_tutorial_rnn_backward_matches_finite_differences():
 @pytest.mark.parametrize("model", ["lstm", "tutorial-rnn"])
 def test_names_quick_and_predict(model, tmp_path, capsys, monkeypatch):
     _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim",
-           "minirnn.train.checkpoint", "minirnn.train.models", "minirnn.train.engine")
+           "minirnn.train.checkpoint", "minirnn.nn.models", "minirnn.train.engine")
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"
     code, _, err = _cli(["train", "names", "--model", model, "--backend", "numpy", "--quick",
@@ -249,7 +249,7 @@ def test_names_quick_and_predict(model, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("kind", ["script", "char"])
 def test_language_model_quick_and_generate(kind, tmp_path, capsys):
     _needs("minirnn.nn.layers", "minirnn.nn.losses", "minirnn.train.optim",
-           "minirnn.train.checkpoint", "minirnn.train.models", "minirnn.train.engine")
+           "minirnn.train.checkpoint", "minirnn.nn.models", "minirnn.train.engine")
     pytest.importorskip("matplotlib")
     out = tmp_path / kind
     code, _, err = _cli(["train", kind, "--backend", "numpy", "--quick", "--out", str(out)], capsys)

@@ -148,7 +148,7 @@ def _numpy(name, x):
         return np.exp(x)
     if name == "tanh":
         return np.tanh(x)
-    from minirnn.functional.lstm import sigmoid        # the reference's own sigmoid
+    from minirnn.cells.lstm import sigmoid        # the reference's own sigmoid
     return sigmoid(x)
 
 
@@ -215,7 +215,7 @@ def _numpy_ref(name, x):
             return np.exp(x)
         if name == "tanh":
             return np.tanh(x)
-        from minirnn.functional.lstm import sigmoid
+        from minirnn.cells.lstm import sigmoid
         return sigmoid(x)
 
 

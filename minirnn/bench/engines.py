@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..registry import get_cell
+from ..cells import get_cell
 
 
 @dataclass

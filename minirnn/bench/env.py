@@ -1,6 +1,7 @@
 """What a benchmark result is worth: the environment it ran in, and the load beside it.
 
     describe_machine()         CPU model, cores, cache sizes, OS, Python, overrides set
+    environment_text()         the same in three lines, with numpy's, numba's and BLAS's versions
     fma_peak(dtype)            single-thread FMA GFLOP/s of Numba's code (a small FMA loop)
     blas_overrides(environ)    OPENBLAS_CORETYPE and friends: variables that pin a library's
                                kernels or threads (recorded with every result)
@@ -106,6 +107,21 @@ def describe_machine():
                 platform=platform.platform(), python=platform.python_version(),
                 overrides=blas_overrides(),
                 kernel_overrides=[k for k in KERNEL_OVERRIDES if k in os.environ])
+
+
+def environment_text():
+    """Machine, versions (python, numpy, numba, the BLAS libraries and their thread counts as
+    they are now) and the overrides set, in three lines for a benchmark's printout."""
+    import numba
+    import numpy as np
+    from threadpoolctl import threadpool_info
+    m = describe_machine()
+    blas = ", ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
+                     f"x{d.get('num_threads')}" for d in threadpool_info())
+    return (f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['best_simd']}; "
+            f"{platform.platform()}\nversions: python {platform.python_version()}, numpy "
+            f"{np.__version__}, numba {numba.__version__}; BLAS: {blas}\n"
+            f"overrides: {m['overrides'] or 'none'}")
 
 
 # ----------------------------------------------------------------------------

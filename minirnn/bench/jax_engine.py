@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import get_cell
+from ..cells import get_cell
 
 # float32 through 100 steps of a recurrence: XLA's own transcendentals and summation order
 # differ from NumPy's, so agreement is to a few ulps per step, not bitwise

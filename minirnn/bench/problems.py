@@ -1,6 +1,6 @@
 """The benchmark's problems: the grid, the reference problem sets, the FLOP convention, the data.
 
-Every cell comes from the registry (minirnn.registry.CELL_NAMES); its gate count G is the only
+Every cell comes from the registry (minirnn.cells.BUILTIN); its gate count G is the only
 thing the FLOP count needs. A shape is (T, B, I, H): time steps, batch, input size, hidden size,
 one layer, one direction.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import CELL_NAMES, get_cell
+from ..cells import BUILTIN, get_cell
 
 DTYPES = ("float32", "float64")
 
@@ -75,7 +75,7 @@ def flops(cell, T, B, I, H, phase="fwd"):
         raise ValueError(f"phase: expected one of {list(table)}, got {phase!r}") from None
 
 
-def grid(regimes=None, cells=CELL_NAMES, dtypes=DTYPES, quick=False, shapes=None):
+def grid(regimes=None, cells=BUILTIN, dtypes=DTYPES, quick=False, shapes=None):
     """-> ([(regime, (T, B, I, H), cell, dtype)] in run order, {regime: shapes}).
 
     regimes: None = DEFAULT_QUICK_REGIMES with quick, else DEFAULT_REGIMES. With quick a

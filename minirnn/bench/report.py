@@ -1,24 +1,18 @@
-"""Benchmark output: aligned terminal tables with the environment in the header, JSON
-(atomic) and a PNG plot (atomic).
+"""Benchmark output: what `minirnn bench` prints (format_report: the summary first, then the
+narrow table of summary.py, or with --wide format_table, the environment header and every
+column), JSON (atomic) and a PNG plot (atomic).
 
 A row flagged "order" or "peak" (numbers that cannot be right: forward slower than
-forward+backward, any phase above 100% of the GEMM peak, a split phase included) shows its
-times but "!" in place of its ratios, GFLOP/s and % peak, in the table and the plot alike: it
-is not reported as a result. "split" (a derived phase <= 0) does the same to the split
-table's row only.
+forward+backward, any phase above 100% of the GEMM peak, a split phase included), "load" (a
+busy machine) or "spread" (rounds that disagree) shows its times but "!" in place of its
+ratios, GFLOP/s and % peak, in the tables and the plot alike: it is not reported as a result
+(summary.judged). "split" (a derived phase <= 0) does the same to the split table's row only.
 """
 from __future__ import annotations
 
 from .._io import savefig, write_json
-
-SHORT_DTYPE = {"float32": "f32", "float64": "f64"}
-
-
-def _reportable(r):
-    """A row's ratios, GFLOP/s and % peak may be printed (and plotted) as results: valid
-    ("order" and a main phase over the peak are not) and not flagged "peak" at all -- a split
-    phase above the GEMM peak means its timing cannot be trusted either, as the legend says."""
-    return r["valid"] and not any(f["code"] == "peak" for f in r.get("flags", ()))
+from .summary import (SHORT_DTYPE, UNJUDGED, align, count_codes, flag_codes, judged,
+                      narrow_table, ratio_of, summary_lines, title, wrap)
 
 
 def _fmt(v, spec, none="-"):
@@ -36,14 +30,6 @@ def _ratio_text(r, ref, phase="fwd_bwd", spread=True):
     if not spread or len(d.get("per_round", ())) < 2:
         return f"{d['median']:.2f}"
     return f"{d['median']:.2f} [{d['min']:.2f}-{d['max']:.2f}]"
-
-
-def _align(head, lines, left):
-    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h)
-              for i, h in enumerate(head)]
-    fmt = lambda cols: "  ".join(c.ljust(w) if i in left else c.rjust(w)     # noqa: E731
-                                 for i, (c, w) in enumerate(zip(cols, widths))).rstrip()
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
 
 
 def _threadpools(tp):
@@ -132,29 +118,33 @@ def format_table(result):
         head += [f"x {jx} f+b [range]"]
     head += ["GFLOP/s", "%peak", "act MB", "x floor", "rel err", "flags"]
     lines, split = [], []
+    by_id = {(r["id"], r["engine"]): r for r in result["rows"]}
     for r in result["rows"]:
-        s, ok = r["seconds"], _reportable(r)
+        s, ok = r["seconds"], judged(r)
+        shown = lambda ref, phase="fwd_bwd", spread=True: (                # noqa: E731
+            _ratio_text(r, ref, phase, spread) if ratio_of(r, ref, by_id)
+            else "!" if (r.get("ratio") or {}).get(ref, {}).get(phase) else "-")
         lo, hi = r["spread"].get("fwd_bwd", [None, None])
         pm = f"{100 * (hi - lo) / s['fwd_bwd']:.0f}" if lo is not None and s.get("fwd_bwd") else "-"
         cols = [r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
                 r["engine"], _fmt(s.get("fwd") and s["fwd"] * 1e3, ".3f"),
                 _fmt(s.get("fwd_bwd") and s["fwd_bwd"] * 1e3, ".3f"), pm]
         if same:
-            cols += [_ratio_text(r, same) if ok else "!", _ratio_text(r, same, "fwd", False) if ok else "!"]
+            cols += [shown(same), shown(same, "fwd", False)]
         if one and one != same:
-            cols += [_ratio_text(r, one, spread=False) if ok else "!"]
+            cols += [shown(one, spread=False)]
         if jx:
-            cols += [_ratio_text(r, jx) if ok else "!"]
+            cols += [shown(jx)]
         pf = r["peak_fraction"].get("fwd_bwd")
         act = r.get("activation_bytes")
         fr = (r.get("floor_ratio") or {}).get("fwd_bwd")
         cols += [_fmt(r["gflops"].get("fwd_bwd"), ".2f") if ok else "!",
                  _fmt(pf if pf is None else 100 * pf, ".1f") if ok else "!",
                  _fmt(act if act is None else act / 2 ** 20, ".2f"), _fmt(fr, ".1f"),
-                 _fmt(r.get("rel_err"), ".1e"), ",".join(f["code"] for f in r["flags"]) or "-"]
+                 _fmt(r.get("rel_err"), ".1e"), ",".join(flag_codes(r)) or "-"]
         lines.append(cols)
         if "proj" in s:
-            ph, sok = [], r.get("split_valid", ok)
+            ph, sok = [], ok and r.get("split_valid", True)
             for name in ("proj", "rec", "bwd_data", "bwd_weights"):
                 ms, g, f = s.get(name), r["gflops"].get(name), r["peak_fraction"].get(name)
                 ph.append(_fmt(ms and ms * 1e3, ".3f"))
@@ -165,14 +155,14 @@ def format_table(result):
             split.append([r["regime"], r["cell"], SHORT_DTYPE.get(r["dtype"], r["dtype"]), _shape(r),
                           r["engine"]] + ph + [",".join(f["code"] for f in r["flags"]) or "-"])
     out = format_header(result) + [""]
-    out += _align(head, lines, {0, 1, 2, 3, 4, len(head) - 1})
+    out += align(head, lines, {0, 1, 2, 3, 4, len(head) - 1})
     if split:
         sh = ["regime", "cell", "dt", "TxBxIxH", "engine", "proj ms", "GF/s/%pk", "rec fwd ms",
               "GF/s/%pk", "bwd-data ms", "GF/s/%pk", "bwd-wts ms", "GF/s/%pk", "rec %fma",
               "flags"]
         out += ["", "split time (input projection, recurrent forward, backward-data, "
                     "backward-weights):"]
-        out += _align(sh, split, {0, 1, 2, 3, 4, len(sh) - 1})
+        out += align(sh, split, {0, 1, 2, 3, 4, len(sh) - 1})
     d = meta["definitions"]
     out += ["",
             f"FLOPs: {meta['flop_convention']}",
@@ -184,11 +174,50 @@ def format_table(result):
             f"split: {d['proj']}; {d['rec']}; {d['bwd_weights']}; {d['bwd_data']}",
             f"rec %fma: {d.get('rec_fma_fraction', '-')}",
             f"rel err: {d['rel_err']}",
-            "flags: peak (>100% of GEMM peak), order (fwd slower than fwd+bwd), split (a "
-            "derived phase <= 0): impossible, shown as '!'; load (foreign CPU above the limit), "
-            "spread (rounds disagree): may be off"]
+            "flags: peak (>100% of GEMM peak), order (fwd slower than fwd+bwd): impossible; "
+            "load (foreign CPU above the limit), spread (rounds disagree): may be off; a row with "
+            "any of the four shows '!' for its ratios, GFLOP/s and %peak and is left out of the "
+            "summary and the plot; split (a derived phase <= 0): its split shows '!'"]
     out += [f"WARNING: {w}" for w in meta["warnings"]]
     out += [f"note: {n}" for n in meta["notes"]]
+    return "\n".join(out)
+
+
+def plot_warning(result):
+    """The plot's warning when rows were flagged (they are left out of it), else None."""
+    rows = result["rows"]
+    bad = [r for r in rows if not judged(r)]
+    if not bad:
+        return None
+    counts = count_codes([[c for c in UNJUDGED if c in flag_codes(r)] or ["invalid"]
+                          for r in bad])
+    d = result["meta"]["load"]["during"]
+    load = ("" if d.get("mean") is None else
+            f"; foreign CPU load during the run: mean {d['mean']:.2f}, max {d['max']:.2f} cores "
+            f"(limit {result['meta']['load']['limit_cores']})")
+    return (f"WARNING: {len(bad)} of {len(rows)} rows flagged and left out of this plot "
+            f"({counts}){load}")
+
+
+def format_report(result, wide=False):
+    """What `minirnn bench` prints: the summary first, then the narrow table (or, wide, the
+    environment header, every column and the split time: format_table), then the
+    warnings and notes, each line within WIDTH columns (wide: the tables may be wider)."""
+    meta = result["meta"]
+    out = wrap(title(result), "    ") + summary_lines(result) + [""]
+    if wide:
+        return "\n".join(out + [format_table(result)])
+    out += narrow_table(result)
+    out += wrap("! = not reported as a result: the row is flagged (order, peak: numbers that "
+                "cannot be right; load: foreign CPU above the limit; spread: the rounds "
+                "disagree by more than half the median); x = the other engine's time / this "
+                "one's; +-% = (max-min)/median of f+b over rounds", "    ")
+    for w in meta["warnings"]:
+        out += wrap(f"WARNING: {w}")
+    for n in meta["notes"]:
+        out += wrap(f"note: {n}")
+    out.append("--wide: the environment, every column and the split time; --json PATH: all "
+               "of it")
     return "\n".join(out)
 
 
@@ -207,17 +236,22 @@ def save_plot(result, path):
     meta = result["meta"]
     refs = meta.get("ratio_references", [])
     if not refs:
-        raise RuntimeError("plot: no ratio to torch to plot (run with the torch backend)")
+        raise ValueError("plot: no ratio to torch to plot (run with the torch backend)")
     ref = refs[0]
-    rows = [r for r in result["rows"] if r["engine"] != ref and _reportable(r)
-            and (r.get("ratio") or {}).get(ref, {}).get("fwd_bwd")]
+    by_id = {(r["id"], r["engine"]): r for r in result["rows"]}
+    rows = [r for r in result["rows"] if r["engine"] != ref and ratio_of(r, ref, by_id)]
+    warning = plot_warning(result)
     if not rows:
         # every row failed a sanity check (flags in the table): an honest empty picture says
         # so, rather than plotting impossible ratios or failing the whole run
         fig, ax = plt.subplots(figsize=(7, 2.5))
         ax.axis("off")
         ax.text(0.5, 0.5, f"no row passed the sanity checks with a ratio to {ref}:\n"
-                "see the flags in the table (load, order, peak)", ha="center", va="center")
+                "see the flags in the table (order, load, spread, peak)", ha="center",
+                va="center")
+        if warning:
+            fig.text(0.5, 0.02, warning, ha="center", va="bottom", fontsize=7, color="#b00020",
+                     wrap=True)
         savefig(fig, path, dpi=120)
         plt.close(fig)
         return path
@@ -264,6 +298,9 @@ def save_plot(result, path):
                  + (f" ({', '.join(ov)} set)" if ov else ""), fontsize=10, y=0.99)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=len(engines), fontsize=8,
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout(rect=(0, 0.06 if warning else 0, 1, 0.9))
+    if warning:                                 # the picture goes round without the table
+        fig.text(0.5, 0.01, warning, ha="center", va="bottom", fontsize=8, color="#b00020",
+                 wrap=True)
     savefig(fig, path, dpi=120)
     plt.close(fig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from ..registry import get_cell
+from ..cells import get_cell
 from .problems import SMALL_BATCH, flops, problem_id
 
 LOAD_LIMIT = 0.25          # foreign CPU load (cores) above which a result is not trustworthy
@@ -58,10 +58,12 @@ DEFINITIONS = {
 }
 
 
-def row_flags(row, load_limit=LOAD_LIMIT, spread_limit=SPREAD_LIMIT):
+def row_flags(row, load_limit=None, spread_limit=SPREAD_LIMIT):
     """-> [(code, message)] for one result row. Codes "peak", "order" and "split" mark
-    numbers that cannot be right (the row is then not reported as a result); "load" and
-    "spread" mark numbers that may be off (noisy machine, rounds that disagree)."""
+    numbers that cannot be right; "load" and "spread" mark numbers that may be off (noisy
+    machine, rounds that disagree). A row with any of peak, order, load or spread is not
+    reported as a result (summary.judged). load_limit: default LOAD_LIMIT."""
+    load_limit = LOAD_LIMIT if load_limit is None else load_limit
     out = []
     sec, frac = row.get("seconds", {}), row.get("peak_fraction", {})
     over = {ph: f for ph, f in frac.items() if f is not None and f > 1.0}

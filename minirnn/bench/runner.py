@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict
 
-from ..registry import CELL_NAMES, get_cell
+from ..cells import BUILTIN, get_cell
 from .engines import Timing
 from .env import NATIVE_UNSET, LoadMonitor, describe_machine, usable_cores, wait_quiet
 from .problems import (DEFAULT_QUICK_REGIMES, DEFAULT_REGIMES, DTYPES, FLOP_CONVENTION,
@@ -62,7 +62,7 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                   load_check=True, split=True):
     """Run the grid -> dict(schema, meta, rows). Every engine in its own worker process.
 
-    cells: registry names (default: all of minirnn.registry.CELL_NAMES); backends: numpy,
+    cells: registry names (default: all of minirnn.cells.BUILTIN); backends: numpy,
     numba, torch (torch = torch@1 and torch@N), jax (jax@N: a plain JAX layer, jit over
     lax.scan, checked against minirnn before it is timed; skipped with a note where jax is
     not installed); regimes: minirnn's (small, medium, large)
@@ -75,11 +75,11 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     regimes default: all five; with quick small, medium, fastrnns, deepbench. The reference
     sets run in float32 (their published precision).
     quick: problems.QUICK's shapes; only "small" in every dtype, the rest in float32; the
-    reference sets for the cell(s) with the most gates (LSTM); 3 rounds of 1-3 timed repeats
-    (>= 0.05 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
+    reference sets for the cell(s) with the most gates (LSTM); 3 rounds of 1-50 timed calls
+    (>= 0.03 s); the numpy engine only up to 1e8 forward FLOPs; a 1024 matmul for the peak.
     """
     from .._progress import progress
-    cells = _check_choice("cells", CELL_NAMES if cells is None else cells, CELL_NAMES)
+    cells = _check_choice("cells", BUILTIN if cells is None else cells, BUILTIN)
     backends = _check_choice("backends", backends, BACKENDS)
     dtypes = _check_choice("dtypes", dtypes, DTYPES)
     allowed = tuple(shapes) if shapes is not None else tuple(REGIMES)
@@ -96,7 +96,10 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
     if int(rounds) != rounds or rounds < 1:
         raise ValueError(f"rounds: expected a positive integer, got {rounds!r}")
     rounds = int(rounds)
-    timing = timing or (Timing(1, 0.05, 3) if quick else Timing(2, 0.15, 10))
+    # enough calls per round that a round's median is not one call's noise: a batch-1 call of
+    # 0.05 ms timed 3 times gave per-round ratios that disagreed by more than half their
+    # median on most small rows (flag "spread"); 50 calls take 2.5 ms
+    timing = timing or (Timing(1, 0.03, 50) if quick else Timing(2, 0.15, 200))
     peak_n = peak_n or (1024 if quick else 2048)
     peak_timing = peak_timing or Timing(3, 0.2, 10)
     jobs, table = grid(regimes, cells, dtypes, quick=quick, shapes=shapes)
@@ -166,8 +169,8 @@ def run_benchmark(cells=None, backends=DEFAULT_BACKENDS, dtypes=DTYPES, regimes=
                         pending.append(cu)
                         bar.total += 1
                     elif device == "cuda":
-                        raise RuntimeError("device: 'cuda' asked for, but "
-                                           "torch.cuda.is_available() is False")
+                        raise ValueError("device: 'cuda' asked for, but "
+                                         "torch.cuda.is_available() is False")
         bar.close()
         names = [e.name for e in engines]
         ref_same = f"torch@{threads}" if f"torch@{threads}" in names else None
@@ -329,7 +332,7 @@ def _versions(infos):
         out["threadpoolctl"] = tpc
     except ImportError:
         pass
-    from .. import __version__
+    from .._version import __version__
     out["minirnn"] = __version__
     return out
 

@@ -185,22 +185,21 @@ def _first_call(cells, dtypes):
     """First-call seconds of the numba kernels per cell and dtype, both code paths, tiny
     sizes: compilation on a fresh install, loading from numba's on-disk cache later."""
     from functools import partial
-    from types import SimpleNamespace
 
-    from ..registry import get_cell
+    from ..cells import Tier, get_cell
     from .problems import make_problem
     out = {}
     for cell in cells:
         spec = get_cell(cell)
-        kmod = spec.kernel()
+        twin = spec.twin("numba")
         for dt in dtypes:
             p = make_problem(cell, 3, 2, 3, 4, dt, seed=1)
             t0 = time.perf_counter()
-            for path in ("loop", "blas"):
-                fns = SimpleNamespace(forward=partial(kmod.forward, path=path),
-                                      backward=partial(kmod.backward, path=path))
-                _, _, cache = spec.layer_forward(fns, p["x"], p["state"], p["params"])
-                spec.layer_backward(fns, cache, p["d_out"], (None,) * len(spec.state_names))
+            for path in ("loop", "blas"):      # each path compiles its own kernels
+                fns = Tier(partial(twin.forward, path=path), partial(twin.backward, path=path),
+                           twin.forward_jvp, twin.backward_jvp)
+                _, *_, cache = fns.forward(p["x"], *p["state"], *spec.args(p["params"]), None)
+                fns.backward(cache, p["d_out"], *(None,) * len(spec.state_names))
             out[f"{cell}/{dt}"] = time.perf_counter() - t0
     return out
 

@@ -7,9 +7,12 @@
 Modules import heavy dependencies (torch, matplotlib) inside run(), so `--help` stays fast.
 
 Errors: bad input ends in one line `minirnn CMD: error: ...` and exit code 2 (a misspelled
-option shows that subcommand's usage and the nearest option); a missing optional dependency
-names the extra to install; Ctrl-C exits with 130 (`train` saves a resumable checkpoint
-first). MINIRNN_DEBUG=1 shows the traceback instead.
+option shows that subcommand's usage and the nearest option). Bad input is what the argument
+checks refuse: a ValueError (their type), a file that cannot be read or written (OSError), a
+missing optional dependency (which names the extra to install). Any other exception is a bug
+in minirnn, not a mistake of the user: its traceback is shown, with a line saying so, and the
+exit code is 70 (EX_SOFTWARE), apart from the 1 of a failed check. Ctrl-C exits with 130
+(`train` saves a resumable checkpoint first). MINIRNN_DEBUG=1 raises instead, both kinds.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ SUBCOMMANDS = ("parity", "bench", "train", "predict", "generate", "gradcheck", "
 def cell_kinds(last="and"):
     """The kinds of cell in the registry, for help texts: "Elman RNN, LSTM and GRU" (the head
     of each CellSpec.summary, once each), so that a new cell is named everywhere at once."""
-    from ..registry import CELLS
+    from ..cells import CELLS
     kinds = list(dict.fromkeys(s.summary.split(",")[0] for s in CELLS.values()))
     return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} {last} {kinds[-1]}"
 
@@ -42,7 +45,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    from .. import __version__
+    from .._version import __version__
     parser = argparse.ArgumentParser(
         prog="minirnn",
         description=f"minirnn: {cell_kinds()} in NumPy and Numba, checked against torch.")
@@ -91,23 +94,34 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from .._io import MissingExtra
+    import os
+
+    from .._io import USER_ERRORS, exit_code
     try:
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError, MissingExtra) as e:
-        # a clear one-line error for bad input; tracebacks are for bugs (MINIRNN_DEBUG=1)
-        import os
+    except KeyboardInterrupt as e:
+        print(f"\nminirnn {args.command}: interrupted", file=sys.stderr)
+        return exit_code(e)
+    except BrokenPipeError as e:             # `minirnn ... | head`: the reader went away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exit_code(e)
+    except USER_ERRORS as e:
+        # what the argument checks raise: a clear one-line error (MINIRNN_DEBUG=1: traceback)
         if os.environ.get("MINIRNN_DEBUG"):
             raise
         print(f"minirnn {args.command}: error: {_message(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nminirnn {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:                  # `minirnn ... | head`: the reader went away
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return exit_code(e)
+    except Exception as e:
+        # anything else (TypeError, KeyError, RuntimeError, IndexError, ...) is minirnn's own
+        # bug: never reported as the user's mistake
+        if os.environ.get("MINIRNN_DEBUG"):
+            raise
+        import traceback
+        traceback.print_exc()
+        print(f"minirnn {args.command}: internal error ({type(e).__name__}): this is a bug in "
+              f"minirnn, not in your input; please report it with the traceback above",
+              file=sys.stderr)
+        return exit_code(e)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 (--cell): its arguments, and the model with its random input, in one place."""
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 
 def add_random_model_arguments(group, hidden, T, seed_help):
     """--cell, --hidden, --input-size, --layers, --bidirectional, --T, --seed into `group`,
     with this command's defaults for the hidden size and the number of steps."""
-    group.add_argument("--cell", choices=CELL_NAMES, default=None, help="a random model of this cell")
+    group.add_argument("--cell", choices=BUILTIN, default=None, help="a random model of this cell")
     group.add_argument("--hidden", type=int, default=hidden, help="hidden size of the random model")
     group.add_argument("--input-size", type=int, default=4, help="input size of the random model")
     group.add_argument("--layers", type=int, default=1, help="layers of the random model")
@@ -22,7 +22,7 @@ def random_model(args, cell, batch=(), **kwargs):
     constructor), and a normal random input (T, *batch, input_size) from the same seed."""
     import numpy as np
 
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     if args.T < 1:
         raise ValueError(f"--T: expected at least 1 time step, got {args.T}")
     model = make_recurrent(cell, args.input_size, args.hidden, num_layers=args.layers,

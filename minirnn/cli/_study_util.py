@@ -1,16 +1,17 @@
 """Small pieces the `minirnn study` modules share: list flags, the command line a plot is
-stamped with, the stamp itself, and the picture drawn after the numbers are written."""
+stamped with, the stamp itself, the picture drawn after the numbers are written, and the
+pass/fail line of a study that checks something."""
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 
 def cells(text, flag="--cells"):
     """'rnn_tanh,lstm' -> ['rnn_tanh', 'lstm'] (registry names), else ValueError naming flag."""
     names = [c.strip() for c in str(text).split(",") if c.strip()]
-    bad = [c for c in names if c not in CELL_NAMES]
+    bad = [c for c in names if c not in BUILTIN]
     if bad or not names:
-        raise ValueError(f"{flag}: expected some of {','.join(CELL_NAMES)}, got {text!r}")
+        raise ValueError(f"{flag}: expected some of {','.join(BUILTIN)}, got {text!r}")
     return names
 
 
@@ -62,6 +63,16 @@ def stamp(fig, cmd, fontsize=7):
              color="0.3")
 
 
+def cosine_bars_axis(ax, labels):
+    """An axis of grouped bars of cosines: one tick per group (labels), a line at 0, and
+    room from -0.2 (or lower, if a bar goes there) to 1."""
+    import numpy as np
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylim(min(-0.2, ax.get_ylim()[0]), 1.05)
+
+
 def plot_and_list(out, name, written, plot):
     """The numbers are written (the paths in `written`); now the picture: plot(path) draws
     DIR/<name>.png. Without the plot extra that is said and the study still succeeds; then
@@ -76,3 +87,21 @@ def plot_and_list(out, name, written, plot):
     except MissingExtra as e:
         print(f"plot skipped: {e}")
     print(f"wrote {', '.join(written)}")
+
+
+def verdict(what, judged, failed, unit, not_judged=(), detail=""):
+    """A study's pass/fail line, which counts what it judged -> (line, exit code).
+
+    judged: the names of the items checked; failed: those of them that failed; not_judged:
+    items the check could not be applied to. Nothing judged, or anything not judged, is a
+    FAILED line (exit 1), never a PASSED one."""
+    n, total = len(judged), len(judged) + len(not_judged)
+    if not_judged or not n:
+        skipped = (f"{len(not_judged)} of {total} {unit} not judged ({', '.join(not_judged)})"
+                   if not_judged else f"nothing was judged (0 {unit})")
+        bad = f"; failed on {', '.join(failed)}" if failed else ""
+        return f"{what}: FAILED: {skipped}{bad}{detail}", 1
+    if failed:
+        return (f"{what}: FAILED on {len(failed)} of {n} {unit} ({', '.join(failed)})"
+                f"{detail}"), 1
+    return f"{what}: PASSED on {n} of {n} {unit}{detail}", 0

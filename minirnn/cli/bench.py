@@ -7,10 +7,10 @@ HELP = ("benchmark numpy / numba / torch (1 thread and N threads; CUDA when avai
         "spread, the environment recorded; split time, GFLOP/s, share of GEMM peak, bandwidth "
         "floor, activation memory")
 
-QUICK_HELP = ("a quick run (< 3 min on 2 quiet cores): small (2 shapes, every dtype), medium, "
+QUICK_HELP = ("a quick run (<= 2 min on 2 quiet cores): small (2 shapes, every dtype), medium, "
               "fastrnns and deepbench (1 shape each, float32; the reference sets for the cell "
-              "with the most gates); 3 rounds of 1-3 timed repeats; the numpy engine only up to "
-              "1e8 forward FLOPs; a 1024 matmul for the peak")
+              "with the most gates); 3 rounds of 1-50 timed calls (>= 0.03 s); the numpy engine "
+              "only up to 1e8 forward FLOPs; a 1024 matmul for the peak")
 
 
 def _list(text):
@@ -18,9 +18,9 @@ def _list(text):
 
 
 def add_arguments(parser):
-    from ..registry import CELL_NAMES
-    parser.add_argument("--cells", default=",".join(CELL_NAMES),
-                        help=f"comma-separated cells from the registry: {', '.join(CELL_NAMES)}")
+    from ..cells import BUILTIN
+    parser.add_argument("--cells", default=",".join(BUILTIN),
+                        help=f"comma-separated cells from the registry: {', '.join(BUILTIN)}")
     parser.add_argument("--backends", default="numpy,numba,torch",
                         help="comma-separated engines: numpy, numba, torch, jax (torch = torch "
                              "CPU at 1 thread and at --threads; CUDA see --device; jax = JAX's "
@@ -61,12 +61,18 @@ def add_arguments(parser):
     parser.add_argument("--mkdir", action="store_true",
                         help="create the directory of --json / --plot where it is missing "
                              "(without it, only one under the working directory is created)")
+    parser.add_argument("--wide", action="store_true",
+                        help="print the environment header, every column (fwd ms, ranges, "
+                             "GFLOP/s, activation MB, floor, rel err) and the split time instead "
+                             "of the narrow table (the JSON has all of it either way)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
+    import sys
+
     from .._io import check_output_path
-    from ..bench import format_table, run_benchmark, save_json, save_plot
+    from ..bench import format_report, run_benchmark, save_json, save_plot, too_few
     for flag in ("json", "plot"):                   # before minutes of benchmarking
         if getattr(args, flag):
             check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir)
@@ -84,11 +90,15 @@ def run(args) -> int:
                            device=args.device, quick=args.quick, threads=args.threads,
                            rounds=args.rounds, blas=blas, split=not args.no_split,
                            show_progress=not args.no_progress)
-    print(format_table(result))
+    print(format_report(result, wide=args.wide))
     if args.json:
         save_json(result, args.json)
         print(f"wrote {args.json}")
     if args.plot:
         save_plot(result, args.plot)
         print(f"wrote {args.plot}")
+    problem = too_few(result)
+    if problem:                    # the files are written: the rows are there, flagged
+        print(f"minirnn bench: {problem}", file=sys.stderr)
+        return 1
     return 0

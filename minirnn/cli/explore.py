@@ -10,6 +10,8 @@ predictions, the connectivity strip and the gate saturation scatter.
 """
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 HELP = "write an interactive HTML page to explore a model's trace (time scrubber, gates, text)"
 
 from ._random_model import add_random_model_arguments, random_model
@@ -36,7 +38,7 @@ def add_arguments(p):
     p.add_argument("--top-k", type=int, default=5, help="predictions shown under each token")
     p.add_argument("--no-connectivity", action="store_true",
                    help="skip the connectivity strip (one backward per step)")
-    p.add_argument("--backend", choices=("numpy", "numba"), default=None,
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="the engine that traces (and trains --example char): default numba "
                         "when its kernels load, else numpy; the same numbers to rounding")
     from ..debug.explore_data import LOSS_HELP, LOSSES
@@ -57,7 +59,7 @@ def char_example(steps=150, seed=0, backend="numpy", log=None):
 
     from ..debug.explore_data import one_blas_thread
     from ..train.engine import Engine
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     from ..tutorials.data import char_vocab, lm_batches, load_shakespeare
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"--train-steps: expected an integer >= 0, got {steps!r}")
@@ -160,7 +162,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     kw = _source(args)
     path = explore(kw.pop("model"), kw.pop("x"), args.out, top_k=args.top_k, title=args.title,
-                   connect=not args.no_connectivity, loss=args.loss, **kw)
+                   connect=not args.no_connectivity, loss=args.loss, overwrite=args.overwrite,
+                   **kw)
     size = os.path.getsize(path)
     print(f"wrote {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s); open it in a "
           f"browser (works offline, from file://)")

@@ -2,8 +2,10 @@
 and exit code 1 when any tensor disagrees."""
 from __future__ import annotations
 
+from ..cells import BACKENDS
+
 from . import cell_kinds
-from ..registry import CELL_NAMES as CELLS
+from ..cells import BUILTIN as CELLS
 
 HELP = f"check a random {cell_kinds('or')}'s BPTT against finite differences (exit 1 on failure)"
 
@@ -30,7 +32,7 @@ def add_arguments(p):
                    help="2: the Hessian-vector product against differences of the gradient")
     p.add_argument("--dot", action="store_true",
                    help="add the dot-product test <Ju, w> = <u, J^T w> (on with --mode fwd)")
-    p.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.add_argument("--mkdir", action="store_true",
@@ -51,7 +53,8 @@ def _run(args):
 
     from ..grad.gradcheck import gradcheck
     from .._io import check_output_path, write_json
-    from ..registry import CELLS as CELL_SPECS, get_cell, make_recurrent
+    from ..cells import CELLS as CELL_SPECS, get_cell
+    from ..nn import make_recurrent
 
     for name in ("layers", "T", "B", "input_size", "hidden"):
         if getattr(args, name) < 1:

@@ -1,14 +1,18 @@
 """`minirnn parity`: the fixed configuration matrix against torch (or the frozen dumps);
-a table, a summary per cell and dtype, and exit code 1 when any tensor is out of tolerance."""
+a table, a summary per cell and dtype, the count of cases and tensors judged, and exit code 1
+when any tensor is out of tolerance or any case of the matrix was not judged (a frozen dump
+that lacks it): a run that compared nothing never passes."""
 from __future__ import annotations
+
+from ..cells import BACKENDS
 
 import time
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 HELP = "compare minirnn with torch's nn.RNN / nn.LSTM / nn.GRU on a fixed matrix (exit 1 on failure)"
 
-CELL_CHOICES = (*CELL_NAMES, "all")
+CELL_CHOICES = (*BUILTIN, "all")
 
 
 def add_arguments(p):
@@ -17,7 +21,7 @@ def add_arguments(p):
                    help="where torch computes the reference (TF32 off on CUDA)")
     p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                    help="the precision of both sides")
-    p.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="minirnn's backend: the NumPy reference or the Numba kernels")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the reports as JSON")
     p.add_argument("--mkdir", action="store_true",
@@ -71,26 +75,46 @@ def run(args):
         from ..parity.torch_ref import require_torch
         require_torch(args.device)
     start = time.perf_counter()
-    reports = run_parity(matrix(args.cell), dtypes, args.device, args.backend, args.frozen,
+    configs = matrix(args.cell)
+    reports = run_parity(configs, dtypes, args.device, args.backend, args.frozen,
                          args.refs, progress=lambda it, desc: progress(it, desc=desc, leave=False))
     wall = time.perf_counter() - start
-    if not reports:
-        raise RuntimeError("no parity cases ran (are the frozen dumps for this cell present?)")
+    expected, judged = len(configs) * len(dtypes), len(reports)
+    tensors = sum(len(r.errors) for r in reports)
     source = "frozen torch dumps" if args.frozen else f"torch (live, {args.device})"
-    print(f"minirnn parity: {len(reports)} cases, backend {args.backend}, reference: {source}")
-    print(format_table(reports))
-    print()
+    print(f"minirnn parity: {judged} cases, {tensors} tensors compared, backend {args.backend}, "
+          f"reference: {source}")
+    if reports:
+        print(format_table(reports))
+        print()
     summary = summarize(reports)
     for (cell, dtype), (rel, tensor, name, ok) in summary.items():
         print(f"worst relative error  {cell:<8}  {dtype}:  {rel:.2e}  ({tensor} in {name})  "
               f"{'PASS' if ok else 'FAIL'}")
     failed = sum(not r.passed for r in reports)
-    print(f"{len(reports) - failed}/{len(reports)} passed in {wall:.1f} s")
+    verdict, passed = verdict_line(expected, judged, failed, tensors, wall, args)
+    print(verdict)
     if args.json:
         write_json(args.json, {
             "device": args.device, "backend": args.backend, "frozen": args.frozen,
-            "wall_s": wall, "passed": failed == 0,
+            "wall_s": wall, "passed": passed, "cases_expected": expected, "cases_judged": judged,
+            "tensors_compared": tensors,
             "summary": [{"cell": c, "dtype": d, "worst_rel": rel, "tensor": t, "config": n,
                          "passed": ok} for (c, d), (rel, t, n, ok) in summary.items()],
             "cases": [r.to_dict() for r in reports]})
-    return 1 if failed else 0
+    return 0 if passed else 1
+
+
+def verdict_line(expected, judged, failed, tensors, wall, args):
+    """The closing line and whether the run passed: every case of the matrix judged (a frozen
+    dump may lack some: those are counted, never passed over), and none out of tolerance."""
+    if judged < expected:
+        where = (f"not in the frozen dumps under {args.refs or 'the package'}; regenerate them "
+                 f"with `python parity/make_refs.py`" if args.frozen else "not run")
+        return (f"parity FAILED: {expected - judged} of {expected} cases not judged ({where}); "
+                f"{judged} of {expected} judged, {failed} of them out of tolerance"), False
+    if failed:
+        return (f"parity FAILED: {failed} of {judged} cases out of tolerance "
+                f"({judged - failed}/{judged} cases within it, {wall:.1f} s)"), False
+    return (f"{judged}/{judged} passed: every case of the matrix, {tensors} tensors compared, "
+            f"in {wall:.1f} s"), True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import cell_kinds
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 from ._random_model import add_random_model_arguments, random_model
 
 HELP = (f"step through an {cell_kinds('or')}'s forward and backward pass (interactive; "
@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--render", default=None, metavar="OUT.html", help="write an HTML page and exit")
     p.add_argument("--heatmap", default=None, metavar="OUT.png",
                    help="write a heatmap PNG and exit (needs matplotlib: extra 'plot')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --render / --heatmap file")
     p.add_argument("--mkdir", action="store_true",
                    help="create the directory of --render / --heatmap where it is missing "
                         "(without it, only one under the working directory is created)")
@@ -42,7 +44,7 @@ def _hihell(args):
         ex = hihell.build_example(seed=args.seed)
     except ImportError as e:
         raise RuntimeError(f"--example hihell needs minirnn.tutorials.hihell and its training "
-                           f"dependencies ({e}); use --cell {'|'.join(CELL_NAMES)} "
+                           f"dependencies ({e}); use --cell {'|'.join(BUILTIN)} "
                            f"meanwhile") from e
     itos = ex["itos"]
     return dict(model=ex["model"], x=ex["inputs"], tokens=list(ex["tokens"]), head=ex["head"],
@@ -62,7 +64,7 @@ def _checkpoint(args):
     import numpy as np
 
     from ..train.engine import load_model
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     model, ck = load_model(args.checkpoint)
     text = args.text
     if text is None:
@@ -109,7 +111,11 @@ def run(args) -> int:
     from .._io import check_output_path
     for flag in ("render", "heatmap"):                       # before any work
         if getattr(args, flag):
-            check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir)
+            check_output_path(f"--{flag}", getattr(args, flag), mkdir=args.mkdir,
+                              overwrite=args.overwrite)
+    if not np.isfinite(args.weight_scale):
+        raise ValueError(f"--weight-scale: expected a finite number (it multiplies every "
+                         f"weight), got {args.weight_scale!r}")
     from ..debug.stepper import Stepper
     product = _threads.step_product(1, args.hidden, args.cell) if args.cell else 0
     with _threads.limit(_threads.choose(args.threads, product)):      # tiny products: 1 thread
@@ -134,9 +140,12 @@ def _run(args, np, Stepper):
     if args.render or args.heatmap:
         from ..debug.render import render_heatmap, render_html
         if args.render:
-            print(f"wrote {render_html(tr, args.render, tokens=tokens, predicted=predicted)}")
+            page = render_html(tr, args.render, tokens=tokens, predicted=predicted,
+                               overwrite=args.overwrite)
+            print(f"wrote {page}")
         if args.heatmap:                      # after the page: a missing matplotlib says so
-            print(f"wrote {render_heatmap(tr, args.heatmap, tokens=tokens)}")
+            heat = render_heatmap(tr, args.heatmap, tokens=tokens, overwrite=args.overwrite)
+            print(f"wrote {heat}")
         return 0
     Stepper(tr, tokens, stdin=sys.stdin, stdout=sys.stdout, predicted=predicted,
             loss_note=note).cmdloop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 
 # the study modules under minirnn.cli, in the order `minirnn study --help` lists them
-STUDIES = ("gradflow", "truncation", "twodep", "uoro", "lyapunov", "lags", "float32")
+STUDIES = ("gradflow", "truncation", "twodep", "uoro", "online", "lyapunov", "lags", "float32")
 
 HELP = "gradient studies: " + ", ".join(STUDIES) + " (CSV, PNG and a table each)"
 

@@ -3,13 +3,13 @@
 For each cell and length T (log-spaced, 1 to 10,000): one layer with torch's init, float32
 data, the relative error ‖a32 - a64‖/‖a64‖ of out, dx and the parameter gradients of each
 backend (minirnn numpy, minirnn numba, torch CPU) against minirnn's float64 numpy reference
-with the very same numbers (minirnn.grad.precision). Writes DIR/float32.csv and
+with the very same numbers (minirnn.studies.precision). Writes DIR/float32.csv and
 DIR/float32.png and prints a table. The default (B=4, H=32) keeps the numpy reference's
 10,000 steps at batch 4 inside the 2-minute budget on a 2-core machine.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 NAME = "float32"
 HELP = "float32 vs float64 error of outputs and gradients as T grows, per backend"
@@ -20,7 +20,7 @@ FLAGS = {"cells": "--cells", "T": "--T", "hidden": "--hidden", "batch": "--batch
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--T", default=DEFAULT_T, help="comma-separated sequence lengths")
     g.add_argument("--hidden", type=int, default=32, help="hidden size")
     g.add_argument("--batch", type=int, default=4, help="sequences per run")
@@ -44,7 +44,7 @@ def run(args):
 
     from .._io import write_text
     from .._table import text_table
-    from ..grad.precision import BACKENDS, QUANTITIES, float32_error_growth, torch_available
+    from ..studies.precision import BACKENDS, QUANTITIES, float32_error_growth, torch_available
     from . import _study_util as u
 
     cells = u.cells(args.cells)
@@ -91,7 +91,7 @@ def _plot(path, cells, backends, steps, err, cmd, args):
     import numpy as np
 
     from .._io import pyplot, savefig
-    from ..grad.precision import QUANTITIES
+    from ..studies.precision import QUANTITIES
     from ._study_util import stamp
     plt = pyplot("the float32 plot (float32.png)")
     n = len(cells)

@@ -8,7 +8,9 @@ exploding-gradient demonstration: SGD without and with clipping by global norm.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES as CELLS
+from ..cells import BACKENDS
+
+from ..cells import BUILTIN as CELLS
 
 NAME = "gradflow"
 HELP = "gradient norm vs distance from the loss, per cell and scale"
@@ -26,7 +28,7 @@ def add_arguments(g):
                    help="comma-separated factors multiplying W_hh after its uniform init")
     g.add_argument("--out", required=True, metavar="DIR", help="where gradflow.csv/.png go")
     g.add_argument("--seed", type=int, default=0, help="seed of the models and inputs")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--demo-cell", choices=CELLS, default="rnn_relu",
                    help="cell of the exploding-gradient demonstration")
     g.add_argument("--demo-scale", type=float, default=4.0, help="its W_hh scale")
@@ -63,9 +65,9 @@ def run(args):
     import numpy as np
 
     from .._io import write_text
-    from ..registry import make_recurrent
-    from ..grad import flow as gf
-    from ..grad.flow import exploding_demo, gradient_flow, scale_recurrent
+    from ..nn import make_recurrent
+    from ..studies import flow as gf
+    from ..studies.flow import exploding_demo, gradient_flow, scale_recurrent
 
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in CELLS]
@@ -147,7 +149,7 @@ def _plot(path, lines, demo, args):
     import numpy as np
 
     from .._io import pyplot, savefig
-    from ..grad.flow import band_text, behaviour
+    from ..studies.flow import band_text, behaviour
     plt = pyplot("the gradient-flow plot (gradflow.png)")
 
     fig, axes = plt.subplots(1, 2 if demo else 1, figsize=(13 if demo else 8, 5), squeeze=False)

@@ -14,7 +14,7 @@ Writes DIR/lyapunov.csv and DIR/lyapunov.png and prints tables.
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BUILTIN
 
 NAME = "lyapunov"
 HELP = "Lyapunov spectrum per cell and W_hh scale; fixed-point and direct-simulation checks"
@@ -25,7 +25,7 @@ FLAGS = {"cells": "--cells", "hidden": "--hidden", "input_size": "--input-size",
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--hidden", type=int, default=16, help="hidden size")
     g.add_argument("--input-size", type=int, default=4, help="input features")
     g.add_argument("--T", type=int, default=1000, help="steps driven by a random input")
@@ -53,9 +53,9 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from .._table import text_table
-    from ..grad.flow import scale_recurrent
+    from ..studies.flow import scale_recurrent
     from ..grad.lyapunov import lyapunov_spectrum, perturbation_growth
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     from . import _study_util as u
 
     cells = u.cells(args.cells)
@@ -104,7 +104,7 @@ def _fixed_point(args):
     import numpy as np
 
     from ..grad.lyapunov import lyapunov_spectrum
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     H = min(args.hidden, 8)
     m = make_recurrent("rnn_tanh", args.input_size, H, seed=args.seed)
     for n in ("bias_ih_l0", "bias_hh_l0"):
@@ -131,7 +131,7 @@ def _readout(cell, args):
 
     from ..grad.lyapunov import LyapunovReadout
     from ..train.engine import Engine
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     from ..tutorials.data import load_shakespeare
     text = np.array(list(load_shakespeare()[:200_000]))
     vocab = np.unique(text)                                            # sorted characters
@@ -163,13 +163,10 @@ def _print(args, cells, scales, runs, fixed, readouts, text_table):
         row = [c]
         for s in scales:
             ex, sim, div = runs[c, s]
-            row.append(f"diverged at {div}" if div is not None else
-                       f"{ex[0]:+.4f} / {sim:+.4f}")
+            row.append(overflow_text(div) if div is not None else f"{ex[0]:+.4f} / {sim:+.4f}")
         rows.append(row)
     print(text_table(["cell"] + [f"W_hh x {s:g}" for s in scales], rows, align="right"))
-    ok = [abs(runs[k][0][0] - runs[k][1]) for k in runs if runs[k][2] is None]
-    if ok:
-        print(f"|QR - direct simulation| over the bounded runs: at most {max(ok):.1e}")
+    print(agreement_line(runs))
     e = fixed["err"][-1]
     c = fixed["complex"]
     print(f"\nfixed point (tanh, zero input and bias, H={fixed['H']}, W_hh spectral radius "
@@ -182,6 +179,23 @@ def _print(args, cells, scales, runs, fixed, readouts, text_table):
               + f"  (loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-10:]):.2f})")
 
 
+def overflow_text(step):
+    """What the table says for a run whose state overflowed: no exponent is averaged."""
+    return f"state overflow (step {step})"
+
+
+def agreement_line(runs):
+    """|QR - direct simulation| over the runs that stayed bounded, counting them: a run whose
+    state overflowed has no exponent to compare, and is counted as not compared."""
+    bounded = [abs(ex[0] - sim) for ex, sim, div in runs.values() if div is None]
+    skipped = len(runs) - len(bounded)
+    note = f" ({skipped} state overflow: not compared)" if skipped else ""
+    if not bounded:
+        return f"|QR - direct simulation|: not compared on any of {len(runs)} runs{note}"
+    return (f"|QR - direct simulation| over {len(bounded)} of {len(runs)} runs: at most "
+            f"{max(bounded):.1e}{note}")
+
+
 def _plot(path, cells, scales, runs, fixed, readouts, cmd, args):
     import numpy as np
 
@@ -190,7 +204,7 @@ def _plot(path, cells, scales, runs, fixed, readouts, cmd, args):
     plt = pyplot("the Lyapunov plot (lyapunov.png)")
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     (a1, a2), (a3, a4) = axes
-    colors = dict(zip(CELL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
     for c in cells:
         qr = [runs[c, s][0][0] if runs[c, s][2] is None else np.nan for s in scales]
         sim = [runs[c, s][1] if runs[c, s][2] is None else np.nan for s in scales]
@@ -204,6 +218,8 @@ def _plot(path, cells, scales, runs, fixed, readouts, cmd, args):
                             rotation=90, ha="center", va="top")
     a1.axhline(0, color="black", linewidth=0.8)
     a1.set_xscale("log", base=2)
+    # the scales set the limits: where every run overflowed, no drawn point would
+    a1.set_xlim(min(scales) / 1.5, max(scales) * 1.5)
     a1.set_xticks(scales, [f"{s:g}" for s in scales])
     a1.set_xlabel("W_hh scale (x torch's uniform init)")
     a1.set_ylabel("largest Lyapunov exponent λ_1 (nats/step)")
@@ -222,7 +238,8 @@ def _plot(path, cells, scales, runs, fixed, readouts, cmd, args):
     a2.set_ylabel("λ_i (nats/step; symlog: linear within ±1)")
     a2.set_title("the whole spectrum, per cell and W_hh scale (dead relu units, -inf: not drawn)",
                  fontsize=10)
-    a2.legend(fontsize=6, ncol=len(cells))
+    if any(runs[k][2] is None for k in runs):      # no spectrum when every run overflowed
+        a2.legend(fontsize=6, ncol=len(cells))
     err, steps = fixed["err"], np.arange(1, fixed["err"].shape[0] + 1)
     for i in range(err.shape[1]):
         kind = "complex pair" if fixed["complex"][i] else "real"

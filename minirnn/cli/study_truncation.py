@@ -9,7 +9,9 @@ its last k steps). Writes DIR/truncation.csv and DIR/truncation.png and prints a
 """
 from __future__ import annotations
 
-from ..registry import CELL_NAMES
+from ..cells import BACKENDS
+
+from ..cells import BUILTIN
 
 NAME = "truncation"
 HELP = "truncated-BPTT (k1, k2) gradient vs the full gradient: cosine and relative error"
@@ -20,7 +22,7 @@ FLAGS = {"cells": "--cells", "T": "--T", "hidden": "--hidden", "input_size": "--
 
 
 def add_arguments(g):
-    g.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    g.add_argument("--cells", default=",".join(BUILTIN), help="comma-separated cells")
     g.add_argument("--T", type=int, default=100, help="time steps")
     g.add_argument("--hidden", type=int, default=32, help="hidden size")
     g.add_argument("--input-size", type=int, default=8, help="input features")
@@ -30,7 +32,7 @@ def add_arguments(g):
     g.add_argument("--weight-scale", default="1,2",
                    help="comma-separated factors on W_hh after its uniform init")
     g.add_argument("--seed", type=int, default=0, help="seed of the models and data")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--out", required=True, metavar="DIR", help="where truncation.csv/.png go")
 
 
@@ -57,9 +59,9 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from .._table import text_table
-    from ..grad.flow import scale_recurrent
+    from ..studies.flow import scale_recurrent
     from ..grad.truncated import truncation_bias
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     from . import _study_util as u
 
     cells = u.cells(args.cells)
@@ -114,7 +116,7 @@ def _plot(path, cells, scales, results, cmd, args):
     plt = pyplot("the truncation plot (truncation.png)")
     fig, axes = plt.subplots(2, len(scales), figsize=(6.2 * len(scales), 8.2), squeeze=False,
                              sharex=True)
-    colors = dict(zip(CELL_NAMES, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    colors = dict(zip(BUILTIN, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
     styles = {"chunks": "-", "sliding": "--"}
     labels = {"chunks": "chunks k1 = k2 = k", "sliding": "sliding k1 = 1, k2 = k"}
     for j, scale in enumerate(scales):

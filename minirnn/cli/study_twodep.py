@@ -1,7 +1,7 @@
 """`minirnn study twodep`: which truncation windows learn which dependency of a task whose
 best losses are known in advance.
 
-The task (minirnn.grad.seqtask): X_t ~ Bernoulli(1/2), Y_t ~ Bernoulli(1/2 + X_{t-3}/2 -
+The task (minirnn.studies.seqtask): X_t ~ Bernoulli(1/2), Y_t ~ Bernoulli(1/2 + X_{t-3}/2 -
 X_{t-8}/4); its three cross-entropy floors (nothing learned, X_{t-3} only, both) are exact.
 For each cell, hidden size, truncation window k and seed: a one-layer language model trained
 with truncated BPTT (k1 = k2 = k by default: chunks, the state carried across) and Adam, then
@@ -9,6 +9,8 @@ its cross-entropy on fresh data. Writes DIR/twodep.csv (one row per run), DIR/tw
 (the training loss as it went) and DIR/twodep.png, and prints a table against the floors.
 """
 from __future__ import annotations
+
+from ..cells import BACKENDS
 
 NAME = "twodep"
 HELP = "the two-dependency task: which truncation windows learn which dependency"
@@ -36,7 +38,7 @@ def add_arguments(g):
                    help=f"comma-separated seeds, one run each (default {DEFAULTS['seeds']})")
     g.add_argument("--eval-steps", type=int, default=1000,
                    help="steps of each of 64 fresh test sequences")
-    g.add_argument("--backend", choices=("numpy", "numba"), default="numpy")
+    g.add_argument("--backend", choices=BACKENDS, default="numpy")
     g.add_argument("--full", action="store_true",
                    help=f"the larger study: hidden {FULL['hidden']}, windows {FULL['windows']}, "
                         f"{FULL['steps']} steps, seeds {FULL['seeds']} (flags given still win)")
@@ -79,7 +81,7 @@ def run(args):
     from .._io import write_text
     from .._progress import progress
     from .._table import text_table
-    from ..grad.seqtask import dependency_floors, memory_probe, task_model, train_two_dependency
+    from ..studies.seqtask import dependency_floors, memory_probe, task_model, train_two_dependency
     from . import _study_util as u
 
     _settings(args)

@@ -16,6 +16,8 @@ rank 0 alone logs and writes DIR; an error on one rank ends every rank with its 
 """
 from __future__ import annotations
 
+from ..train.engine import TRAIN_BACKENDS
+
 HELP = "train a tutorial model (names, sentences, hihell, script, char)"
 TASKS = ("names", "sentences", "hihell", "script", "char")
 DEFAULT_MODEL = {"names": "lstm", "script": "lstm", "char": "lstm", "hihell": "rnn_tanh",
@@ -35,8 +37,8 @@ def default_backend():
 
 def model_choices():
     """Every registry cell, 'rnn' (= rnn_tanh) and the names tutorial's own 'tutorial-rnn'."""
-    from ..registry import CELL_ALIASES, CELL_NAMES
-    return tuple(CELL_NAMES) + tuple(CELL_ALIASES) + ("tutorial-rnn",)
+    from ..cells import CELL_ALIASES, BUILTIN
+    return tuple(BUILTIN) + tuple(CELL_ALIASES) + ("tutorial-rnn",)
 
 
 def add_arguments(parser):
@@ -46,7 +48,7 @@ def add_arguments(parser):
                         help="the recurrent cell (rnn = rnn_tanh); tutorial-rnn: names only, the "
                              "PyTorch tutorial's network. Default: lstm (names, script, char), "
                              "rnn_tanh (hihell, sentences)")
-    parser.add_argument("--backend", choices=("numba", "numpy", "torch"), default=None,
+    parser.add_argument("--backend", choices=TRAIN_BACKENDS, default=None,
                         help="compute backend (default: numba if available, else numpy)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="torch backend only (default cpu)")
@@ -114,6 +116,9 @@ def run(args) -> int:
     if args.model == "tutorial-rnn" and args.backend not in (None, "numpy"):
         raise ValueError(f"--model tutorial-rnn: runs on numpy only (its own BPTT over Linear "
                          f"layers), got --backend {args.backend}")
+    if args.resume is not None and args.task in ("hihell", "sentences"):     # whatever the path
+        raise ValueError(f"--resume: {args.task} trains in under a second and keeps no "
+                         f"resumable checkpoint; run it again")
     resume = resume_path(args.resume)
     saved = {}
     if resume is not None:                  # a resumed run keeps its backend unless told
@@ -129,9 +134,6 @@ def run(args) -> int:
     if args.model == "tutorial-rnn" and args.task != "names":
         raise ValueError(f"--model tutorial-rnn: the names tutorial's own network; {args.task} "
                          f"trains a registry cell ({', '.join(model_choices()[:-1])})")
-    if resume is not None and args.task in ("hihell", "sentences"):
-        raise ValueError(f"--resume: {args.task} trains in under a second and keeps no "
-                         f"resumable checkpoint; run it again")
     if resume is not None:
         out = args.out or os.path.dirname(resume) or "."
     else:

@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from .._io import write_text
+from .._io import check_overwrite, write_text
 from . import explore_data as ed
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explore_page.html")
@@ -45,7 +45,7 @@ CONNECT_NOTE = {
 
 def display_tokens(tokens, level):
     """What each token looks like on the page, and after which steps a line breaks."""
-    from ..tutorials.data import TOKEN_LOOKUP
+    from ..text import TOKEN_LOOKUP
     punct = {v: k for k, v in TOKEN_LOOKUP.items() if k != "\n"}
     out = []
     for tok in tokens:
@@ -155,7 +155,7 @@ def page_html(payload):
 
 def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None, labels=None,
             targets=None, hx=None, top_k=5, title=None, token_level=None, connect=True,
-            loss="model"):
+            loss="model", overwrite=False):
     """Write the explorer page for one sequence and return its path.
 
     model: a minirnn RNN / LSTM / GRU (x: its input for ONE sequence, (T, I) or with a batch
@@ -174,8 +174,11 @@ def explore(model, x, path="explore.html", *, tokens=None, head=None, vocab=None
     loss: what the backward mode differentiates: "model" (the cross-entropy that `targets`
         describes where there is a head, else the sum of the outputs) or "sum" (d_out = ones);
         the page names it.
+    overwrite: replace an existing file at `path`; without it an existing file is refused
+        before any work, as `minirnn explore` refuses it without --overwrite.
     The model is left as found: its training mode and accumulated gradients are restored.
     """
+    check_overwrite("path", path, overwrite)
     payload, _ = build(model, x, tokens, head, vocab, labels, targets, hx, top_k, title,
                        token_level, connect, loss=loss)
     write_text(path, page_html(payload))

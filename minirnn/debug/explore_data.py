@@ -78,7 +78,7 @@ def prepare(model, x, tokens=None, head=None, vocab=None, labels=None, targets=N
     head's outputs), tokens, ids, targets, hx (uniform state tuple with the batch axis)."""
     from ..nn.layers import Linear
     from ..nn.recurrent import RNNBase
-    from ..train.models import LanguageModel, SequenceClassifier
+    from ..nn.models import LanguageModel, SequenceClassifier
     sub = SimpleNamespace(ids=None, model=model)
     if isinstance(model, (LanguageModel, SequenceClassifier)):
         if head is not None:

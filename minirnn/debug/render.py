@@ -19,7 +19,7 @@ import html
 
 import numpy as np
 
-from .._io import pyplot, savefig, write_text
+from .._io import check_overwrite, require, savefig, write_text
 from .stepper import fmt
 
 CSS = """
@@ -80,12 +80,16 @@ def _token(tokens, t, batch):
     return tokens[batch][t] if isinstance(tokens[0], (list, tuple)) else tokens[t]
 
 
-def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", predicted=None):
+def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", predicted=None,
+                overwrite=False):
     """Write ONE self-contained HTML page with a section per time step; returns the path.
 
     tokens: what was fed at each step (a list of T strings, or one such list per batch element).
     batch: which batch element's numbers to show. predicted: the model's prediction per step.
+    overwrite: replace an existing file at `path` (else it is refused, as `minirnn step
+    --render` refuses without --overwrite).
     """
+    check_overwrite("path", path, overwrite)
     if tokens is not None and len(tokens) not in (trace.T, trace.B):
         raise ValueError(f"tokens: expected {trace.T} tokens (one per step), got {len(tokens)}")
     if not 0 <= batch < trace.B:
@@ -155,14 +159,15 @@ def render_html(trace, path, tokens=None, batch=0, title="minirnn step trace", p
     return path
 
 
-def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
-    """A PNG heatmap (units x time) of each gate/state (and dh, dc after a backward)."""
-    plt = pyplot("the heatmap (--heatmap)")
+def heatmap_figure(trace, tokens=None, layer=0, direction=0, batch=0):
+    """A matplotlib Figure: a heatmap (units x time) of each gate/state (and dh, dc after a
+    backward). Built without pyplot, so a notebook's plotting backend is left as it is."""
+    Figure = require("matplotlib.figure", "the heatmap (--heatmap)").Figure
     names = [v for v in trace.variables("forward") if v not in ("x", "out")]
     if trace.has_backward:
         names += ["dh"] + (["dc"] if trace.spec.has_cell_state else [f"d{trace.spec.gate_names[0]}"])
-    fig, axes = plt.subplots(len(names), 1, figsize=(max(6, 0.5 * trace.T + 2), 1.3 * len(names) + 1),
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(max(6, 0.5 * trace.T + 2), 1.3 * len(names) + 1))
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
     labels = [str(t) if tokens is None else f"{t}\n{_token(tokens, t, batch)!r}" for t in range(trace.T)]
     with np.errstate(all="ignore"):
         for ax, name in zip(axes[:, 0], names):
@@ -181,9 +186,16 @@ def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0):
     axes[-1, 0].set_xlabel("t")
     fig.suptitle(f"{trace.mode}: layer {layer}, direction {direction}, batch {batch}")
     fig.tight_layout()
+    return fig
+
+
+def render_heatmap(trace, path, tokens=None, layer=0, direction=0, batch=0, overwrite=False):
+    """A PNG heatmap (units x time) of each gate/state (and dh, dc after a backward).
+    overwrite: replace an existing file at `path` (else it is refused)."""
+    check_overwrite("path", path, overwrite)
+    fig = heatmap_figure(trace, tokens, layer, direction, batch)
     savefig(fig, path, dpi=100)
-    plt.close(fig)
     return path
 
 
-__all__ = ["render_html", "render_heatmap"]
+__all__ = ["render_html", "render_heatmap", "heatmap_figure"]

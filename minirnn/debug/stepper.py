@@ -2,7 +2,8 @@
 reads commands from any file-like stdin, so a pipe or a StringIO drives it as well as a person.
 
     next / n, prev / p, goto T       move in time (the backward walk goes from the last step down)
-    show VAR                         x, gates, c, h, out, dh, dc, dgates (or any traced name)
+    show VAR                         x, gates, c, h, out, dh, dc, dgates (or any traced name:
+                                     a gate, e.g. f, or its gradient, e.g. df)
     watch EXPR / unwatch [N]         print EXPR at every step, e.g. `watch norm(h)`
     break WHEN / delete [N]          stop `continue` when WHEN holds, e.g. `break max(abs(h)) > 0.99`,
                                      `break nonfinite`
@@ -237,7 +238,8 @@ class Stepper(cmd.Cmd):
         self.render()
 
     def do_show(self, arg):
-        """show VAR: every unit of x, gates, c, h, out, dh, dc, dgates (or any traced name)."""
+        """show VAR: every unit of x, gates, c, h, out, dh, dc, dgates (or any traced name);
+        gates and dgates show each gate (d<gate>: the gradient of its pre-activation)."""
         name = arg.strip()
         rec = self.record()
         spec = self.tr.spec

@@ -1,15 +1,20 @@
 """Trace every step of a recurrent model: inputs, gates, states, outputs, and their gradients.
 
     tr = minirnn.trace(model, x, hx=None, lengths=None, d_out=None, loss=None)
-    rec = tr.step(t, layer=0, direction=0)      # rec.x, rec.h, rec.i, ..., rec.dh, rec.dz, ...
+    rec = tr.step(t, layer=0, direction=0)      # rec.x, rec.h, rec.i, ..., rec.dh, rec.di, ...
     rows = tr.to_frame()                         # tidy table: one row per (phase, layer, dir, t, var, b)
     bad = tr.first_nonfinite()                   # None, or where the first NaN/Inf appeared
 
 Nothing is recomputed: `trace` calls the model's own forward (and backward with
 return_steps=True) and reads the engine's caches, so every number IS the engine's number.
 The only values derived here are sums and norms for display: the running weight-gradient
-norms (from the per-step dz/da and the cached inputs) and, for proj_size, dW_hr's steps
+norms (from the per-step dgates and the cached inputs) and, for proj_size, dW_hr's steps
 (dh_t^T r_t with r_t = o * tanh(c_t)), which the engine does not keep per step.
+
+Names are the equations' and mean the same in every cell: d<gate> is the gradient of that
+gate's pre-activation (di, df, dg, do for the LSTM; dr, dz, dn for the GRU; da for the Elman
+RNN), and `dgates` all of them side by side (B, G*H), in the gate order. No name is d + a gate
+letter the cell does not have (the engines' own record calls the stacked block dz, dg or da).
 
 Time indices are the ORIGINAL positions t = 0..T-1 for both directions: the reverse
 direction's cache runs over each sequence reversed within its own length, and is mapped back
@@ -24,8 +29,6 @@ import numpy as np
 
 from .._checks import reverse_padded
 
-from ..registry import CELLS
-
 
 def forward_vars(spec):
     """What the forward shows per step: x, each gate, c (if the cell has one), h, out."""
@@ -33,13 +36,12 @@ def forward_vars(spec):
 
 
 def backward_vars(spec):
-    """What the backward shows per step: dh, dc (if any), and d<gate> for every gate."""
+    """What the backward shows per step: dh, dc (if any), and d<gate> for every gate (a
+    registered cell's record holds its states' gradients alone: d<state> for each)."""
+    if spec.dgates_field is None:
+        return tuple(f"d{n}" for n in spec.state_names)
     return ("dh", *(("dc",) if spec.has_cell_state else ()), *(f"d{g}" for g in spec.gate_names))
 
-
-# by family ("rnn", "lstm", "gru"): Trace.kind
-FORWARD_VARS = {s.family: forward_vars(s) for s in CELLS.values()}
-BACKWARD_VARS = {s.family: backward_vars(s) for s in CELLS.values()}
 
 
 class NonFinite(NamedTuple):
@@ -48,7 +50,7 @@ class NonFinite(NamedTuple):
     layer: int
     direction: int
     t: int                      # original time position of the value
-    tensor: str                 # "x", "a", "i", ..., "h", "dh", "dc", "dz" / "da"
+    tensor: str                 # "x", "a", "i", ..., "h", "dh", "dc", "di", ..., "da"
     index: tuple                # (batch, unit)
     value: float
     step: int                   # the engine's loop index in that direction (its visit order)
@@ -58,7 +60,8 @@ class StepRecord(SimpleNamespace):
     """One step of one layer and direction; attributes are named as the equations.
 
     Every array is (B, n): x (B, I), a / i / f / g / o / c (B, H), h / out (B, P),
-    dh (B, P), dc (B, H), da (B, H) or dz (B, 4H) and its slices di, df, dg, do (B, H).
+    dh (B, P), dc (B, H), d<gate> for each gate (B, H), e.g. di, df, dg, do, and dgates
+    (B, G*H), those side by side in the gate order.
     dW_norms: name -> Frobenius norm of that weight's gradient accumulated over the steps
     the backward has visited up to and including this one.
     """
@@ -74,7 +77,6 @@ class Trace:
 
     def __init__(self, model, out, h_n, c_n, caches, grad_steps, lengths):
         self.model, self.spec = model, model.spec
-        self.kind = model.spec.family                       # "rnn" | "lstm" | "gru"
         self.mode, self.num_layers, self.num_directions = model.mode, model.num_layers, model.num_directions
         self.out, self.h_n, self.c_n = out, h_n, c_n        # what model.forward returned
         self.caches, self.grad_steps = caches, grad_steps
@@ -95,6 +97,11 @@ class Trace:
                 self.dW_norms.append(norms)
                 self.weight_grads.append(final)
 
+    def _repr_html_(self):
+        """What a notebook shows for a trace: its gates and states over time, as a picture."""
+        from .pictures import trace_repr_html
+        return trace_repr_html(self)
+
     # ---- reading the caches ------------------------------------------------------------
     def _orig(self, arr, d):
         """(T, B, ...) in the engine's loop order -> original time positions."""
@@ -111,8 +118,13 @@ class Trace:
 
     def _backward_vars(self, k):
         s, d, spec = self.grad_steps[k], k % self.num_directions, self.spec
+        if spec.dgates_field is None:     # a registered cell's record: its states' gradients
+            v = {f"d{n}": a for n, a in zip(spec.state_names, s.d_states)}
+            return {name: self._orig(a, d) for name, a in v.items()}
         dgates = getattr(s, spec.dgates_field)                           # (T, B, G*H)
-        v = {"dh": s.dh, spec.dgates_field: dgates,
+        # the engine's name for the stacked block (dz, dg, da) is some cell's gate letter:
+        # the trace calls it dgates in every cell, and d<gate> names one gate only
+        v = {"dh": s.dh, "dgates": dgates,
              **{f"d{g}": a for g, a in spec.split_gates(dgates).items()}}
         if spec.has_cell_state:
             v["dc"] = s.dc
@@ -124,7 +136,9 @@ class Trace:
         its backward meets the sequence start first). Padded steps contribute nothing."""
         c, f, b = self.caches[k], self._fwd[k], self._bwd[k]
         d = k % self.num_directions
-        dz = b[self.spec.dgates_field]                                   # (T, B, G*H) input side
+        if self.spec.dgates_field is None:
+            return self._running_step_grads(k)
+        dz = b["dgates"]                                                 # (T, B, G*H) input side
         dzh = self.spec.hidden_dgates(dz, self._orig(getattr(c, self.spec.gates_field), d))
         split_bias = dzh is not dz                    # GRU: b_ih and b_hh get different grads
         h_prev = self._orig(np.concatenate([c.h0[None], c.h[:-1]], axis=0), d)   # (T, B, P)
@@ -159,6 +173,33 @@ class Trace:
             else:
                 final[f"{name}_l{layer}{sfx}"] = g
         return norms, final
+
+    def _running_step_grads(self, k):
+        """_running_weight_grads for a registered cell: each step's gradients from its own
+        step_backward (per sequence, so that the reverse direction's loop steps land on
+        their original positions), summed in the same visit order."""
+        c, s = self.caches[k], self.grad_steps[k]
+        layer, d = divmod(k, self.num_directions)
+        by_pos = {}                                      # name -> (T, *shape) per position
+        for step in range(self.T):
+            d_state = tuple(a[step] for a in s.d_states)
+            grads = self.spec.step_backward(c.steps[step], d_state, c.params, per_sample=True)[2]
+            for name, g in grads.items():
+                if g is None:
+                    continue
+                buf = by_pos.setdefault(name, np.zeros((self.T,) + g.shape[1:], g.dtype))
+                for b in range(self.B):
+                    buf[self.position[d][step, b]] += g[b]
+        acc = {name: np.zeros_like(buf[0]) for name, buf in by_pos.items()}
+        norms = {name: np.zeros(self.T) for name in acc}
+        order = range(self.T - 1, -1, -1) if d == 0 else range(self.T)
+        with np.errstate(all="ignore"):
+            for t in order:
+                for name in acc:
+                    acc[name] += by_pos[name][t]
+                    norms[name][t] = np.linalg.norm(acc[name])
+        sfx = "_reverse" if d else ""
+        return norms, {f"{name}_l{layer}{sfx}": g for name, g in acc.items()}
 
     # ---- public ---------------------------------------------------------------------------
     def _check_index(self, t, layer, direction):
@@ -222,22 +263,37 @@ class Trace:
             return pd.DataFrame(rows)
         return rows
 
+    def _loop_arrays(self, k, backward):
+        """{name: (T, B, n)} in the engine's loop order and the order it computes them: the
+        input, the gates, the states (forward); the states' and the gates' gradients."""
+        spec = self.spec
+        if spec.dgates_field is None:                     # a registered cell's records
+            if backward:
+                return {f"d{n}": a for n, a in zip(spec.state_names,
+                                                   self.grad_steps[k].d_states)}
+            c = self.caches[k]
+            gates = {spec.gates_field: c.gates} if hasattr(c.steps[0], "gates") else {}
+            return {"x": c.x, **gates, **dict(zip(spec.state_names[::-1], c.states[::-1]))}
+        src = self.grad_steps[k] if backward else self.caches[k]
+        names = (("dh", *(("dc",) if spec.has_cell_state else ()), spec.dgates_field)
+                 if backward else
+                 ("x", spec.gates_field, *(("c",) if spec.has_cell_state else ()), "h"))
+        return {name: getattr(src, name) for name in names}
+
     def first_nonfinite(self) -> Optional[NonFinite]:
         """The first NaN/Inf in the order the engine computed it: forward layer by layer, each
         direction in its own loop order, inputs before gates before states; then the backward
         from the last layer down, each direction from its last loop step to its first."""
         D = self.num_directions
         spec = self.spec
-        fwd_names = ("x", spec.gates_field, *(("c",) if spec.has_cell_state else ()), "h")
-        bwd_names = ("dh", *(("dc",) if spec.has_cell_state else ()), spec.dgates_field)
-        plan = [("forward", k, self.caches[k], fwd_names, False) for k in range(len(self.caches))]
+        plan = [("forward", k, self._loop_arrays(k, False), False)
+                for k in range(len(self.caches))]
         if self.has_backward:
-            plan += [("backward", layer * D + d, self.grad_steps[layer * D + d], bwd_names, True)
+            plan += [("backward", layer * D + d, self._loop_arrays(layer * D + d, True), True)
                      for layer in reversed(range(self.num_layers)) for d in range(D)]
-        for phase, k, src, names, backwards in plan:
+        for phase, k, src, backwards in plan:
             best = None                                   # (visit rank, name rank, name, s)
-            for rank, name in enumerate(names):
-                arr = getattr(src, name)                  # (T, B, n), the engine's loop order
+            for rank, (name, arr) in enumerate(src.items()):  # (T, B, n), the loop order
                 bad = ~np.isfinite(arr).reshape(self.T, -1).all(axis=1)   # (T,)
                 if not bad.any():
                     continue
@@ -247,7 +303,7 @@ class Trace:
                     best = (key, name, s)
             if best is not None:
                 _, name, s = best
-                arr = getattr(src, name)[s]                               # (B, n)
+                arr = src[name][s]                                        # (B, n)
                 b, j = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
                 tensor, unit = name, j
                 if name in (spec.gates_field, spec.dgates_field) and spec.gates > 1:
@@ -300,5 +356,4 @@ def trace(model, x, hx=None, lengths=None, d_out=None, loss=None) -> Trace:
     return Trace(model, out, h_n, c_n, caches, grad_steps, lengths_arr)
 
 
-__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "FORWARD_VARS", "BACKWARD_VARS",
-           "forward_vars", "backward_vars"]
+__all__ = ["trace", "Trace", "StepRecord", "NonFinite", "forward_vars", "backward_vars"]

@@ -1,10 +1,11 @@
 """The functional core: one layer, one direction, arrays in and out.
 
 Three tiers (as stumpy does it):
-  * ``minirnn.functional.rnn`` / ``.lstm`` / ``.gru`` — the NumPy reference, the spec, one
-    step at a time (unchecked: it trusts its arguments, as a spec should read);
+  * ``minirnn.cells.rnn`` / ``.lstm`` / ``.gru`` — the NumPy reference, the spec, one step at
+    a time (unchecked: it trusts its arguments, as a spec should read);
   * ``minirnn.kernels``                    — private fused Numba kernels, same signatures;
-  * the functions below                    — validate the input, then dispatch to a backend.
+  * the functions below                    — validate the input, then dispatch to a backend
+    (the cell's tier: minirnn.cells.FamilySpec.tier).
 
     out, h_T, cache = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh")
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(cache, d_out, d_hT)
@@ -19,13 +20,19 @@ import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_lengths, check_shape, to_numpy,
                        valid_mask)
-from . import gru, lstm, rnn
+from .._blas import policy as thread_policy
+from ..cells import get_cell
+from ..cells.gru import GRUCache, GRUGradSteps
+from ..cells.lstm import LSTMCache, LSTMGradSteps
+from ..cells.rnn import NONLINEARITIES, RNNCache, RNNGradSteps
 from .backends import KERNEL_BACKENDS, Backend, get_backend
-from .gru import GRUCache, GRUGradSteps
-from .lstm import LSTMCache, LSTMGradSteps
-from .rnn import RNNCache, RNNGradSteps
 
 BACKENDS = KERNEL_BACKENDS           # the names; get_backend(name) gives the Backend
+
+
+def _tier(cell, backend):
+    """The family functions of `cell` on `backend` (its name checked first)."""
+    return get_cell(cell).tier(get_backend(backend).name)
 
 
 def _weights(dtype, H, G, I, P, w_ih, w_hh, b_ih, b_hh, w_hr=None):
@@ -63,8 +70,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
     The computation runs in x's dtype (float32 or float64); lengths (B,) ends sequences early.
     """
-    if nonlinearity not in rnn.NONLINEARITIES:
-        raise ValueError(f"nonlinearity: expected one of {rnn.NONLINEARITIES}, got {nonlinearity!r}")
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}")
     x = _input(x)
     T, B, I = x.shape
     H = np.shape(w_hh)[0]
@@ -72,7 +79,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, valid)
+    with thread_policy(x, w_hh):                         # minirnn/_blas.py's rule
+        return _tier("rnn_" + nonlinearity, backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                                                              nonlinearity, valid)
 
 
 def _upstream(cache, cache_type, forward_name, d_out, **d_states):
@@ -100,8 +109,9 @@ def rnn_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, RNNCache, "rnn_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).rnn_backward(cache, d_out, d_hT, return_steps,
-                                             input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("rnn_" + cache.nonlinearity, backend).backward(
+            cache, d_out, d_hT, return_steps, input_grad=check_bool("input_grad", input_grad))
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
@@ -120,7 +130,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
     c0 = as_float_array("c0", c0, x.dtype)
     check_shape("c0", c0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
+    with thread_policy(x, w_hh):
+        return _tier("lstm", backend).forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, valid)
 
 
 def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_steps=False,
@@ -129,8 +140,9 @@ def lstm_backward(cache, d_out, d_hT=None, d_cT=None, backend="numpy", return_st
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT, d_cT = _upstream(cache, LSTMCache, "lstm_forward", d_out, d_hT=d_hT, d_cT=d_cT)
-    return get_backend(backend).lstm_backward(cache, d_out, d_hT, d_cT, return_steps,
-                                              input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("lstm", backend).backward(cache, d_out, d_hT, d_cT, return_steps,
+                                               input_grad=check_bool("input_grad", input_grad))
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="numpy"):
@@ -142,7 +154,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, backend="
     h0 = as_float_array("h0", h0, x.dtype)
     check_shape("h0", h0, (B, H))
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
-    return get_backend(backend).gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
+    with thread_policy(x, w_hh):
+        return _tier("gru", backend).forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
 
 
 def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
@@ -151,11 +164,12 @@ def gru_backward(cache, d_out, d_hT=None, backend="numpy", return_steps=False,
 
     input_grad=False: x needs no gradient, so dx is None and its product is skipped."""
     d_out, d_hT = _upstream(cache, GRUCache, "gru_forward", d_out, d_hT=d_hT)
-    return get_backend(backend).gru_backward(cache, d_out, d_hT, return_steps,
-                                             input_grad=check_bool("input_grad", input_grad))
+    with thread_policy(cache.x, cache.w_hh):
+        return _tier("gru", backend).backward(cache, d_out, d_hT, return_steps,
+                                              input_grad=check_bool("input_grad", input_grad))
 
 
-__all__ = ["rnn", "lstm", "gru", "RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",
+__all__ = ["RNNCache", "LSTMCache", "GRUCache", "RNNGradSteps",
            "LSTMGradSteps", "GRUGradSteps", "BACKENDS", "KERNEL_BACKENDS", "Backend",
            "get_backend", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "gru_forward", "gru_backward"]

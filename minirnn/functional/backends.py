@@ -1,63 +1,67 @@
-"""Kernel backends: who computes one layer in one direction. One protocol, one registry.
+"""Kernel backends: who computes one layer in one direction. One protocol, one table.
 
     from minirnn.functional.backends import get_backend
     nb = get_backend("numba")
     out, state_T, cache = nb.forward("lstm", x, (h0, c0), params, valid)
     dx, d_state0, grads, steps = nb.backward("lstm", cache, d_out, (d_hT, d_cT), return_steps=True)
 
-A backend is a *tier* of the cell registry: "numpy" runs each cell's reference module
-(minirnn/functional/<family>.py, the spec), "numba" its fused twin (minirnn/kernels/). Both
-modules have the same signatures and caches, so a backend is only the choice of module; the
-registry's CellSpec maps the uniform call onto each family's signature. (Training engines,
-which add torch, are a different set: minirnn.train.engine.TRAIN_BACKENDS.)
+"numpy" runs a cell's own NumPy code (the reference: the spec), "numba" its fused twin. A
+backend is only that choice: each cell's CellSpec maps the uniform call onto its code
+(minirnn/cells/). The backends' names are minirnn.cells.BACKENDS; the training engines add
+torch (minirnn.train.engine.TRAIN_BACKENDS).
+
+This module also registers the built-in cells' Numba twins (minirnn.kernels.TWINS) as their
+"numba" tier, through the public minirnn.register_tier, as a user registers a twin of theirs.
 """
 from __future__ import annotations
 
 from .._checks import lookup
-from ..registry import CELLS, get_cell
+from .._blas import policy as thread_policy
+from ..cells import BACKENDS as KERNEL_BACKENDS
+from ..cells import BUILTIN, get_cell, register_tier
 
 
 class Backend:
     """One tier of implementations: `forward`/`backward` for any cell, by name or CellSpec."""
 
-    def __init__(self, name, tier, summary):
-        self.name, self.tier, self.summary = name, tier, summary
+    def __init__(self, name, summary):
+        self.name, self.summary = name, summary
 
     def __repr__(self):
         return f"Backend({self.name!r}: {self.summary})"
 
-    def module(self, cell):
-        """The module holding `cell`'s forward/backward in this tier."""
-        return getattr(get_cell(cell), self.tier)()       # the registry remembers the import
-
     def forward(self, cell, x, state, params, valid=None):
-        spec = get_cell(cell)
-        return spec.layer_forward(self.module(spec), x, state, params, valid)
+        w_hh = params.get("weight_hh") if isinstance(params, dict) else None
+        with thread_policy(x, w_hh):                             # minirnn/_blas.py's rule
+            return get_cell(cell).forward(x, state, params, valid, backend=self.name)
 
     def backward(self, cell, cache, d_out, d_state, return_steps=False, input_grad=True):
-        spec = get_cell(cell)
-        return spec.layer_backward(self.module(spec), cache, d_out, d_state, return_steps,
-                                   input_grad)
-
-    def __getattr__(self, attr):
-        # the family-level names, e.g. get_backend("numba").lstm_forward(..., path="loop")
-        family, _, fn = attr.rpartition("_")
-        spec = next((s for s in CELLS.values() if s.family == family), None)
-        if spec is None or fn not in ("forward", "backward"):
-            raise AttributeError(f"backend {self.name!r} has no attribute {attr!r}")
-        return getattr(getattr(spec, self.tier)(), fn)
+        with thread_policy(getattr(cache, "x", None), getattr(cache, "w_hh", None)):
+            return get_cell(cell).backward(cache, d_out, d_state, return_steps, input_grad,
+                                           backend=self.name)
 
 
 BACKENDS = {
-    "numpy": Backend("numpy", "reference", "the NumPy reference, one step at a time"),
-    "numba": Backend("numba", "kernel", "fused Numba kernels, the same math"),
+    "numpy": Backend("numpy", "the NumPy reference, one step at a time"),
+    "numba": Backend("numba", "fused Numba kernels, the same math"),
 }
-KERNEL_BACKENDS = tuple(BACKENDS)
+assert tuple(BACKENDS) == KERNEL_BACKENDS
 
 
 def get_backend(name) -> Backend:
     """'numpy' (the reference) or 'numba' (fused kernels) -> its Backend."""
     return name if isinstance(name, Backend) else lookup("backend", BACKENDS, name)
 
+
+def _kernel_twin(name):
+    """The loader of a built-in cell's Numba twin: numba imports (and compiles) on first use."""
+    def load():
+        from ..kernels import TWINS
+        return TWINS[name]
+    return load
+
+
+for _name in BUILTIN:
+    register_tier(_name, "numba", _kernel_twin(_name))
 
 __all__ = ["Backend", "BACKENDS", "KERNEL_BACKENDS", "get_backend"]

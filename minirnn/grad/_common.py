@@ -6,7 +6,7 @@ import contextlib
 
 import numpy as np
 
-from .._checks import as_float_array, check_shape, to_numpy
+from .._checks import as_float_array, check_shape, check_steps, to_numpy
 
 
 def check_forward_model(model, what="model"):
@@ -30,6 +30,7 @@ def time_major_pair(model, x, d_out):
                          f"got shape {x.shape}")
     x_tm = model.to_time_major(x)
     T, B, _ = x_tm.shape
+    check_steps("x", T)
     d_out = as_float_array("d_out", to_numpy(d_out), model.dtype)
     P = model.out_size
     check_shape("d_out", d_out, (B, T, P) if model.batch_first else (T, B, P),
@@ -61,11 +62,8 @@ def collect(model):
 
 def states_in_record(rnn, j):
     """The state (tuple per spec.state_names, each (L, B, size)) after step j of the last
-    forward of `rnn` (j = -1: the state it started from), read from its record: every cache
-    keeps each step's state under the state's own name (cache.h, cache.c) and the initial one
-    as h0, c0, whatever the cell, so a later window can start there."""
-    caches = rnn.last_forward.caches
-    if j < 0:
-        return tuple(np.stack([getattr(c, f"{name}0") for c in caches])
-                     for name in rnn.spec.state_names)
-    return tuple(np.stack([getattr(c, name)[j] for c in caches]) for name in rnn.spec.state_names)
+    forward of `rnn` (j = -1: the state it started from), read from its record through the
+    cell (CellSpec.states_of), so a later window can start there."""
+    per_layer = [rnn.spec.states_of(c) for c in rnn.last_forward.caches]
+    return tuple(np.stack([s0[n] if j < 0 else s[n][j] for s0, s in per_layer])
+                 for n in range(len(rnn.spec.state_names)))

@@ -25,7 +25,7 @@ import contextlib
 
 import numpy as np
 
-from ..registry import get_cell
+from ..cells import get_cell
 
 
 def check_unidirectional(model, what="model", single_layer=False):
@@ -156,8 +156,9 @@ def layer_jacobians(spec, x_t, state, params, layout):
     `layout` order), the next state tuple. Analytic: the cell's own step_jacobians
     (CellSpec.step_jacobians, the RTRL work); the next state from its reference forward."""
     spec = get_cell(spec)
-    J, per_param = spec.step_jacobians(None, x_t, state, params)
+    J, per_param = spec.step_jacobians(x_t, state, params)
     B, S = J.shape[:2]
-    M = np.concatenate([per_param[n].reshape(B, S, -1) for n, _ in layout], axis=-1)
-    _, nxt, _ = spec.layer_forward(spec.reference(), x_t[None], state, params)
+    M = np.concatenate([per_param[n].reshape(B, S, int(np.prod(shape))) for n, shape in layout],
+                       axis=-1)
+    _, nxt, _ = spec.forward(x_t[None], state, params)
     return J, M, nxt

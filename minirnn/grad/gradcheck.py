@@ -17,16 +17,19 @@ Other modes (minirnn/grad/gradcheck_modes.py): mode="fwd" checks forward mode (t
 column by column, mode="fast" one uᵀJv per input/output pair, dot=True the dot-product test
 between the JVP and the BPTT, order=2 the Hessian-vector product against differences of the
 gradient. Every row names its worst element; raise_on_failure=True raises on any failure.
+The verdict counts what it judged ("PASSED: 7 tensors, 31 comparisons"), and a report that
+compared nothing is FAILED, never PASSED.
 """
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._checks import check_bool, check_choice, check_int, to_numpy
 from .._table import text_table
+from . import gradcheck_modes as modes
+from ._gradcheck_rows import DOT_RTOL, GradcheckRow, index, row, sample
 
 # Tolerance, per entry:  |analytic - numeric| <= ATOL + RTOL * |numeric|.
 # With eps = 1e-6 in float64 the central difference has two errors:
@@ -38,27 +41,6 @@ from .._table import text_table
 # more decades above it. RTOL covers large gradients, whose truncation error grows with them.
 RTOL = 1e-5
 ATOL = 1e-6
-
-
-@dataclass
-class GradcheckRow:
-    """One checked tensor."""
-    name: str                     # "weight_hh_l0", "x", "h0", "c0"
-    shape: tuple
-    checked: int                  # entries compared
-    total: int                    # entries in the tensor
-    max_abs_err: float            # max |analytic - numeric|
-    max_rel_err: float            # max |analytic - numeric| / max(|analytic|, |numeric|)
-    passed: bool
-    indices: np.ndarray = field(repr=False, default=None)   # flat indices checked
-    check: str = "rev"            # "rev", "fwd", "fast", "dot" or "hvp" (gradcheck_modes.py)
-    worst: str = ""               # the worst element, e.g. "weight_hh_l0[3, 1]"
-
-    def to_dict(self):
-        return {"name": self.name, "shape": list(self.shape), "checked": self.checked,
-                "total": self.total, "max_abs_err": self.max_abs_err,
-                "max_rel_err": self.max_rel_err, "passed": self.passed, "check": self.check,
-                "worst": self.worst}
 
 
 @dataclass
@@ -76,12 +58,29 @@ class GradcheckReport:
 
     @property
     def passed(self):
-        return all(r.passed for r in self.rows)
+        """Every row passed, and there was at least one: a check of nothing never passes."""
+        return bool(self.rows) and all(r.passed for r in self.rows)
 
     @property
     def failed(self):
         """Names of the tensors whose gradient disagrees with finite differences."""
         return [r.name for r in self.rows if not r.passed]
+
+    @property
+    def judged(self):
+        """(tensors checked, comparisons made): what the verdict rests on."""
+        return len({r.name for r in self.rows}), sum(r.checked for r in self.rows)
+
+    def verdict(self):
+        """The verdict with its counts: "PASSED: 7 tensors, 31 comparisons", "FAILED: x, h0;
+        ..." or, when the report holds no comparison at all, "FAILED: nothing was checked"."""
+        tensors, compared = self.judged
+        counts = f"{tensors} tensors, {compared} comparisons"
+        if not compared:
+            return f"FAILED: nothing was checked ({counts})"
+        if self.passed:
+            return f"PASSED: {counts}"
+        return f"FAILED: {', '.join(self.failed)}; {counts}"
 
     def table(self):
         head = ("check", "tensor", "shape", "checked", "max abs err", "max rel err", "ok",
@@ -89,34 +88,36 @@ class GradcheckReport:
         body = [(r.check, r.name, "x".join(map(str, r.shape)) or "()", f"{r.checked}/{r.total}",
                  f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", "ok" if r.passed else "FAIL",
                  r.worst) for r in self.rows]
-        out = [text_table(head, body)]
-        verdict = "PASSED" if self.passed else f"FAILED: {', '.join(self.failed)}"
         what = f"mode={self.mode}" if self.order == 1 else "order=2 (H v)"
-        out.append(f"gradcheck {verdict}  ({what}, "
-                   f"eps={self.eps:g}, |analytic - numeric| <= {self.atol:g} + "
-                   f"{self.rtol:g}*|numeric|, dot test rel <= {_dot_rtol():g}, seed={self.seed})")
-        return "\n".join(out)
+        rules = [what, f"eps={self.eps:g}",
+                 f"|analytic - numeric| <= {self.atol:g} + {self.rtol:g}*|numeric|"]
+        if any(r.check == "dot" for r in self.rows):     # only a dot test that ran is named
+            rules.append(f"dot test rel <= {DOT_RTOL:g}")
+        rules.append(f"seed={self.seed}")
+        return "\n".join([text_table(head, body),
+                          f"gradcheck {self.verdict()}  ({', '.join(rules)})"])
 
     def raise_if_failed(self):
-        """AssertionError naming every failed tensor and its worst element (no-op if passed)."""
+        """AssertionError naming every failed tensor and its worst element, or saying that
+        nothing was checked (no-op if passed)."""
+        if not self.rows:
+            raise AssertionError(f"gradcheck failed: nothing was checked\n{self.table()}")
         bad = [r for r in self.rows if not r.passed]
         if bad:
             raise AssertionError("gradcheck failed: " + "; ".join(
                 f"{r.check} {r.name}: max abs err {r.max_abs_err:.3e}, max rel err "
-                f"{r.max_rel_err:.3e} at {r.worst}" for r in bad) + "\n" + self.table())
+                f"{r.max_rel_err:.3e} at {r.worst or 'no entry compared'}" for r in bad)
+                + "\n" + self.table())
 
     def __str__(self):
         return self.table()
 
     def to_dict(self):
-        return {"passed": self.passed, "model": self.model, "mode": self.mode,
-                "order": self.order, "eps": self.eps, "rtol": self.rtol, "atol": self.atol,
-                "seed": self.seed, "loss": self.loss, "rows": [r.to_dict() for r in self.rows]}
-
-
-def _dot_rtol():
-    from .gradcheck_modes import DOT_RTOL
-    return DOT_RTOL
+        tensors, compared = self.judged
+        return {"passed": self.passed, "tensors": tensors, "compared": compared,
+                "model": self.model, "mode": self.mode, "order": self.order, "eps": self.eps,
+                "rtol": self.rtol, "atol": self.atol, "seed": self.seed, "loss": self.loss,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 # ----------------------------------------------------------------------------
@@ -140,6 +141,8 @@ class _Runner:
                             f"got {type(model).__name__}")
         self.names = [f"{n}0" for n in model.spec.state_names]       # "h0"[, "c0"]
         inputs = {"x": self._f64("x", x)}
+        _refuse_empty(inputs["x"], model if self.seq else None)
+        _refuse_non_finite("x", inputs["x"])
         if hx is not None:
             states = (hx,) if len(self.names) == 1 else hx
             if not isinstance(states, (tuple, list)) or len(states) != len(self.names):
@@ -147,6 +150,7 @@ class _Runner:
                                 f"{type(model).__name__}, got {type(hx).__name__}")
             for k, (n, v) in enumerate(zip(self.names, states)):
                 inputs[n] = self._f64("hx" if len(states) == 1 else f"hx[{k}]", v)
+                _refuse_non_finite(n, inputs[n])
         else:                                # zeros, given explicitly so that dh0 (dc0) is checked
             outs = self.forward(inputs)
             for n, o in zip(self.names, outs[-len(self.names):]):
@@ -177,14 +181,32 @@ class _Runner:
         return {"x": dx, **dict(zip(self.names, d_state))}
 
 
-def _sample(name, size, max_entries, seed):
-    """Flat indices to check: all, or max_entries of them drawn without replacement from a
-    generator seeded by (seed, name) — the same tensor gets the same entries every run,
-    whatever else is checked."""
-    if max_entries is None or size <= max_entries:
-        return np.arange(size)
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    return np.sort(rng.choice(size, size=max_entries, replace=False))
+def _refuse_empty(x, seq_model):
+    """ValueError for an x with no entries: a gradient of nothing has nothing to check.
+    seq_model: the sequence module (its batch_first says where B is), or None for a cell."""
+    if x.size:
+        return
+    if seq_model is None:
+        axes = {"B": 0} if x.ndim == 2 else {}
+    else:
+        axes = {"B": 0 if seq_model.batch_first else 1, "T": 1 if seq_model.batch_first else 0} \
+            if x.ndim == 3 else {"T": 0}
+    empty = [k for k, a in axes.items() if a < x.ndim and x.shape[a] == 0]
+    what = {"B": "an empty batch (B = 0)", "T": "no time steps (T = 0)"}
+    why = " and ".join(what[k] for k in empty) or "no entries"
+    raise ValueError(f"x: {why}, shape {x.shape}: there is nothing to check (no output, no "
+                     f"gradient); give x at least one sequence of at least one step")
+
+
+def _refuse_non_finite(name, arr):
+    """ValueError naming the tensor and its first NaN / inf: finite differences through a
+    non-finite value are NaN, and a table of NaN errors would hide where it came from."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        at = [int(i) for i in np.argwhere(bad)[0]]
+        raise ValueError(f"{name}: non-finite value {arr[tuple(at)]} at {at}; gradcheck needs "
+                         f"finite inputs, states and weights (a NaN or inf makes every "
+                         f"difference through it NaN)")
 
 
 MODES = ("rev", "fwd", "fast")
@@ -198,10 +220,14 @@ def gradcheck(model, x, hx=None, lengths=None, eps=1e-6, params=None, max_entrie
     LSTMCell, in float64 (a float32 model is refused: its round-off, ~1e-7 relative, divided
     by eps swamps any useful tolerance; build it with dtype="float64" to check it).
     x, hx, lengths: as ``model.forward`` takes them; hx=None checks the gradient at zero states.
+    x, the states and the weights must be finite and x must hold at least one sequence of
+    one step (B, T >= 1): anything else is refused, naming the tensor (and the first NaN/inf).
     params: names of the tensors to check — parameter names as ``model.named_parameters()``
-    gives them, and "x", "h0", "c0"; None checks them all.
+    gives them, and "x", "h0", "c0"; None checks every tensor the check covers (order=2:
+    the parameters). An empty list, or a name the check does not cover, is refused.
     max_entries: check at most this many entries of each tensor, sampled reproducibly from
-    (seed, tensor name); None checks every entry (2 forwards per entry).
+    (seed, tensor name); None checks every entry (2 forwards per entry; order=2 compares that
+    many entries of H v per parameter).
     seed: seeds the loss projection and the sampling.
     Pass rule per entry: |analytic - numeric| <= atol + rtol * |numeric| (see RTOL, ATOL).
     mode: "rev" (BPTT against differences, entry by entry), "fwd" (the JVP against
@@ -258,15 +284,9 @@ def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, ow
            order=1, dot=False):
     """The check itself; gradcheck() above restores the model whatever happens here."""
     run = _Runner(model, x, hx, lengths)
-    available = list(own) + list(run.inputs)
-    if params is None:
-        names = list(run.inputs) + list(own)
-    else:
-        names = [params] if isinstance(params, str) else list(params)
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise KeyError(f"params: unknown tensor names {unknown}; "
-                           f"expected some of {available}")
+    for name, p in own.items():
+        _refuse_non_finite(name, p)
+    names = _names(params, list(run.inputs), list(own), order)
 
     outs = run.forward(run.inputs)
     rng = np.random.default_rng(seed)
@@ -278,10 +298,9 @@ def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, ow
     if order == 1 and mode == "rev":
         rows = _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol, atol)
     if mode != "rev" or order != 1 or dot:
-        from . import gradcheck_modes as modes
         probe = modes.Probe(model, run, own, seed)
         if order == 2:
-            rows = modes.second_order_rows(probe, names, eps, seed, rtol, atol)
+            rows = modes.second_order_rows(probe, names, eps, max_entries, seed, rtol, atol)
         elif mode == "fwd":
             rows = modes.forward_rows(probe, names, eps, max_entries, seed, rtol, atol)
         elif mode == "fast":
@@ -290,6 +309,30 @@ def _check(model, x, hx, lengths, eps, params, max_entries, seed, rtol, atol, ow
             rows += modes.dot_rows(probe, names, seed)
     return GradcheckReport(rows, float(eps), float(rtol), float(atol), int(seed),
                            loss(run.inputs), repr(model), mode, order)
+
+
+def _names(params, inputs, own, order):
+    """The tensors to check: every one the check covers (params=None), or the names given,
+    each known and covered (order 2 covers the parameters only); a list of none is refused,
+    since a check of nothing cannot pass."""
+    covered = own if order == 2 else inputs + own
+    if params is None:
+        return covered
+    names = [params] if isinstance(params, str) else list(params)
+    if not names:
+        raise ValueError(f"params: got an empty list, which checks nothing; expected some of "
+                         f"{covered}")
+    unknown = [n for n in names if n not in inputs + own]
+    if unknown:
+        raise KeyError(f"params: unknown tensor names {unknown}; expected some of "
+                       f"{inputs + own}")
+    outside = [n for n in names if n not in covered]
+    if outside:
+        raise ValueError(f"params: order=2 checks the Hessian-vector product in the "
+                         f"parameters only, so {', '.join(map(repr, outside))} cannot be "
+                         f"checked there; expected some of {covered} (or order=1 for "
+                         f"{', '.join(map(repr, outside))})")
+    return names
 
 
 def _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol, atol):
@@ -306,7 +349,7 @@ def _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol,
         flat = target.reshape(-1)                       # a view: perturb in place
         if not np.shares_memory(flat, target):
             raise RuntimeError(f"{name}: the tensor is not contiguous; cannot perturb it")
-        idx = _sample(name, flat.size, max_entries, seed)
+        idx = sample(name, flat.size, max_entries, seed)
         num = np.empty(idx.size)
         for n, j in enumerate(idx):
             w = flat[j]
@@ -320,17 +363,13 @@ def _reverse_rows(run, model, names, own, u, loss, eps, max_entries, seed, rtol,
             num[n] = (lp - lm) / (2.0 * eps)
         ana = np.asarray(analytic[name], dtype=np.float64).reshape(-1)[idx]
         err = np.abs(ana - num)
-        scale = np.maximum(np.abs(ana), np.abs(num))
-        rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
-        ok = bool(np.all(err <= atol + rtol * np.abs(num)))   # NaN fails
         worst = ""
-        if err.size:
-            at = np.unravel_index(int(idx[int(np.argmax(np.where(np.isnan(err), np.inf, err)))]),
-                                  target.shape)
-            worst = f"{name}[{', '.join(map(str, at))}]"
-        rows.append(GradcheckRow(name, tuple(target.shape), int(idx.size), int(flat.size),
-                                 float(err.max()) if err.size else 0.0,
-                                 float(rel.max()) if rel.size else 0.0, ok, idx, "rev", worst))
+        if err.size:                                    # a NaN error is the worst of all
+            at = idx[np.argmax(np.where(np.isnan(err), np.inf, err))]
+            worst = f"{name}[{index(target.shape, at)}]"
+        rows.append(row(name, target.shape, idx.size, flat.size, err,
+                        np.maximum(np.abs(ana), np.abs(num)), atol + rtol * np.abs(num), worst,
+                        "rev", idx))
     return rows
 
 

@@ -13,34 +13,16 @@ differences of the gradient. Each returns GradcheckRows (one per checked tensor)
                  relative to max(‖J u‖ ‖w‖, ‖u‖ ‖Jᵀw‖), the size of the terms summed
     order=2      the Hessian-vector product (R-operator on the BPTT) of the probe loss
                  L = Σ u·out + ½ Σ out² + Σ u_s·state_n against (∇L(θ + eps v) - ∇L(θ - eps v))
-                 / 2 eps, v random over every parameter
+                 / 2 eps, v random over every parameter; the sampled entries of each
+                 parameter's H v are compared (max_entries, as in the other modes)
+The row, the sampling and DOT_RTOL come from _gradcheck_rows.py, which gradcheck.py imports too:
+this module does not import gradcheck.py back.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
-# The dot-product test compares two exact results: only round-off separates them (~1e-16
-# relative, measured); a wrong term moves it by O(1). 1e-10 leaves five decades each side.
-DOT_RTOL = 1e-10
-
-
-def _rng(seed, name):
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
-
-
-def _row(name, shape, checked, total, err, scale, tol, worst, check):
-    from .gradcheck import GradcheckRow
-    rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
-    return GradcheckRow(name, tuple(shape), int(checked), int(total),
-                        float(err.max()) if err.size else 0.0,
-                        float(rel.max()) if rel.size else 0.0,
-                        bool(np.all(err <= tol)), None, check, worst)
-
-
-def _index(shape, flat):
-    return ", ".join(map(str, np.unravel_index(int(flat), shape))) if shape else ""
+from ._gradcheck_rows import DOT_RTOL, index, rng, row, sample
 
 
 class Probe:
@@ -88,11 +70,10 @@ class Probe:
 
 def forward_rows(p, names, eps, max_entries, seed, rtol, atol):
     """mode="fwd": JVP columns against central differences, entry by entry."""
-    from .gradcheck import _sample
     rows = []
     for name in names:
         w = p.target(name)
-        idx = _sample(name, w.size, max_entries, seed)
+        idx = sample(name, w.size, max_entries, seed)
         errs, scales, tols, worst = [], [], [], (-1.0, "")
         for j in idx:
             e = np.zeros_like(w)
@@ -106,30 +87,30 @@ def forward_rows(p, names, eps, max_entries, seed, rtol, atol):
                 scales.append(np.maximum(np.abs(a), np.abs(num)).ravel())
                 tols.append((atol + rtol * np.abs(num)).ravel())
                 if err.size and err.max() > worst[0]:
-                    worst = (float(err.max()), f"d{o}[{_index(err.shape, err.argmax())}]/"
-                                               f"d{name}[{_index(w.shape, j)}]")
+                    worst = (float(err.max()), f"d{o}[{index(err.shape, err.argmax())}]/"
+                                               f"d{name}[{index(w.shape, j)}]")
         cat = lambda a: np.concatenate(a) if a else np.zeros(0)       # noqa: E731
-        rows.append(_row(name, w.shape, idx.size, w.size, cat(errs), cat(scales), cat(tols),
-                         worst[1], "fwd"))
+        rows.append(row(name, w.shape, idx.size, w.size, cat(errs), cat(scales), cat(tols),
+                         worst[1], "fwd", idx))
     return rows
 
 
 def fast_rows(p, names, eps, seed, rtol, atol):
     """mode="fast": uᵀJv by one backward per output against one difference per tensor."""
-    us = [_rng(seed, f"u:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
+    us = [rng(seed, f"u:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
     back = []                                  # per output o: Jᵀ (u on o alone)
     for k in range(len(us)):
         back.append(p.vjp([u if i == k else np.zeros_like(u) for i, u in enumerate(us)]))
     rows = []
     for name in names:
         w = p.target(name)
-        v = _rng(seed, f"v:{name}").standard_normal(w.shape)
+        v = rng(seed, f"v:{name}").standard_normal(w.shape)
         plus, minus = p.perturbed(name, v, eps)
         ana = np.array([np.vdot(back[k][name], v) for k in range(len(us))])
         num = np.array([np.vdot(u, (fp - fm) / (2.0 * eps)) for u, fp, fm in zip(us, plus, minus)])
         err = np.abs(ana - num)
         worst = f"uᵀ J v, output {p.out_names[int(err.argmax())]}" if err.size else ""
-        rows.append(_row(name, w.shape, len(us), len(us), err,
+        rows.append(row(name, w.shape, len(us), len(us), err,
                          np.maximum(np.abs(ana), np.abs(num)), atol + rtol * np.abs(num), worst,
                          "fast"))
     return rows
@@ -137,12 +118,12 @@ def fast_rows(p, names, eps, seed, rtol, atol):
 
 def dot_rows(p, names, seed):
     """The dot-product test ⟨J u, w⟩ = ⟨u, Jᵀ w⟩ per input tensor (forward vs reverse mode)."""
-    ws = [_rng(seed, f"w:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
+    ws = [rng(seed, f"w:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
     back = p.vjp(ws)
     rows = []
     for name in names:
         w = p.target(name)
-        u = _rng(seed, f"u:{name}").standard_normal(w.shape)
+        u = rng(seed, f"u:{name}").standard_normal(w.shape)
         ju = p.jvp({name: u})
         fwd = sum(np.vdot(a, b) for a, b in zip(ju, ws))
         rev = np.vdot(u, back[name])
@@ -151,7 +132,7 @@ def dot_rows(p, names, seed):
         scale = np.array([max(np.sqrt(sum(np.vdot(a, a) for a in ju) * sum(np.vdot(b, b)
                                                                          for b in ws)),
                               np.linalg.norm(u) * np.linalg.norm(back[name]))])
-        rows.append(_row(name, w.shape, 1, 1, err, scale, DOT_RTOL * scale,
+        rows.append(row(name, w.shape, 1, 1, err, scale, DOT_RTOL * scale,
                          f"⟨Ju,w⟩={fwd:.6g} ⟨u,Jᵀw⟩={rev:.6g}", "dot"))
     return rows
 
@@ -173,13 +154,14 @@ class _ProbeLoss:
         return np.array(v, copy=True)
 
 
-def second_order_rows(p, names, eps, seed, rtol, atol):
-    """order=2: H v (forward over reverse) against central differences of the gradient."""
+def second_order_rows(p, names, eps, max_entries, seed, rtol, atol):
+    """order=2: H v (forward over reverse) against central differences of the gradient, on
+    the sampled entries of each named parameter (max_entries of them, as the other modes)."""
     from .second_order import hessian_vector
     model, run = p.model, p.run
-    us = [_rng(seed, f"u:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
+    us = [rng(seed, f"u:{o}").standard_normal(np.shape(y)) for o, y in zip(p.out_names, p.outs)]
     loss = _ProbeLoss(us[0])
-    v = {n: _rng(seed, f"v:{n}").standard_normal(w.shape) for n, w in p.own.items()}
+    v = {n: rng(seed, f"v:{n}").standard_normal(w.shape) for n, w in p.own.items()}
     _, hv = hessian_vector(model, run.inputs["x"], loss, v, p.state(), run.lengths,
                            d_state=tuple(us[1:]))
 
@@ -201,15 +183,16 @@ def second_order_rows(p, names, eps, seed, rtol, atol):
         for n, w in p.own.items():
             w[...] = saved[n]
     rows = []
-    for name in names:
-        if name not in p.own:                  # the HVP is taken in the parameters
-            continue
-        num = (g_plus[name] - g_minus[name]) / (2.0 * eps)
-        err = np.abs(hv[name] - num)
-        worst = f"(Hv){name}[{_index(err.shape, err.argmax())}]" if err.size else ""
-        rows.append(_row(name, num.shape, num.size, num.size, err.ravel(),
-                         np.maximum(np.abs(hv[name]), np.abs(num)).ravel(),
-                         (atol + rtol * np.abs(num)).ravel(), worst, "hvp"))
+    for name in names:                         # parameters only: gradcheck() refuses the rest
+        shape = p.own[name].shape
+        idx = sample(name, p.own[name].size, max_entries, seed)
+        num = ((g_plus[name] - g_minus[name]) / (2.0 * eps)).reshape(-1)[idx]
+        ana = np.asarray(hv[name]).reshape(-1)[idx]
+        err = np.abs(ana - num)
+        worst = f"(Hv){name}[{index(shape, idx[err.argmax()])}]" if err.size else ""
+        rows.append(row(name, shape, idx.size, p.own[name].size, err,
+                         np.maximum(np.abs(ana), np.abs(num)), atol + rtol * np.abs(num),
+                         worst, "hvp", idx))
     return rows
 
 

@@ -81,16 +81,18 @@ def gradient_by_lag(model, x, d_out, state=None, max_lag=None):
         rows = tuple(np.concatenate([s[j] for s in entering], axis=1)      # (L, T*B, size)
                      for j in range(len(entering[0])))
         # one step, T*B rows: row tau*B + b runs step tau of sequence b
-        model.forward_state(model.from_time_major(x_tm.reshape(1, T * B, -1)), rows)
+        model.forward_state(model.from_time_major(x_tm.reshape(1, T * B, x_tm.shape[2])), rows)
         zero_out = np.zeros((1, T * B, d_tm.shape[2]), dtype=model.dtype)
         parts, adjoint = {}, None
         for k in range(K):
             model.zero_grad()
             if k == 0:                                 # the losses' own gradients, lag 0
                 _, d_enter = model.backward_state(
-                    model.from_time_major(d_tm.reshape(1, T * B, -1)), None)
+                    model.from_time_major(d_tm.reshape(1, T * B, d_tm.shape[2])), None,
+                    retain_graph=True)                 # one forward, K backwards through it
             else:
-                _, d_enter = model.backward_state(model.from_time_major(zero_out), adjoint)
+                _, d_enter = model.backward_state(model.from_time_major(zero_out), adjoint,
+                                                  retain_graph=True)
             for name, g in collect(model).items():
                 parts.setdefault(name, np.empty((K,) + g.shape, dtype=g.dtype))[k] = g
             # the state entering step tau+1 is the state leaving step tau: shift by one step
@@ -99,12 +101,12 @@ def gradient_by_lag(model, x, d_out, state=None, max_lag=None):
 
 
 def language_model_lags(model, tokens, targets, state=None, max_lag=None):
-    """gradient_by_lag for a minirnn.train.models.LanguageModel's mean cross-entropy on
+    """gradient_by_lag for a minirnn.nn.models.LanguageModel's mean cross-entropy on
     tokens/targets (B, T), for its recurrent layer's parameters (the embedding and the
     read-out act at lag 0 by construction). Eval mode (no dropout); the weights and
     gradients are left as they were."""
     from ..nn.losses import cross_entropy
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     if not isinstance(model, LanguageModel):
         raise TypeError(f"model: expected a LanguageModel, got {type(model).__name__}")
     was = model.training

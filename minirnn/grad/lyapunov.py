@@ -56,12 +56,13 @@ class PerturbationGrowth:
 
 
 def _prepare(model, x, warmup, what="x"):
-    from .._checks import check_int
+    from .._checks import check_int, check_steps
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"{what}: expected shape (T, B, I) (or (B, T, I) with batch_first), "
                          f"got {x.shape}")
     xt = model.to_time_major(x)
+    check_steps(what, xt.shape[0])
     warmup = check_int("warmup", warmup, low=0)
     if warmup >= xt.shape[0]:
         raise ValueError(f"warmup: expected fewer steps than the input's T={xt.shape[0]}, "
@@ -74,7 +75,7 @@ def initial_frame(seed, B, S, k):
     column does not depend on k, so perturbation_growth with the same seed starts along the
     QR method's first direction."""
     return np.stack([np.random.default_rng([seed, b]).standard_normal((k, S)).T
-                     for b in range(B)])
+                     for b in range(B)]) if B else np.zeros((0, S, k))
 
 
 def lyapunov_spectrum(model, x, k=None, state=None, warmup=0, seed=0, progress=False):

@@ -9,7 +9,7 @@ M_t = ds_t/dθ (B, S, |θ|): how every state unit depends on every parameter. Pe
     M_t   = ∂F/∂s_{t-1} · M_{t-1} + ∂F/∂θ           M_0 = 0 (s_0 does not depend on θ)
     g    += dL_t/ds_t · M_t                         summed over the batch
 with the step's partial Jacobians from the cell's reference (`step_jacobians` in
-minirnn/functional/<family>.py, through CellSpec.step_jacobians). Summed over every step,
+minirnn/cells/<family>.py, through CellSpec.step_jacobians). Summed over every step,
 g = dL/dθ for L = Σ_t L_t: BPTT's gradient, computed using only the past, so the parameters
 may also change after every step (the online form, RTRLOnline): M then mixes the Jacobians of
 the parameters current at each past step, which is what RTRL is.
@@ -36,7 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_float_array, check_int, check_lengths, check_shape, valid_mask
+from .._checks import (as_float_array, check_int, check_lengths, check_shape, check_steps,
+                       valid_mask)
 from ..functional.backends import get_backend
 
 MEMORY_LIMIT = 1 << 30          # bytes: the largest influence matrix M that RTRL will allocate
@@ -59,12 +60,59 @@ class RTRLOnlineResult(NamedTuple):
 def _loss(kind, out_t, y_t):
     """-> L_t (float), dL_t/dout_t (same shape as out_t)."""
     if callable(kind):
-        value, grad = kind(out_t, y_t)
-        return float(value), np.asarray(grad, dtype=out_t.dtype).reshape(out_t.shape)
+        res = kind(out_t, y_t)
+        grad = np.asarray(res[1], dtype=out_t.dtype) if isinstance(res, (tuple, list)) and \
+            len(res) == 2 and np.ndim(res[0]) == 0 and res[1] is not None else None
+        if grad is None or grad.shape != out_t.shape:
+            got = (f"dL_t/dout_t of shape {grad.shape}" if grad is not None else
+                   type(res).__name__ if not isinstance(res, (tuple, list)) else
+                   f"a {type(res).__name__} of {len(res)}")
+            raise ValueError(f"loss: the callable {getattr(kind, '__name__', kind)!r} must "
+                             f"return (L_t, dL_t/dout_t) with dL_t/dout_t of shape "
+                             f"{out_t.shape} (the valid rows of step t's output), got {got}")
+        return float(res[0]), grad
     if kind == "squared_error":
         diff = out_t - y_t
         return 0.5 * float(np.sum(diff * diff)), diff
     return float(np.sum(y_t * out_t)), y_t
+
+
+def check_memory(need, memory_limit, what, detail, advice):
+    """need (bytes) within memory_limit (None: MEMORY_LIMIT), else a ValueError that says what
+    would need it, how the number is made up, and what to do."""
+    limit = MEMORY_LIMIT if memory_limit is None else check_int("memory_limit", memory_limit)
+    if need > limit:
+        raise ValueError(f"model: {what} would need {need} bytes ({need / 2**20:.1f} MiB: "
+                         f"{detail}), above memory_limit={limit} bytes "
+                         f"({limit / 2**20:.1f} MiB); {advice}")
+
+
+class Layout(NamedTuple):
+    """One layer's parameters as a flat vector, blocks side by side in the registry's
+    param_names order (those present), and its state's sizes."""
+    keys: dict                    # functional name -> the model's key ("weight_hh" -> "..._l0")
+    shapes: dict                  # functional name -> the parameter's shape
+    offsets: dict                 # functional name -> where its block starts in the vector
+    N: int                        # the vector's length
+    sizes: tuple                  # per spec.state_names: P (h) or H (c)
+    P: int                        # the width of h (proj_size or hidden_size)
+
+
+def layer_layout(model) -> Layout:
+    """The Layout of a single-layer module or cell."""
+    spec = model.spec
+    keys = dict(model.param_keys()) if hasattr(model, "param_keys") else \
+        {n: n for n in spec.param_names}
+    keys = {n: keys[n] for n in spec.param_names if keys[n] in model.params}
+    shapes = {n: model.params[k].shape for n, k in keys.items()}
+    offsets, N = {}, 0
+    for n, shape in shapes.items():
+        offsets[n] = N
+        N += int(np.prod(shape))
+    H = model.hidden_size
+    P = getattr(model, "proj_size", 0) or H
+    return Layout(keys, shapes, offsets, N, tuple(P if n == "h" else H for n in spec.state_names),
+                  P)
 
 
 class _Influence:
@@ -76,37 +124,26 @@ class _Influence:
     """
 
     def __init__(self, model, batch, state, backend, memory_limit):
-        spec = model.spec
-        self.spec, self.dtype = spec, model.dtype
-        keys = dict(model.param_keys()) if hasattr(model, "param_keys") else \
-            {n: n for n in spec.param_names}
+        self.spec, self.dtype = model.spec, model.dtype
         self.params = model.params
-        self.keys = {n: keys[n] for n in spec.param_names if keys[n] in model.params}
-        H = model.hidden_size
-        P = getattr(model, "proj_size", 0) or H
-        self.sizes = tuple(P if n == "h" else H for n in spec.state_names)
-        self.S, self.P, self.B = sum(self.sizes), P, batch
-        self.shapes = {n: model.params[k].shape for n, k in self.keys.items()}
-        self.offsets, N = {}, 0
-        for n, shape in self.shapes.items():
-            self.offsets[n] = N
-            N += int(np.prod(shape))
-        self.N = N
-        need = batch * self.S * N * self.dtype.itemsize
-        limit = MEMORY_LIMIT if memory_limit is None else check_int("memory_limit", memory_limit)
-        if need > limit:
-            raise ValueError(
-                f"model: RTRL's influence matrix ds/dθ would need {need} bytes "
-                f"({need / 2**20:.1f} MiB: batch {batch} × state {self.S} × {N} parameters × "
-                f"{self.dtype.itemsize} bytes), above memory_limit={limit} bytes "
-                f"({limit / 2**20:.1f} MiB); it grows as H^3 per sequence, so lower hidden_size "
-                f"or the batch, or pass a larger memory_limit= if the memory is there (the "
-                f"NumPy reference holds about four such arrays at once, the kernel two)")
+        self.keys, self.shapes, self.offsets, N, self.sizes, self.P = layer_layout(model)
+        self.S, self.N, self.B = sum(self.sizes), N, batch
+        check_memory(batch * self.S * N * self.dtype.itemsize, memory_limit,
+                     "RTRL's influence matrix ds/dθ",
+                     f"batch {batch} × state {self.S} × {N} parameters × "
+                     f"{self.dtype.itemsize} bytes",
+                     "it grows as H^3 per sequence, so lower hidden_size or the batch, or pass "
+                     "a larger memory_limit= if the memory is there (the NumPy reference holds "
+                     "about four such arrays at once, the kernel two)")
         self.backend = get_backend(model.backend if backend is None else backend).name
         self.state = tuple(np.array(s, dtype=self.dtype) for s in state)
         self.M = np.zeros((batch, self.S, N), dtype=self.dtype)
         if self.backend == "numba":
             from ..kernels import _rtrl
+            self.rtrl_step = getattr(self.spec.twin("numba"), "rtrl_step", None)
+            if self.rtrl_step is None:
+                raise ValueError(f"backend: cell {self.spec.name!r} has no fused RTRL step on "
+                                 f"'numba'; use backend='numpy' (RTRL from its step Jacobians)")
             self.kernel, self._spare = _rtrl, np.empty_like(self.M)   # M_t is written there
             self._offsets = np.array([self.offsets.get(n, -1) for n in _rtrl.BLOCKS],
                                      dtype=np.int64)
@@ -120,12 +157,11 @@ class _Influence:
         params, spec, B, S = self.layer_params(), self.spec, self.B, self.S
         keep = np.ones(B, dtype=bool) if valid_t is None else valid_t
         if self.backend == "numba":
-            new, J_state, Zi, Zh, r = self.kernel.STEPS[spec.family](
-                x_t, self.state, params, spec.nonlinearity)
+            new, J_state, Zi, Zh, r = self.rtrl_step(x_t, self.state, params,
+                                                     spec.nonlinearity)
         else:
-            ref = spec.reference()
-            _, new, _ = spec.layer_forward(ref, x_t[None], self.state, params)
-            J_state, J = spec.step_jacobians(ref, x_t, self.state, params)
+            _, new, _ = spec.forward(x_t[None], self.state, params)
+            J_state, J = spec.step_jacobians(x_t, self.state, params)
         h_prev = self.state[0]
         # finished sequences keep their state (and below their influence); out_t is 0 there
         self.state = tuple(np.where(keep[:, None], s_new, s) for s_new, s in zip(new, self.state))
@@ -138,7 +174,8 @@ class _Influence:
                                              r, keep, self._offsets, dL_ds)
             self.M, self._spare = self._spare, self.M
             return out_t, value, g
-        dF_dtheta = np.concatenate([J[n].reshape(B, S, -1) for n in self.keys], axis=-1)
+        dF_dtheta = np.concatenate([J[n].reshape(B, S, int(np.prod(self.shapes[n])))
+                                    for n in self.keys], axis=-1)
         M = J_state @ self.M + dF_dtheta                   # M_t = ∂F/∂s M_{t-1} + ∂F/∂θ
         self.M = np.where(keep[:, None, None], M, self.M)
         return out_t, value, np.einsum("bs,bsn->n", dL_ds, self.M)
@@ -190,25 +227,48 @@ def _check_model(model):
     return model
 
 
+def _check_step(model, B, P, x_t, target_t, valid):
+    """One online step's inputs: x_t (B, I), target_t (B, P), valid (B,) bool or None
+    -> the three as arrays in the model's dtype (valid as bool)."""
+    x_t = as_float_array("x_t", x_t, model.dtype)
+    check_shape("x_t", x_t, (B, model.input_size))
+    target_t = as_float_array("target_t", target_t, model.dtype)
+    check_shape("target_t", target_t, (B, P))
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        check_shape("valid", valid, (B,))
+    return x_t, target_t, valid
+
+
 def _out_size(model):
     return getattr(model, "proj_size", 0) or model.hidden_size
 
 
 def _check_state(model, state, B, unbatched):
-    """None (zeros) or a tuple per spec.state_names, each (B, size) ((size,) unbatched)
-    -> a tuple of (B, size) arrays."""
+    """None (zeros), or the state as the model's forward takes it: a tuple per
+    spec.state_names (a one-state cell's array alone too), each in the module's layout
+    (1, B, size) ((1, size) unbatched) or one layer's (B, size) ((size,) unbatched), the
+    layout of a one-step cell -> a tuple of (B, size) arrays."""
     names = model.spec.state_names
     sizes = [_out_size(model) if n == "h" else model.hidden_size for n in names]
     if state is None:
         return tuple(np.zeros((B, n), dtype=model.dtype) for n in sizes)
+    if len(names) == 1 and not isinstance(state, (tuple, list)):
+        state = (state,)                                   # torch's form: h alone
     if not isinstance(state, (tuple, list)) or len(state) != len(names):
         raise TypeError(f"state: expected a tuple of {len(names)} array(s) {names}, each "
-                        f"(batch, size), got {type(state).__name__}")
-    state = tuple(as_float_array(f"state[{k}]", s, model.dtype) for k, s in enumerate(state))
+                        f"(1, batch, size) as the module's forward takes it or (batch, size), "
+                        f"got {type(state).__name__}")
+    out = []
     for k, (s, n) in enumerate(zip(state, sizes)):
-        check_shape(f"state[{k}]", s, (n,) if unbatched else (B, n),
-                    " (one layer's state, no layer axis)")
-    return tuple(s[None] if unbatched else s for s in state)
+        s = as_float_array(f"state[{k}]", s, model.dtype)
+        one = (n,) if unbatched else (B, n)
+        if s.ndim == len(one) + 1 and hasattr(model, "num_layers"):     # the module's layout
+            check_shape(f"state[{k}]", s, (1,) + one, " (the module's layout: one layer)")
+            s = s[0]
+        check_shape(f"state[{k}]", s, one, " (one layer's state)")
+        out.append(s[None] if unbatched else s)
+    return tuple(out)
 
 
 def _prepare(model, x, target, state, lengths):
@@ -228,6 +288,7 @@ def _prepare(model, x, target, state, lengths):
                 " (the shape of the model's output)")
     x, target = layout(x), layout(target)
     T, B = x.shape[:2]
+    check_steps("x", T)
     state = _check_state(model, state, B, unbatched)
     valid = None if lengths is None else valid_mask(check_lengths(lengths, B, T), T)
     return x, target, state, valid, unbatched
@@ -245,18 +306,26 @@ def _run(model, x, target, loss, state, lengths, backend, memory_limit, lr):
     and the _Influence (for its unflatten)."""
     _check_loss(loss)
     x, target, state, valid, unbatched = _prepare(model, x, target, state, lengths)
-    T, B = x.shape[:2]
-    inf = _Influence(model, B, state, backend, memory_limit)
-    g, losses, out = np.zeros(inf.N, dtype=model.dtype), np.empty(T), []
+    inf = _Influence(model, x.shape[1], state, backend, memory_limit)
+    g, losses, out = time_loop(lambda x_t, valid_t, y_t: inf.step(x_t, valid_t, loss, y_t),
+                               inf.update, x, target, valid, lr, inf.N)
+    out, state = _finish(model, out, inf.state, unbatched)
+    return g, losses, out, state, inf
+
+
+def time_loop(step, update, x, target, valid, lr, N):
+    """The online loop: step(x_t, valid_t or None, y_t) -> out_t, L_t, dL_t/dθ (N,) at every
+    step, then update(dL_t/dθ, lr) unless lr is None -> Σ_t dL_t/dθ, losses (T,), outputs
+    (T, B, P) stacked."""
+    T = x.shape[0]
+    g, losses, out = np.zeros(N, dtype=x.dtype), np.empty(T), []
     for t in range(T):
-        out_t, losses[t], g_t = inf.step(x[t], None if valid is None else valid[t], loss,
-                                         target[t])
+        out_t, losses[t], g_t = step(x[t], None if valid is None else valid[t], target[t])
         g += g_t
         if lr is not None:
-            inf.update(g_t, lr)
+            update(g_t, lr)
         out.append(out_t)
-    out, state = _finish(model, np.stack(out), inf.state, unbatched)
-    return g, losses, out, state, inf
+    return g, losses, np.stack(out)
 
 
 def rtrl_gradient(model, x, target, loss="squared_error", state=None, lengths=None,
@@ -310,13 +379,7 @@ class RTRLOnline:
         """x_t (B, I), target_t (B, P), valid (B,) bool or None (False: that sequence has
         ended, its state and influence are carried) -> L_t, before the update."""
         inf = self._inf
-        x_t = as_float_array("x_t", x_t, inf.dtype)
-        check_shape("x_t", x_t, (inf.B, self.model.input_size))
-        target_t = as_float_array("target_t", target_t, inf.dtype)
-        check_shape("target_t", target_t, (inf.B, inf.P))
-        if valid is not None:
-            valid = np.asarray(valid, dtype=bool)
-            check_shape("valid", valid, (inf.B,))
+        x_t, target_t, valid = _check_step(self.model, inf.B, inf.P, x_t, target_t, valid)
         _, value, g = inf.step(x_t, valid, self.loss, target_t)
         inf.update(g, self.lr)
         return value

@@ -6,7 +6,8 @@
 The Hessian-vector product is forward over reverse (Pearlmutter 1994): the R-operator
 R{·} = d/dε (·)(θ + ε v) at ε = 0 applied to the hand-written BPTT. One forward, one tangent
 forward (each cell's `forward_jvp`: ȧ_t, ċ_t, ... along θ̇ = v), then the backward and its
-tangent together (each cell's `backward_jvp`), started from R{∂L/∂out} = H_L ȯut. R{∂L/∂θ} is
+tangent together (each cell's `backward_jvp`, walked by minirnn.nn.passes.backward_pass),
+started from R{∂L/∂out} = H_L ȯut. R{∂L/∂θ} is
 H v, exact to round-off: no finite differences. The Gauss-Newton product (Schraudolph 2002),
 which Hessian-free optimisation (Martens & Sutskever 2011) uses because it is positive
 semi-definite for a convex loss, is the tangent forward, H_L, then one ordinary backward.
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_array, check_shape, reverse_padded
-from ..functional.backends import get_backend
-from .forward_mode import (check_model, param_names, record_forward, tangent_fns,
-                           tangent_forward)
+from .._checks import as_float_array, check_shape
+from ..nn.passes import backward_pass, record_forward, tangent_forward
+from .forward_mode import check_model
 from .output_losses import check_loss
 
 
@@ -40,53 +40,6 @@ def check_directions(model, v, name="v"):
             check_shape(f"{name}[{key!r}]", arr, model.params[key].shape)
             out[key] = arr
     return out
-
-
-def backward_pass(model, rec, d_out, d_state=None, tcaches=None, d_out_dot=None):
-    """RNNBase.backward_state over a forward record, without touching model.grads; with
-    tcaches (from tangent_forward) also its tangent, started from d_out_dot = R{d_out}.
-
-    d_out, d_out_dot: (T, B, D*P) time-major; d_state: tuple per state name of
-    (L*D, B, size) or None (its tangent is zero: a loss linear in the final state)
-    -> {parameter name: gradient}, {parameter name: its tangent} (None without tcaches)."""
-    spec, D, P = model.spec, model.num_directions, model.out_size
-    S = len(spec.state_names)
-    tangent = tcaches is not None
-    fns = tangent_fns(model) if tangent else get_backend(model.backend).module(spec)
-    d_state = (None,) * S if d_state is None else d_state
-    grads, grads_dot = {}, ({} if tangent else None)
-    g_layer, g_layer_dot = d_out, d_out_dot
-    flip = lambda a: a if a is None else reverse_padded(a, rec.lengths)      # noqa: E731
-    for layer in reversed(range(model.num_layers)):
-        d_in = d_in_dot = None
-        for d in range(D):
-            k = layer * D + d
-            g = np.ascontiguousarray(g_layer[..., d * P:(d + 1) * P])
-            g_dot = None if g_layer_dot is None else g_layer_dot[..., d * P:(d + 1) * P]
-            if d:
-                g, g_dot = flip(g), flip(g_dot)
-            ds = tuple(None if s is None else s[k] for s in d_state)
-            if tangent:
-                (dx, _, gr), (dx_dot, _, gr_dot) = spec.layer_backward_jvp(
-                    fns, rec.caches[k], tcaches[k], g, g_dot, ds, (None,) * S, layer > 0)
-            else:
-                dx, _, gr, _ = spec.layer_backward(fns, rec.caches[k], g, ds, False, layer > 0)
-                dx_dot = gr_dot = None
-            for n, key in param_names(model, layer, d):
-                if gr[n] is not None:
-                    grads[key] = gr[n]
-                    if tangent:
-                        grads_dot[key] = gr_dot[n]
-            if dx is not None:                       # layer 0: x needs no gradient here
-                dx, dx_dot = (flip(dx), flip(dx_dot)) if d else (dx, dx_dot)
-                d_in = dx if d_in is None else d_in + dx
-                if tangent:
-                    d_in_dot = dx_dot if d_in_dot is None else d_in_dot + dx_dot
-        if rec.masks[layer] is not None and d_in is not None:
-            d_in = d_in * rec.masks[layer]
-            d_in_dot = None if d_in_dot is None else d_in_dot * rec.masks[layer]
-        g_layer, g_layer_dot = d_in, d_in_dot
-    return grads, grads_dot
 
 
 def _prepare(model, x, loss, v, state, lengths, what):

@@ -1,4 +1,4 @@
-"""GRU in Numba: the twin of minirnn/functional/gru.py (same math, same cache).
+"""GRU in Numba: the twin of minirnn/cells/gru.py (same math, same cache).
 
 Forward (gate order r, z, n):
     gi_t = x_t W_ih^T + b_ih                (all steps at once, before the loop)
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import gru as _reference
-from ..functional.gru import GRUCache, GRUGradSteps
+from ..cells import gru as _reference
+from ..cells.gru import GRUCache, GRUGradSteps
 from ._common import (c, carry_back, carry_back_row, finish_row, ijit, input_projection, jit,
                       loop_path, matvec_add, product_buffers, recurrent_product, untranspose, upstream_row,
                       valid_or_ones, weight_grads)

@@ -1,4 +1,4 @@
-"""GRU tangents in Numba: the twin of forward_jvp / backward_jvp in minirnn/functional/gru.py
+"""GRU tangents in Numba: the twin of forward_jvp / backward_jvp in minirnn/cells/gru.py
 (same signatures, same GRUTangentCache; see _tangent.py).
 
 Forward tangent: ġi_t = ẋ W_ih^T + x Ẇ_ih^T + ḃ_ih (all steps, BLAS);
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import gru as _reference
-from ..functional.gru import GRUTangentCache
+from ..cells import gru as _reference
+from ..cells.gru import GRUTangentCache
 from ._common import (c, carry_back, finish_row, jit, loop_path, matvec_add, upstream_row,
                       valid_or_ones)
 from ._tangent import input_side, prev_states, tangent_weight_grads

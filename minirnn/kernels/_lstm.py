@@ -1,4 +1,4 @@
-"""LSTM in Numba: the twin of minirnn/functional/lstm.py (same math, same cache).
+"""LSTM in Numba: the twin of minirnn/cells/lstm.py (same math, same cache).
 
 Forward (gate order i, f, g, o):
     z_t = (x_t W_ih^T + b_ih + b_hh) + h_{t-1} W_hh^T
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import lstm as _reference
-from ..functional.lstm import LSTMCache, LSTMGradSteps
+from ..cells import lstm as _reference
+from ..cells.lstm import LSTMCache, LSTMGradSteps
 from ._common import (c, carry_back, carry_back_row, carry_rows, finish_row, finish_rows, ijit,
                       input_projection, jit, loop_path, matvec_add, product_buffers,
                       recurrent_product, untranspose, upstream_row, valid_or_ones, weight_grads,
@@ -150,11 +150,10 @@ def _step_backward(d_out, dhn, dhp, dcn, tc, gates, cs, c0, valid, dh, dc, dz, s
 
 
 # ----------------------------------------------------------------------------
-# the whole time loop (loop path): lessons from a measured prototype
-# (shared/design/small-batch-kernels): no array views and no helper calls inside the loop
-# (each view costs an NRT incref/decref pair; inlined helpers are fine), short inner loops
-# over a few arrays with no mask inside (LLVM gives up its runtime alias checks past ~8
-# arrays): finished sequences are fixed up afterwards.
+# the whole time loop (loop path), as timing a prototype of it showed it must be: no array
+# views and no helper calls inside the loop (each view costs an NRT incref/decref pair;
+# inlined helpers are fine), short inner loops over a few arrays with no mask inside (LLVM
+# gives up its runtime alias checks past ~8 arrays): finished sequences are fixed up afterwards.
 
 @jit
 def _loop_forward(gates, hx, cx, w_hhT, w_hrT, proj, valid, r, out):

@@ -1,5 +1,5 @@
 """LSTM tangents in Numba: the twin of forward_jvp / backward_jvp in
-minirnn/functional/lstm.py (same signatures, same LSTMTangentCache; see _tangent.py).
+minirnn/cells/lstm.py (same signatures, same LSTMTangentCache; see _tangent.py).
 
 Forward tangent: ż_t = [ẋ W_ih^T + x Ẇ_ih^T + h_{t-1} Ẇ_hh^T + ḃ] (all steps, BLAS)
                       + ḣ_{t-1} W_hh^T (the loop), then the gates', ċ_t's and ṙ_t's rules,
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import lstm as _reference
-from ..functional.lstm import LSTMTangentCache, split_gates
+from ..cells import lstm as _reference
+from ..cells.lstm import LSTMTangentCache, split_gates
 from ._common import (c, carry_back, finish_row, jit, loop_path, matvec_add, upstream_row,
                       valid_or_ones, zero_rows)
 from ._tangent import input_side, prev_states, tangent_weight_grads

@@ -1,4 +1,4 @@
-"""Elman RNN in Numba: the twin of minirnn/functional/rnn.py (same math, same cache).
+"""Elman RNN in Numba: the twin of minirnn/cells/rnn.py (same math, same cache).
 
 Forward:  a_t = (x_t W_ih^T + b_ih + b_hh) + h_{t-1} W_hh^T,   h_t = act(a_t)
 Backward: da_t = dh_t * act'(a_t),   dh_{t-1} = da_t W_hh,
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import rnn as _reference
-from ..functional.rnn import RNNCache, RNNGradSteps
+from ..cells import rnn as _reference
+from ..cells.rnn import RNNCache, RNNGradSteps
 from ._common import (c, carry_back, carry_back_row, carry_rows, finish_row, finish_rows, ijit,
                       input_projection, jit, loop_path, matvec_add, upstream_row, valid_or_ones,
                       weight_grads, zero_rows)

@@ -1,5 +1,5 @@
 """Elman RNN tangents in Numba: the twin of forward_jvp / backward_jvp in
-minirnn/functional/rnn.py (same signatures, same RNNTangentCache; see _tangent.py).
+minirnn/cells/rnn.py (same signatures, same RNNTangentCache; see _tangent.py).
 
 Forward tangent: ȧ_t = [ẋ_t W_ih^T + x_t Ẇ_ih^T + h_{t-1} Ẇ_hh^T + ḃ] (all steps, BLAS)
                        + ḣ_{t-1} W_hh^T (the loop),   ḣ_t = act'(a_t) ȧ_t
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import rnn as _reference
-from ..functional.rnn import RNNTangentCache
+from ..cells import rnn as _reference
+from ..cells.rnn import RNNTangentCache
 from ._common import (c, carry_back, finish_row, jit, loop_path, matvec_add, upstream_row,
                       valid_or_ones, zero_rows)
 from ._tangent import input_side, prev_states, tangent_weight_grads

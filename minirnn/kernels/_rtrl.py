@@ -147,7 +147,7 @@ def _weights(x_t, params):
             zero if b_hh is None else c(b_hh))
 
 
-# The uniform step, one per family (STEPS): (x_t, state tuple, params, nonlinearity)
+# The uniform step, one per family (each Tier's rtrl_step, minirnn/kernels/__init__.py): (x_t, state tuple, params, nonlinearity)
 # -> new state tuple, J_s (B, S, S), Zi, Zh (B, S, G*H; one array unless the family is the
 # GRU), r_t (B, H) for the projection's Jacobian or None.
 
@@ -182,7 +182,6 @@ def gru_step(x_t, state, params, nonlinearity=None):
     return (h_new,), J, Zi, Zh, None
 
 
-STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}     # by registry family
 # the parameter blocks the influence update knows, in the order of its offsets argument
 BLOCKS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 

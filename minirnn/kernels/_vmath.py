@@ -32,7 +32,7 @@ tanh(x) = x + x z R(z), z = x^2, for |x| < 0.625 (Cephes tanh.c's rational P/Q i
     tanhf.c's polynomial in float32), else sign(x) (1 - e)/(1 + e) with e = exp(-2|x|), which
     never overflows; tanh(+-0) = +-0 by a select (x + x z R rounds -0 to +0).
 sigmoid(x) = 1/(1 + e) for x >= 0, e/(1 + e) below, e = exp(-|x|): the reference's sign split
-    (minirnn/functional/lstm.py), so exp never overflows.
+    (minirnn/cells/lstm.py), so exp never overflows.
 The range reduction and exp's polynomial use llvm.fma: the exact IEEE fusedMultiplyAdd (one
 rounding; not a fastmath flag), hardware on every x86 since 2013, correctly emulated
 elsewhere. Every operation is IEEE with a fixed order, so a result does not depend on

@@ -1,7 +1,7 @@
 """Modules with torch's API on NumPy arrays."""
-from .cells import GRUCell, LSTMCell, RNNCell
+from .cells import GRUCell, LSTMCell, RNNCell, make_cell
 from .module import Module
-from .recurrent import CELLS, GRU, LSTM, RNN, ForwardRecord, RNNBase
+from .recurrent import GRU, LSTM, RNN, ForwardRecord, RNNBase, make_recurrent
 
 __all__ = ["Module", "RNNBase", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-           "ForwardRecord", "CELLS"]
+           "ForwardRecord", "make_recurrent", "make_cell"]

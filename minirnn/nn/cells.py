@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import as_float_array, check_bool, check_int, check_shape
 from ..functional.backends import get_backend
-from ..registry import get_cell
+from ..cells import get_cell
 from .module import Module
 
 
@@ -37,6 +37,7 @@ class _CellBase(Module):
             self.add_param("bias_hh", (G * hidden_size,), bound)
         self._cache = None
         self._unbatched = False
+        self._freed = False                 # the last forward's cache was used by a backward
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, "
@@ -87,13 +88,20 @@ class _CellBase(Module):
         x, unbatched = self._input(x)
         state = self._states("hx", state, x.shape[1], unbatched)
         _, new, cache = get_backend(self.backend).forward(self.spec, x, state, self.params)
-        self._cache, self._unbatched = cache, unbatched
+        self._cache, self._unbatched, self._freed = cache, unbatched, False
         return tuple(self._out(s) for s in new)
 
-    def backward_state(self, d_state):
-        """dL/d(state') (tuple; entries may be None) -> dx, d_state (tuple)."""
+    def backward_state(self, d_state, retain_graph=False):
+        """dL/d(state') (tuple; entries may be None) -> dx, d_state (tuple).
+        retain_graph=True keeps the forward's cache for another backward (as torch's);
+        without it a second backward of the same forward is refused."""
         if self._cache is None:
             raise RuntimeError("backward() called before forward(): run forward first")
+        if self._freed:
+            raise RuntimeError("backward() a second time on the same forward: its gradients "
+                               "are in the cell's grads already and would be added again. "
+                               "Run forward again, or pass retain_graph=True to the first "
+                               "backward to keep its cache (as torch's backward)")
         cache = self._cache
         d_state = self._states("d_state", d_state, cache.x.shape[1], self._unbatched)
         dx, d_prev, grads, _ = get_backend(self.backend).backward(
@@ -101,16 +109,17 @@ class _CellBase(Module):
         for name, g in grads.items():
             if g is not None:
                 self.grads[name] += g
+        self._freed = not check_bool("retain_graph", retain_graph)
         return self._out(dx[0]), tuple(self._out(s) for s in d_prev)
 
     @contextlib.contextmanager
     def preserve_record(self):
         """Probe forwards/backwards leave the cache of the caller's last forward in place."""
-        saved = self._cache, self._unbatched
+        saved = self._cache, self._unbatched, self._freed
         try:
             yield self
         finally:
-            self._cache, self._unbatched = saved
+            self._cache, self._unbatched, self._freed = saved
 
 
 class _SingleStateCell(_CellBase):
@@ -120,9 +129,9 @@ class _SingleStateCell(_CellBase):
         """x (B, I) or (I,), hx (B, H) or None -> h' (B, H)."""
         return self.forward_state(x, None if hx is None else (hx,))[0]
 
-    def backward(self, d_h):
+    def backward(self, d_h, retain_graph=False):
         """dL/dh' -> dx, dh (gradients of forward's input and hx)."""
-        dx, (dh,) = self.backward_state((d_h,))
+        dx, (dh,) = self.backward_state((d_h,), retain_graph)
         return dx, dh
 
 
@@ -157,6 +166,19 @@ class LSTMCell(_CellBase):
         """x (B, I) or (I,), hx = (h, c) each (B, H) or None -> (h', c')."""
         return self.forward_state(x, hx)
 
-    def backward(self, d_h, d_c=None):
+    def backward(self, d_h, d_c=None, retain_graph=False):
         """dL/dh', dL/dc' -> dx, (dh, dc)."""
-        return self.backward_state((d_h, d_c))
+        return self.backward_state((d_h, d_c), retain_graph)
+
+
+_CELL_MODULES = {"RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
+
+
+def make_cell(cell, input_size, hidden_size, **kwargs):
+    """The one-step module for a built-in `cell` (minirnn.RNNCell / LSTMCell / GRUCell)."""
+    spec = get_cell(cell)
+    cls = _CELL_MODULES.get(spec.cell_module)
+    if cls is None:
+        raise ValueError(f"cell: {spec.name!r} has no one-step module; run it for one step "
+                         f"with minirnn.nn.make_recurrent({spec.name!r}, ...) and T = 1")
+    return cls(input_size, hidden_size, **spec.module_kwargs(), **kwargs)

@@ -2,7 +2,7 @@
 
 Layers stack, directions run side by side; a layer-direction is one call of the functional
 core (minirnn.functional), so every number here comes from those few readable lines. The
-cell's registry entry (minirnn.registry) says what differs between cells: gate count, states,
+cell's registry entry (minirnn.cells) says what differs between cells: gate count, states,
 extra parameters. Nothing here branches on the cell's name.
 
 Two views of the same computation:
@@ -22,12 +22,13 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._checks import (as_float_array, check_bool, check_int, check_lengths, check_probability,
-                       check_shape, reverse_padded, valid_mask, warn_dropout_single_layer)
-from ..functional.backends import KERNEL_BACKENDS as BACKENDS, get_backend
-from ..registry import CELL_NAMES, get_cell
+                       check_shape, check_steps, valid_mask, warn_dropout_single_layer)
+from .._blas import policy as thread_policy
+from ..cells import BACKENDS, get_cell
+from ..functional.backends import get_backend
 from .module import Module
-
-CELLS = CELL_NAMES
+from .stack import Stack, down, stack_states, up
+from .passes import jvp as passes_jvp
 
 
 class ForwardRecord(NamedTuple):
@@ -36,6 +37,7 @@ class ForwardRecord(NamedTuple):
     masks: list                   # [L] dropout mask applied to layer l's input (or None)
     lengths: Optional[np.ndarray]  # (B,) or None
     unbatched: bool
+    freed: bool = False           # a backward has used it (and was not asked to retain it)
 
 
 def _describe(value):
@@ -62,7 +64,7 @@ class RNNBase(Module):
         self.bidirectional = check_bool("bidirectional", bidirectional)
         self.dropout = check_probability("dropout", dropout)
         warn_dropout_single_layer(self.dropout, self.num_layers)
-        if self.proj_size and "weight_hr" not in spec.extra_params:
+        if self.proj_size and not spec.supports_proj:
             raise ValueError(f"proj_size: only the LSTM supports a projection, got "
                              f"{proj_size} for {spec.name}")
         if self.proj_size >= self.hidden_size:
@@ -73,8 +75,7 @@ class RNNBase(Module):
         self.num_directions = 2 if self.bidirectional else 1
         self.gates = spec.gates
         self.out_size = self.proj_size or self.hidden_size            # P
-        self._sizes = tuple(self.out_size if n == "h" else self.hidden_size
-                            for n in spec.state_names)                # per state: P or H
+        self._sizes = spec.state_sizes(self.hidden_size, self.proj_size)  # per state: P or H
         self._last: Optional[ForwardRecord] = None
         # (layer, direction) -> ((functional name, parameter name), ...): built once, because
         # formatting names on every call is a measurable part of a batch-1 step
@@ -82,17 +83,15 @@ class RNNBase(Module):
             (layer, d): tuple((n, f"{n}_l{layer}{'_reverse' if d else ''}")
                               for n in spec.param_names)
             for layer in range(self.num_layers) for d in range(self.num_directions)}
-        H, G, P, bound = self.hidden_size, self.gates, self.out_size, 1.0 / np.sqrt(hidden_size)
+        bound = 1.0 / np.sqrt(hidden_size)
         for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else P * self.num_directions
-            for sfx in ("", "_reverse")[: self.num_directions]:
-                self.add_param(f"weight_ih_l{layer}{sfx}", (G * H, in_size), bound)
-                self.add_param(f"weight_hh_l{layer}{sfx}", (G * H, P), bound)
-                if self.bias:
-                    self.add_param(f"bias_ih_l{layer}{sfx}", (G * H,), bound)
-                    self.add_param(f"bias_hh_l{layer}{sfx}", (G * H,), bound)
-                if self.proj_size:
-                    self.add_param(f"weight_hr_l{layer}{sfx}", (P, H), bound)
+            in_size = self.input_size if layer == 0 else self.out_size * self.num_directions
+            shapes = spec.param_shapes(in_size, self.hidden_size, self.proj_size)
+            for d in range(self.num_directions):
+                for n, key in self._param_keys[layer, d]:
+                    # bias=False drops the cell's biases (its parameters named bias_*)
+                    if n in shapes and (self.bias or not n.startswith("bias")):
+                        self.add_param(key, shapes[n], bound)
 
     def __repr__(self):
         extra = f", proj_size={self.proj_size}" if self.proj_size else ""
@@ -105,10 +104,6 @@ class RNNBase(Module):
     def _layer_params(self, layer, direction):
         params = self.params
         return {n: params.get(key) for n, key in self._param_keys[layer, direction]}
-
-    def _state_sizes(self):
-        """Feature size of each state: h is P wide, c is H wide."""
-        return self._sizes
 
     # ---- what tools may ask (the derivative and study tools in minirnn.grad) --------------------
     @property
@@ -158,24 +153,42 @@ class RNNBase(Module):
 
     def _states(self, what, values, B, unbatched):
         """what: "state" (h0, c0) or "d_state" (d_h_n, d_c_n). A tuple per state name
-        (entries may be None) -> tuple of (L*D, B, size), checked. A missing state is zeros;
-        a missing d_state entry stays None (the backward knows it as zero, and skips a copy)."""
+        (entries may be None), or for a one-state cell its array alone, as forward takes it
+        -> tuple of (L*D, B, size), checked. A missing state is zeros; a missing d_state
+        entry stays None (the backward knows it as zero, and skips a copy)."""
         names = self.spec.state_names
+        if len(names) == 1 and values is not None and not isinstance(values, (tuple, list)):
+            values = (values,)                                 # torch's form: h alone
         if values is None:
             if what == "d_state":
                 return (None,) * len(names)
             LD = self.num_layers * self.num_directions
-            return tuple(np.zeros((LD, B, size), self.dtype) for size in self._state_sizes())
+            return tuple(np.zeros((LD, B, size), self.dtype) for size in self._sizes)
         if not isinstance(values, (tuple, list)) or len(values) != len(names):
             raise TypeError(f"{what}: expected a tuple of {len(names)} array(s) {names} for "
                             f"{self.mode}, got {_describe(values)}")
         if what == "state":
             return tuple(self._state(f"{n}0", v, B, size, unbatched)
-                         for n, v, size in zip(names, values, self._state_sizes()))
+                         for n, v, size in zip(names, values, self._sizes))
         return tuple(None if v is None else self._state(f"d_{n}_n", v, B, size, unbatched)
-                     for n, v, size in zip(names, values, self._state_sizes()))
+                     for n, v, size in zip(names, values, self._sizes))
 
     # ---- the uniform state API ---------------------------------------------------------------
+    def stack(self, lengths=None, masks=None):
+        """The walk of this model's stack (minirnn.nn.stack) for a forward with `lengths`."""
+        return Stack(self.num_layers, self.num_directions, self.out_size, lengths,
+                     tuple(masks) if masks is not None else (None,) * self.num_layers)
+
+    def _dropout_masks(self, T, B):
+        """Per layer, the mask on its input: None for layer 0 and when dropout is off."""
+        masks = [None] * self.num_layers
+        if self.training and self.dropout > 0:
+            keep, width = 1.0 - self.dropout, self.num_directions * self.out_size
+            for layer in range(1, self.num_layers):
+                mask = (self.rng.random((T, B, width)) < keep).astype(self.dtype)
+                masks[layer] = mask / keep if keep > 0 else mask
+        return masks
+
     def forward_state(self, x, state=None, lengths=None):
         """x in the user layout, state a tuple per spec.state_names (or None: zeros)
         -> out, state_n (tuple, each (L*D, B, size); (L*D, size) for unbatched input)."""
@@ -190,86 +203,77 @@ class RNNBase(Module):
         if I != self.input_size:
             raise ValueError(f"x: expected feature size input_size={self.input_size}, got {I} "
                              f"(x has shape {given}, features last)")
-        if T == 0:             # as torch: "Expected sequence length to be larger than 0"
-            raise ValueError("x: expected at least one time step, got T=0")
+        check_steps("x", T)
         # B = 0 is valid, as in torch: out (T, 0, D*P), h_n (L*D, 0, P), zero gradients
         state0 = self._states("state", state, B, unbatched)
         lengths = None if lengths is None else check_lengths(lengths, B, T)
         valid = None if lengths is None else valid_mask(lengths, T)
-        backend, spec, D = get_backend(self.backend), self.spec, self.num_directions
-        caches, masks, finals = [], [], []
-        layer_in = x                                                    # (T, B, I or D*P)
-        for layer in range(self.num_layers):
-            mask = None
-            if layer > 0 and self.training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (self.rng.random(layer_in.shape) < keep).astype(self.dtype)
-                mask = mask / keep if keep > 0 else mask
-                layer_in = layer_in * mask
-            masks.append(mask)
-            outs = []
-            for d in range(D):
-                k = layer * D + d
-                seq = layer_in if d == 0 else reverse_padded(layer_in, lengths)
-                out, st, cache = backend.forward(spec, seq, tuple([s[k] for s in state0]),
-                                                 self._layer_params(layer, d), valid)
-                outs.append(out if d == 0 else reverse_padded(out, lengths))
-                finals.append(st)
-                caches.append(cache)
-            layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
-        self._last = ForwardRecord(caches, masks, lengths, unbatched)
-        squeeze = (lambda s: s[:, 0, :]) if unbatched else (lambda s: s)  # noqa: E731
-        state_n = tuple(squeeze(finals[0][j][None] if len(finals) == 1 else
-                                np.stack([f[j] for f in finals])) for j in range(len(state0)))
-        return self.from_time_major(layer_in, unbatched), state_n
+        stack = self.stack(lengths, self._dropout_masks(T, B))
+        caches, finals = [None] * len(stack.masks) * self.num_directions, []
 
-    def backward_state(self, d_out, d_state=None, return_steps=False, input_grad=True):
+        def run(layer, d, k, seqs):
+            out, st, caches[k] = self.spec.forward(seqs[0], tuple(s[k] for s in state0),
+                                                   self._layer_params(layer, d), valid,
+                                                   backend=self.backend)
+            finals.append(st)
+            return (out,)
+
+        with thread_policy(x, self._layer_params(0, 0).get("weight_hh")):  # minirnn/_blas.py
+            (out,) = up(stack, (x,), run)
+        self._last = ForwardRecord(caches, list(stack.masks), lengths, unbatched)
+        return self.from_time_major(out, unbatched), stack_states(finals, unbatched)
+
+    def backward_state(self, d_out, d_state=None, return_steps=False, input_grad=True,
+                       retain_graph=False):
         """dL/d(out) and dL/d(state_n) (tuple, entries may be None) -> dx, d_state0 (tuple),
         and with return_steps the per-step gradient records, one per layer-direction.
 
         input_grad=False: the input needs no gradient (one-hot characters, say, as torch's
-        x.requires_grad=False), so dx is None and its product is never computed."""
-        rec = self._last
-        if rec is None:
+        x.requires_grad=False), so dx is None and its product is never computed.
+        retain_graph=True: keep the forward's record for another backward (as torch's);
+        without it a second backward of the same forward is refused, since it would add the
+        gradients to model.grads a second time."""
+        rec = self._record()
+        d_out, d_final = self._upstream(rec, d_out, d_state)
+        LD = len(rec.caches)
+        d_first, steps = [None] * LD, [None] * LD          # per layer-direction
+
+        def run(layer, d, k, gs, need_dx):
+            dx, d_first[k], grads, steps[k] = self.spec.backward(
+                rec.caches[k], gs[0], tuple(None if s is None else s[k] for s in d_final),
+                return_steps, need_dx, backend=self.backend)
+            self._accumulate(layer, d, grads)
+            return (dx,)
+
+        with thread_policy(d_out, self._layer_params(0, 0).get("weight_hh")):
+            d_in = down(self.stack(rec.lengths, rec.masks), (d_out,), run, input_grad)
+        if not check_bool("retain_graph", retain_graph):
+            self._last = rec._replace(freed=True)
+        dx = None if d_in is None else self.from_time_major(d_in[0], rec.unbatched)
+        result = (dx, stack_states(d_first, rec.unbatched))
+        return result + (steps,) if return_steps else result
+
+    def _record(self):
+        if self._last is None:
             raise RuntimeError("backward() called before forward(): run forward first, then "
                                "backward with the gradient of the loss w.r.t. its outputs")
-        P, D, spec = self.out_size, self.num_directions, self.spec
+        if self._last.freed:
+            raise RuntimeError("backward() a second time on the same forward: its gradients "
+                               "are in model.grads already and would be added again. Run "
+                               "forward again, or pass retain_graph=True to the first "
+                               "backward to keep its record (as torch's backward)")
+        return self._last
+
+    def _upstream(self, rec, d_out, d_state):
+        """Check dL/d(out) (forward's output shape) and dL/d(state_n) against the record
+        -> d_out time-major (T, B, D*P), d_state tuple of (L*D, B, size) or None."""
+        P, D = self.out_size, self.num_directions
         T, B = rec.caches[0].x.shape[:2]
         d_out = as_float_array("d_out", d_out, self.dtype)
         want = (T, D * P) if rec.unbatched else ((B, T, D * P) if self.batch_first else (T, B, D * P))
         check_shape("d_out", d_out, want, " (the shape of forward's output)")
-        d_out = self.to_time_major(d_out, rec.unbatched)
-        d_final = self._states("d_state", d_state, B, rec.unbatched)
-        backend, LD = get_backend(self.backend), len(rec.caches)
-        d_first = [None] * LD                      # per layer-direction: the d_state0 tuple
-        steps = [None] * LD
-        d_layer_out = d_out                                              # (T, B, D*P)
-        for layer in reversed(range(self.num_layers)):
-            d_in = None
-            for d in range(D):
-                k = layer * D + d
-                g = d_layer_out[..., d * P:(d + 1) * P]
-                if d:
-                    g = reverse_padded(g, rec.lengths)
-                dx, d_first[k], grads, steps[k] = backend.backward(
-                    spec, rec.caches[k], np.ascontiguousarray(g),
-                    tuple(None if s is None else s[k] for s in d_final), return_steps,
-                    input_grad or layer > 0)                 # upper layers' dx feeds the next
-                self._accumulate(layer, d, grads)
-                if dx is None:
-                    continue
-                dx = reverse_padded(dx, rec.lengths) if d else dx
-                d_in = dx if d_in is None else d_in + dx
-            if rec.masks[layer] is not None and d_in is not None:
-                d_in = d_in * rec.masks[layer]
-            d_layer_out = d_in
-        squeeze = (lambda s: s[:, 0, :]) if rec.unbatched else (lambda s: s)  # noqa: E731
-        d_state0 = tuple(squeeze(d_first[0][j][None] if LD == 1 else
-                                 np.stack([ds[j] for ds in d_first]))
-                         for j in range(len(spec.state_names)))
-        dx = None if d_layer_out is None else self.from_time_major(d_layer_out, rec.unbatched)
-        result = (dx, d_state0)
-        return result + (steps,) if return_steps else result
+        return (self.to_time_major(d_out, rec.unbatched),
+                self._states("d_state", d_state, B, rec.unbatched))
 
     def _accumulate(self, layer, direction, grads):
         for n, key in self._param_keys[layer, direction]:
@@ -298,20 +302,20 @@ class RNNBase(Module):
         out, state = self.forward_state(x, self.state_tuple(hx), lengths)
         return out, self.state_value(state)
 
-    def backward(self, d_out, d_state=None, return_steps=False, input_grad=True):
+    def backward(self, d_out, d_state=None, return_steps=False, input_grad=True,
+                 retain_graph=False):
         """d_state: d_h_n (RNN, GRU) or (d_h_n, d_c_n) (LSTM; either may be None)
         -> dx (None with input_grad=False), dh0 or (dh0, dc0) (+ per-step gradients, one
-        per layer-direction)."""
+        per layer-direction). retain_graph: as backward_state."""
         res = self.backward_state(d_out, self.state_tuple(d_state, "d_state"), return_steps,
-                                  input_grad)
+                                  input_grad, retain_graph)
         return (res[0], self.state_value(res[1])) + res[2:]
 
     def jvp(self, x, state=None, tangents=None, lengths=None):
         """Forward mode: out, state_n and their tangents along `tangents` ({"x", "h0"[, "c0"],
-        parameter names: array}, missing = zero) -> minirnn.grad.JVPResult. The record the
-        next backward() uses is left as it was."""
-        from ..grad.forward_mode import jvp
-        return jvp(self, x, state, tangents, lengths)
+        parameter names: array}, missing = zero) -> minirnn.nn.passes.JVPResult. The record
+        the next backward() uses is left as it was."""
+        return passes_jvp(self, x, state, tangents, lengths)
 
     # ---- the record of the last forward ----------------------------------------------------------
     @property
@@ -367,4 +371,17 @@ class GRU(RNNBase):
                          dropout, bidirectional, 0, dtype, seed, backend)
 
 
-__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "ForwardRecord", "CELLS", "BACKENDS"]
+_MODULES = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}     # a built-in cell's torch-named class
+
+
+def make_recurrent(cell, input_size, hidden_size, **kwargs):
+    """The multi-layer module for `cell` with torch's keywords: minirnn.RNN / LSTM / GRU for
+    the built-in cells, an RNNBase for a registered cell of your own."""
+    spec = get_cell(cell)
+    cls = _MODULES.get(spec.module)
+    if cls is None:
+        return RNNBase(spec, input_size, hidden_size, **kwargs)
+    return cls(input_size, hidden_size, **spec.module_kwargs(), **kwargs)
+
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "ForwardRecord", "BACKENDS", "make_recurrent"]

@@ -19,7 +19,7 @@ def run_parity(configs, dtypes=DTYPES, device="cpu", backend="numpy", frozen=Fal
     """-> [CaseReport], one per (config, dtype).
 
     Live: torch computes the reference now. Frozen: the references come from the dumps
-    (parity/refs/<cell>.npz) and only the configs found there (by name) are run.
+    (minirnn/parity/refs/<cell>.npz) and only the configs found there (by name) are run.
     `progress`, if given, wraps the work list (e.g. minirnn._progress.progress).
     """
     wrap = progress or (lambda it, **kw: it)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..registry import CELL_NAMES as CELLS
-from ..registry import get_cell
+from ..cells import BUILTIN as CELLS
+from ..cells import get_cell
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
 

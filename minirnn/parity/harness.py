@@ -14,11 +14,13 @@ so every output element and every state contributes with its own random weight.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..registry import get_cell, make_recurrent
+from ..cells import get_cell
+from ..nn import make_recurrent
 from ..testing import max_errors
 from .configs import CELLS, Config, tolerance
 
@@ -120,15 +122,20 @@ class CaseReport:
 
     @property
     def worst(self):
+        """The tensor of largest relative error; with no tensor compared, a stand-in of
+        infinite error (a case that compared nothing is the worst case, never a pass)."""
+        if not self.errors:
+            return TensorError("nothing compared", math.inf, math.inf, ())
         return max(self.errors, key=lambda e: e.rel)
 
     @property
     def max_abs(self):
-        return max(e.max_abs for e in self.errors)
+        return self.worst.max_abs if not self.errors else max(e.max_abs for e in self.errors)
 
     @property
     def passed(self):
-        return all(e.rel <= self.tol for e in self.errors)
+        """Every tensor within tolerance, and at least one compared."""
+        return bool(self.errors) and all(e.rel <= self.tol for e in self.errors)
 
     def to_dict(self):
         return {"config": self.config.to_dict(), "summary": self.config.summary(),

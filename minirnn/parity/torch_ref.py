@@ -15,15 +15,34 @@ from .harness import case_params, state_names
 
 
 def require_torch(device="cpu"):
-    """Refuse early, saying what to do, when torch (or its CUDA device) is missing."""
+    """Refuse early, saying what to do, when torch (or its CUDA device) is missing: the
+    user's setup or arguments, so MissingExtra / ValueError, never a bug's RuntimeError."""
+    from .._io import MissingExtra
     try:
         import torch
     except ImportError:
-        raise RuntimeError("torch is not installed: install the 'torch' extra "
+        raise MissingExtra("torch is not installed: install the 'torch' extra "
                            "(pip install -e '.[torch]') or use --frozen") from None
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device cuda: CUDA is not available to torch "
-                           f"{torch.__version__} on this machine; use --device cpu")
+        raise ValueError(f"--device cuda: CUDA is not available to torch "
+                         f"{torch.__version__} on this machine; use --device cpu")
+
+
+def load_forward_ad():
+    """Make torch's forward-mode AD ready, without torch's TorchScript deprecation warnings.
+
+    At its first use in a process, forward-mode AD (torch.func.jvp, torch.autograd.forward_ad)
+    imports torch._decomp.decompositions_for_jvp: the decompositions it runs for the ops that
+    lack a forward formula, each compiled by torch.jit.script, which warns that TorchScript is
+    deprecated (18 DeprecationWarnings with torch 2.13). They are about torch's own internals,
+    and nothing a caller of jvp can change. This imports that module (as torch would, at the
+    first jvp) with exactly that warning ignored; call it before the first jvp of a process.
+    Forward AD itself is untouched: the same decompositions are loaded."""
+    import torch  # noqa: F401
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is ",
+                                category=DeprecationWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
 def cuda_available():
@@ -40,8 +59,8 @@ def _device(device):
         raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device: 'cuda' requested but torch.cuda.is_available() is False "
-                               f"(torch {torch.__version__}); use --device cpu")
+            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False "
+                             f"(torch {torch.__version__}); use --device cpu")
         # TF32 would round float32 products to 10 mantissa bits: parity needs real float32
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -102,4 +121,4 @@ def run_torch(config, case, device="cpu"):
     return res
 
 
-__all__ = ["require_torch", "cuda_available", "build_torch", "run_torch"]
+__all__ = ["require_torch", "load_forward_ad", "cuda_available", "build_torch", "run_torch"]

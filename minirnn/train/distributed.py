@@ -43,6 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._io import exit_code
+
 DEFAULT_TIMEOUT = 300                  # seconds, every collective and the rendezvous
 _POLL = 0.1                            # seconds between the watcher's looks at the store
 _ACK_WAIT = 5.0                        # how long a failing rank waits for the others to read
@@ -130,13 +132,6 @@ class _Failure(NamedTuple):
     rank: int
     code: int
     message: str
-
-
-def _exit_code(e):
-    if isinstance(e, KeyboardInterrupt):
-        return 130
-    return 2 if isinstance(e, (ValueError, TypeError, KeyError, FileNotFoundError,
-                               RuntimeError, ImportError)) else 1
 
 
 class Group:
@@ -264,7 +259,7 @@ class Group:
         except quiet:
             raise
         except BaseException as e:
-            self._publish(_Failure(self.rank, _exit_code(e), _message(e)))
+            self._publish(_Failure(self.rank, exit_code(e), _message(e)))
             raise
 
     def _publish(self, failure):

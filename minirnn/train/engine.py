@@ -4,7 +4,7 @@
                     (KernelTrainer, below)
     torch         : the same model as a torch twin (same keys), autograd, torch.optim with the
                     same hyperparameters, on device "cpu" or "cuda"
-                    (minirnn.interop.torch.TorchTrainer)
+                    (minirnn.train.torch_trainer.TorchTrainer)
 
 Both trainers have one interface -- classify_step, classify, lm_step, lm_truncated,
 lm_predict, sync -- and the Engine validates every input once, before it dispatches, so each
@@ -30,12 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_lengths, check_token_ids, to_numpy
+from ..cells import BACKENDS as KERNEL_BACKENDS
 from ..nn.losses import cross_entropy
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from .models import MODELS, LanguageModel, SequenceClassifier
-from .optim import SGD, Adam, clip_grad_norm
+from ..nn.models import MODELS, LanguageModel, SequenceClassifier
+from .optim import SGD, Adam, clip_grad_norm, state_arrays
 
-TRAIN_BACKENDS = ("numba", "numpy", "torch")
+TRAIN_BACKENDS = KERNEL_BACKENDS + ("torch",)     # the kernel tiers, and torch autograd
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -50,7 +51,7 @@ class KernelTrainer:
     def join(self):
         """Data-parallel: every rank starts from rank 0's weights and the same optimiser state."""
         self.group.broadcast_((n, p) for n, p, _ in self.model.named_parameters())
-        self.group.check_same(_optimizer_arrays(self.optimizer), "optimizer state")
+        self.group.check_same(state_arrays(self.optimizer), "optimizer state")
 
     def _update(self, logits, targets, backward):
         loss, d_logits = cross_entropy(logits, targets, **self.loss_kwargs)
@@ -136,12 +137,6 @@ def _weights(trainer):
                 ignore_index=trainer.loss_kwargs.get("ignore_index", -100))
 
 
-def _optimizer_arrays(opt):
-    """(name, array) of an optimiser's state, in a fixed order (for check_same)."""
-    return [(f"{n}/{k}", np.asarray(v)) for n, slots in sorted(opt.state.items())
-            for k, v in sorted(slots.items())]
-
-
 def _engine_config(ck):
     from .checkpoint import CheckpointError
     cfg = (ck.config or {}).get("engine") if isinstance(ck.config, dict) else None
@@ -167,7 +162,7 @@ class Engine:
                  class_weight=None, ignore_index=-100, backend="numba", device="cpu", seed=0,
                  weight_decay=0.0, nesterov=False, distributed=None):
         if not isinstance(model, (SequenceClassifier, LanguageModel)):
-            raise TypeError(f"model: expected a minirnn.train.models SequenceClassifier or "
+            raise TypeError(f"model: expected a minirnn.nn.models SequenceClassifier or "
                             f"LanguageModel, got {type(model).__name__}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
@@ -179,7 +174,7 @@ class Engine:
             raise ValueError(f"device: only backend='torch' runs on {device!r}; "
                              f"backend {backend!r} runs on 'cpu'")
         if backend == "torch":
-            from ..interop.torch import check_device
+            from .torch_trainer import check_device
             check_device(device)
         if distributed is not None:              # a minirnn.train.distributed.Group
             if getattr(distributed, "backend", None) == "nccl" and backend != "torch":
@@ -210,11 +205,11 @@ class Engine:
 
     @property
     def trainer(self):
-        """The backend's trainer: KernelTrainer, or interop.torch.TorchTrainer (built once)."""
+        """The backend's trainer: KernelTrainer, or torch_trainer.TorchTrainer (built once)."""
         if self._trainer is None:
             loss_kwargs = dict(weight=self.class_weight, ignore_index=self.ignore_index)
             if self.backend == "torch":
-                from ..interop.torch import TorchTrainer
+                from .torch_trainer import TorchTrainer
                 self._trainer = TorchTrainer(self.model, self.optimizer, self.device, self.seed,
                                              loss_kwargs, self.clip, self._torch_rng,
                                              group=self.distributed)

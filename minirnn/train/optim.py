@@ -114,4 +114,10 @@ class Adam(Optimizer):
             p -= step_size * s["exp_avg"] / denom
 
 
-__all__ = ["SGD", "Adam", "Optimizer", "clip_grad_norm"]
+def state_arrays(opt):
+    """(name, array) of an optimiser's state, in a fixed order (distributed runs compare them)."""
+    return [(f"{n}/{k}", np.asarray(v)) for n, slots in sorted(opt.state.items())
+            for k, v in sorted(slots.items())]
+
+
+__all__ = ["state_arrays", "SGD", "Adam", "Optimizer", "clip_grad_norm"]

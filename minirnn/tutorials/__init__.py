@@ -1,4 +1,4 @@
-"""The classic recurrent-network tutorials, run on minirnn (see examples/README.md).
+"""The classic recurrent-network tutorials, run on minirnn (see docs/training.md).
 
     data       shipped data, the fixed stratified names split, vocabularies, tokenizers
     metrics    accuracy, macro accuracy, per-class recall, confusion matrix, plots

@@ -13,9 +13,9 @@ language keeps its share in every part (stratified), the three parts are disjoin
 every name, and the same seed always gives the same split. Duplicate names (Arabic has many)
 are kept as in the tutorial; they are separate samples and may fall in different parts.
 
-Words (the TV-script project's design): punctuation becomes its own token through
-TOKEN_LOOKUP ("." -> "||period||", newline -> "||return||"), words are split on whitespace,
-and the vocabulary is sorted by frequency (most frequent word = id 0, ties alphabetical).
+Words (the TV-script project's design, minirnn/text.py): punctuation becomes its own token, words
+are split on whitespace, and the vocabulary is sorted by frequency (most frequent word = id 0,
+ties alphabetical).
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ import unicodedata
 from collections import Counter
 
 import numpy as np
+
+from ..text import TOKEN_LOOKUP, detokenize_words, tokenize_words  # noqa: F401 (re-exported)
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
@@ -124,40 +126,6 @@ def pad_batch(seqs, pad=0):
 def load_shakespeare(data_dir=None):
     with open(os.path.join(data_dir or DATA_DIR, "tinyshakespeare.txt"), encoding="utf-8") as f:
         return f.read()
-
-
-TOKEN_LOOKUP = {
-    ".": "||period||", ",": "||comma||", '"': "||quotation_mark||", ";": "||semicolon||",
-    "!": "||exclamation_mark||", "?": "||question_mark||", "(": "||left_parentheses||",
-    ")": "||right_parentheses||", "-": "||dash||", ":": "||colon||", "\n": "||return||",
-}
-_TOKEN_TO_PUNCT = {v: k for k, v in TOKEN_LOOKUP.items()}
-
-
-def tokenize_words(text, lower=True):
-    """'First Citizen:\\nBefore' -> ['first', 'citizen', '||colon||', '||return||', 'before'].
-    Each punctuation character becomes a spaced-out token, then the text is split on spaces."""
-    if not isinstance(text, str):
-        raise TypeError(f"text: expected a str, got {type(text).__name__}")
-    if lower:
-        text = text.lower()
-    for punct, token in TOKEN_LOOKUP.items():
-        text = text.replace(punct, f" {token} ")
-    return text.split()
-
-
-def detokenize_words(tokens):
-    """The inverse, up to whitespace: punctuation glued to the word before it, newlines back."""
-    out = []
-    for tok in tokens:
-        punct = _TOKEN_TO_PUNCT.get(tok)
-        if punct is None:
-            out.append(("" if not out or out[-1].endswith("\n") else " ") + tok)
-        elif punct in "(\"":
-            out.append(" " + punct)
-        else:
-            out.append(punct)
-    return "".join(out).strip(" ")
 
 
 def build_vocab(tokens):

@@ -26,7 +26,7 @@ STOI = {c: i for i, c in enumerate(ITOS)}
 def _model(hidden_size, seed, backend, cell="rnn_tanh"):
     from ..nn.layers import Linear
     from ..nn.module import Module
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     net = Module(seed=seed)                 # a container so the optimiser sees both layers
     rnn = net.add_module("rnn", make_recurrent(cell, len(ITOS), hidden_size, seed=seed,
                                                backend=backend))
@@ -89,7 +89,7 @@ def save_language_model(path, rnn, head, itos, config, cell):
     """rnn + head -> a checkpoint of a LanguageModel with an identity embedding (x_t = one-hot
     row of it), loadable by minirnn.train.engine.load_model and `minirnn step --checkpoint`."""
     from ..train.checkpoint import save_checkpoint
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     V, H = len(itos), rnn.hidden_size
     lm = LanguageModel(V, V, H, cell=cell, num_layers=rnn.num_layers, dropout=0.0, seed=0)
     state = {"embedding.weight": np.eye(V)}
@@ -124,7 +124,7 @@ def main(seed=0, backend="numpy", out="runs/hihell", quick=False, log=print, epo
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files.
     epochs: at most this many full-batch steps (default 300); model: the registry cell."""
     from .. import _threads
-    from ..registry import cell_name
+    from ..cells import cell_name
     from ._run import prepare_out
     cell = cell_name(model or "rnn_tanh")
     if out:

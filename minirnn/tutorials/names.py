@@ -37,7 +37,7 @@ def class_weights(labels, n_categories, power=0.25):
 
 
 def build_classifier(config):
-    from ..train.models import SequenceClassifier
+    from ..nn.models import SequenceClassifier
     return SequenceClassifier(N_LETTERS, config["num_classes"], config["hidden_size"],
                               cell=config["cell"], num_layers=config.get("num_layers", 1),
                               embedding_dim=config.get("embedding_dim"),
@@ -229,7 +229,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
     threads: BLAS threads (minirnn._threads: default by the size rule)."""
     from .. import _threads
     from .._io import write_json
-    from ..registry import CELL_NAMES, cell_name
+    from ..cells import BUILTIN, cell_name
     from ..train.distributed import cap_threads, per_rank_batch, record
     from ._run import Interrupt, Interrupted, prepare_out, resume_path, try_plots
     from .metrics import plot_confusion, plot_names_curves
@@ -246,7 +246,7 @@ def main(model=None, backend="numpy", device="cpu", epochs=None, seed=None, out=
     per_rank_batch(batch, 1 if group is None else group.world_size)
     main_rank = group is None or group.is_main
     log = log if main_rank else None            # one log: rank 0's
-    choices = MODELS + tuple(c for c in CELL_NAMES if c not in MODELS)
+    choices = MODELS + tuple(c for c in BUILTIN if c not in MODELS)
     if model not in choices:
         raise ValueError(f"model: expected one of {choices}, got {model!r}")
     if model == "tutorial-rnn" and backend == "torch":

@@ -67,7 +67,7 @@ def encode_text(kind, text, stoi):
 
 
 def build_model(config):
-    from ..train.models import LanguageModel
+    from ..nn.models import LanguageModel
     return LanguageModel(config["vocab_size"], config["embedding_dim"], config["hidden_size"],
                          cell=config.get("cell", "lstm"), num_layers=config["num_layers"],
                          dropout=config["dropout"], seed=config.get("seed", 0),
@@ -164,7 +164,7 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
     rank 0 scores the validation text, logs, writes and returns the metrics; the others None."""
     from .. import _threads
     from .._io import write_json
-    from ..registry import CELL_NAMES, cell_name
+    from ..cells import BUILTIN, cell_name
     from ..train.distributed import cap_threads, on_main, per_rank_batch, record
     from ..train.engine import Engine
     from ._run import (Interrupt, Interrupted, Meter, elapsed, epoch_bar, nice_every, prepare_out,
@@ -173,8 +173,8 @@ def main(kind="script", backend="numpy", device="cpu", epochs=None, seed=None, o
     resume = resume_path(resume)
     cell, seed, quick, epochs, ck = _settings(resume, kind, model, seed, quick, epochs)
     cell = cell_name(cell)
-    if cell not in CELL_NAMES:
-        raise ValueError(f"--model: {kind} trains a registry cell, one of {CELL_NAMES}; "
+    if cell not in BUILTIN:
+        raise ValueError(f"--model: {kind} trains a registry cell, one of {BUILTIN}; "
                          f"got {cell!r}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs: expected an integer >= 1, got {epochs}")

@@ -45,7 +45,7 @@ def train(hidden_size=12, steps=400, lr=0.02, seed=0, backend="numpy", log=None,
     from ..nn.layers import Linear
     from ..nn.losses import cross_entropy
     from ..nn.module import Module
-    from ..registry import make_recurrent
+    from ..nn import make_recurrent
     from ..train.optim import Adam
     stoi, itos = vocabulary()
     net = Module(seed=seed)
@@ -94,7 +94,7 @@ def main(seed=0, backend="numpy", out="runs/sentences", quick=False, log=print, 
     """`minirnn train sentences`: train, print the three completions; write DIR/model.npz,
     metrics.json, then loss.png (skipped with a note without matplotlib). out=None: no files."""
     from .. import _threads
-    from ..registry import cell_name
+    from ..cells import cell_name
     from ._run import prepare_out
     from .hihell import save_run
     cell = cell_name(model or "rnn_tanh")
