@@ -256,6 +256,21 @@ def input_projection(x, w_ih, b_ih=None, b_hh=None):
     return xw
 
 
+def stacked_inputs(x, h0, h):
+    """x (T, B, I), h0 (B, P), h (T, B, P) -> (T, B, I+P): x_t beside h_{t-1}, the operand of
+    the one weight-gradient product (weight_grads); a copy of its own (benchmarks time it)."""
+    T, B, I = x.shape
+    xh = np.empty((T, B, I + h0.shape[1]), dtype=np.result_type(x, h))
+    xh[:, :, :I] = x
+    xh[0, :, I:], xh[1:, :, I:] = h0, h[:-1]
+    return xh
+
+
+def previous_states(h0, h):
+    """h0 (B, P), h (T, B, P) -> (T, B, P) h_{t-1} for every step, a new array."""
+    return np.concatenate([h0[None], h[:-1]])
+
+
 def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     """The gradients that need every step, as a few large products after the time loop.
 
@@ -269,13 +284,10 @@ def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     dz2 = dz.reshape(T * B, G)                             # (T*B, G)
     dx = (dz2 @ c(w_ih)).reshape(T, B, I) if input_grad else None   # (T, B, I)
     if dz_hh is None:                  # one product dz^T [x | h_prev]: dz^T is packed once
-        xh = np.empty((T, B, I + P), dtype=np.result_type(x, h))   # (T, B, I+P): x_t, h_{t-1}
-        xh[:, :, :I] = x
-        xh[0, :, I:], xh[1:, :, I:] = h0, h[:-1]
-        dw = dz2.T @ xh.reshape(T * B, I + P)              # (G, I + P)
+        dw = dz2.T @ stacked_inputs(x, h0, h).reshape(T * B, I + P)   # (G, I + P)
         dw_ih, dw_hh = c(dw[:, :I]), c(dw[:, I:])          # (G, I), (G, P)
     else:
-        h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P)
+        h_prev = previous_states(h0, h).reshape(T * B, P)  # (T*B, P)
         dw_ih = dz2.T @ c(x).reshape(T * B, I)             # (G, I)
         dw_hh = dz_hh.reshape(T * B, G).T @ h_prev         # (G, P)
     if not has_bias:
