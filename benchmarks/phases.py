@@ -41,13 +41,16 @@ import subprocess
 import sys
 import time
 
-import phases_workers as W                           # beside this file (sys.path[0])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import phases_workers as W                           # noqa: E402  (beside this file)
 
 SHAPES = {"B32-H256": (100, 32, 256, 256), "B64-H512": (100, 64, 512, 512)}
 E2E_SHAPES = [(50, B, H, H) for B in (32, 64) for H in (256, 512)]   # held out of the table
 QUICK_SHAPE = (8, 8, 32, 32)
 NATIVE_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 TOTALS = ["rest fwd", "forward", "rest bwd", "backward", "forward+backward"]
+TARGETS = {("lstm", "float32"): 1.1, ("lstm", "float64"): 1.5, ("gru", "float32"): 1.2}
+PHASE_TARGET = 1.15                                   # each phase within this of its floor
 
 
 FWD, BWD, PHASES = W.FWD, W.BWD, W.FWD + W.BWD        # each with ours, its floor and torch's
@@ -152,6 +155,33 @@ def _e2e_row(ours, torch):
                                                 min=min(per_round), max=max(per_round)))
 
 
+def markdown(report):
+    """The report as the Markdown docs/kernels.md shows (tests/docs check the page against
+    its JSON with this): a phase table per problem, or the end-to-end table."""
+    ms = lambda s: "–" if s is None else f"{1e3 * s['median']:.2f}"      # noqa: E731
+    lines = []
+    for prob in report["problems"]:
+        sh = prob["shape"]
+        name = f"{prob['cell']} {prob['dtype']} T={sh['T']} B={sh['B']} I={sh['I']} H={sh['H']}"
+        if report["kind"] == "e2e":
+            r, tgt = prob["ratio"], TARGETS.get((prob["cell"], prob["dtype"]))
+            met = "–" if tgt is None else ("met" if r["median"] >= tgt else "missed")
+            lines.append(f"| {name} | {ms(prob['ours_s'])} | {ms(prob['torch_s'])} | "
+                         f"{r['median']:.2f} [{r['min']:.2f}–{r['max']:.2f}] | "
+                         f"{'–' if tgt is None else f'≥ {tgt}'} | {met} |")
+            continue
+        lines += ["", f"**{name}**", "",
+                  "| phase | ours ms | floor ms | ours / floor | torch aten ms | torch oneDNN ms |",
+                  "|---|---|---|---|---|---|"]
+        for row in prob["rows"]:
+            if row["phase"] in ("rest fwd", "rest bwd", "forward", "backward"):
+                continue
+            ratio = "–" if row["ratio"] is None else f"{row['ratio']:.2f}"
+            lines.append(f"| {row['phase']} | {ms(row['ours_s'])} | {ms(row['floor_s'])} | "
+                         f"{ratio} | {ms(row['torch_aten_s'])} | {ms(row['torch_onednn_s'])} |")
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", default="lstm", help="lstm, gru (comma-separated)")
@@ -171,6 +201,8 @@ def main(argv=None):
     p.add_argument("--native-blas", action="store_true",
                    help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the workers only")
     p.add_argument("--json", default=None, metavar="PATH")
+    p.add_argument("--markdown", default=None, metavar="JSON",
+                   help="print the Markdown tables of a JSON this script wrote, and exit")
     p.add_argument("--quiet", type=float, default=0.3, metavar="CORES")
     p.add_argument("--max-wait", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
@@ -183,6 +215,10 @@ def main(argv=None):
             p.error(f"--{name}: expected a positive integer, got {getattr(args, name)}")
     if args.worker:
         return _worker(args)
+    if args.markdown:
+        with open(args.markdown, encoding="utf-8") as f:
+            print("\n".join(markdown(json.load(f))))
+        return 0
     from minirnn.bench.env import LoadMonitor, blas_overrides, describe_machine, usable_cores
     args.threads = args.threads or usable_cores()
     if args.quick:

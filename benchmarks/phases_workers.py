@@ -95,7 +95,7 @@ class _Replay:
         fresh = {}
         steps = [self.steps[0]] * len(self.steps) if cached else self.steps
         return _time(lambda: [self.kernel(fresh, t) for t in steps], repeats,
-                     setup=lambda: fresh.update(self.setup()))
+                     setup=lambda: (fresh.clear(), fresh.update(self.setup())))
 
 
 def _gate_replays(cell, K, cache, state, prm, d_out, np, zT):
@@ -120,8 +120,8 @@ def _gate_replays(cell, K, cache, state, prm, d_out, np, zT):
                         dc=np.empty_like(out), dz=np.empty_like(cache.gates))
 
         def bwd_step(f, t):
-            if t == T - 1:                   # _blas_backward's tanh(c_t), all steps at once
-                np.tanh(cache.c, out=tc)
+            if "tc" not in f:                # _blas_backward's tanh(c_t), all steps at once
+                f["tc"] = np.tanh(cache.c, out=tc)
             K._step_backward(d_out, f["dhn"], f["dhn"], f["dcn"], tc, cache.gates, cache.c,
                              state[1][None], v, f["dh"], f["dc"], f["dz"], f["dh"], t, t, 0, B,
                              True, True)
