@@ -29,7 +29,8 @@ def test_quick_run_writes_every_phase_with_ours_and_its_floor(tmp_path):
     (prob,) = rec["problems"]
     assert prob["cell"] == "lstm" and prob["dtype"] == "float32"
     rows = {r["phase"]: r for r in prob["rows"]}
-    assert PHASES + ["rest fwd", "forward", "rest bwd", "backward", "forward+backward"] == list(rows)
+    totals = ["rest fwd", "forward", "rest bwd", "backward", "forward+backward"]
+    assert PHASES + totals == list(rows)
     for ph in PHASES:
         r = rows[ph]
         assert r["ours_s"]["median"] > 0 and r["floor_s"]["median"] > 0, ph
