@@ -183,7 +183,7 @@ def markdown(report):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--cells", default="lstm", help="lstm, gru (comma-separated)")
     p.add_argument("--dtypes", default="float32")
     p.add_argument("--shapes", default=None,
