@@ -167,7 +167,7 @@ def _count_arg(name, value):
 def set_num_threads(n):
     """Use n BLAS threads in every minirnn call from now on, as torch.set_num_threads does for
     torch: model(x), model.backward, the cells and the functional API (and Numba's thread count,
-    which the opt-in persistent kernel shares its time loop with). n=None goes back to the
+    kept like for like though no kernel is threaded). n=None goes back to the
     default: MINIRNN_NUM_THREADS (read again now; otherwise it is read once, at the first call
     that computes), else 1 thread for per-step products below SMALL_PRODUCT multiply-adds and
     BLAS's own count above. Process-wide; inside a command, --threads wins."""

@@ -20,9 +20,7 @@ Environment variables, read once when the kernels are first imported:
                               another process held one of 2 cores); num_threads() is then the
                               usable cores.
 
-The kernels themselves are single-threaded (but the opt-in persistent kernel,
-path="persistent", which shares its time loop between numba.get_num_threads() Python threads);
-the large products go through NumPy's BLAS.
+The kernels themselves are single-threaded; the large products go through NumPy's BLAS.
 OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS / OMP_NUM_THREADS), read before Python starts, still
 caps the pool BLAS starts with; minirnn never asks for more threads than that pool holds.
 """
@@ -38,12 +36,10 @@ def _env_flag(name):
 
 NUMBA_FLAGS = dict(nogil=True, cache=True, fastmath=_env_flag("MINIRNN_FASTMATH"),
                    error_model="numpy")
-# The persistent kernel's matrix-product helpers (minirnn/kernels/_persistent.py) may
-# contract a*b + c into one fused multiply-add. "contract" alone is not fastmath: no
-# reassociation, no NaN/inf assumptions, each fused result is the exact product-sum rounded
-# once (closer to the true value than two roundings); without it LLVM issues a multiply and
-# an add, half the FMA rate on Intel cores. Its gate math keeps NUMBA_FLAGS.
-NUMBA_PRODUCT_FLAGS = dict(NUMBA_FLAGS, fastmath=NUMBA_FLAGS["fastmath"] or {"contract"})
+# The FMA-peak probe (minirnn/kernels/_peak.py, the yardstick `minirnn bench` records) may
+# contract a*b + c into one fused multiply-add, so that it measures the machine's FMA rate.
+# "contract" alone is not fastmath: no reassociation, no NaN/inf assumptions. No kernel uses it.
+NUMBA_PEAK_FLAGS = dict(NUMBA_FLAGS, fastmath=NUMBA_FLAGS["fastmath"] or {"contract"})
 
 
 def env_threads():
@@ -78,8 +74,7 @@ def apply_threads(n=None):
     """Give Numba a thread count: n, else the one asked for with minirnn.set_num_threads, else
     MINIRNN_NUM_THREADS; nothing when none is set. -> the thread count (num_threads()).
 
-    Our kernels are not `parallel=True` (the opt-in persistent kernel runs on Python
-    threads of its own), so Numba's thread pool is never needed; it is launched only when a
+    Our kernels are not `parallel=True`, so Numba's thread pool is never needed; it is launched only when a
     user asks for a count. Measured here: once Numba's OpenMP layer has
     started, torch imported later in the same process ran nn.RNN 45x slower (two OpenMP
     pools on two cores), so we pin Numba to its own 'workqueue' layer, which uses no OpenMP,

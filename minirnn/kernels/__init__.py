@@ -6,10 +6,7 @@
 TWINS is the table of each family's fused functions (a minirnn.cells.Tier per reference file);
 minirnn.functional.backends registers them as the "numba" tier of the built-in cells. Each
 forward/backward also takes path=None|"loop"|"blas" (keyword) to force one of the two code
-paths; None picks by size (see _common.LOOP_MAX_WORK). Every cell (the LSTM without a
-projection) also takes path="persistent": the batched time loop in one kernel shared by the
-threads (_persistent.py, _persistent_cells.py), which None does not pick yet (measured slower
-here; see _persistent.PERSISTENT_MIN_WORK).
+paths; None picks by size (see _common.LOOP_MAX_WORK).
 Settings: minirnn/_config.py.
 W_hh^T for the loop path is kept between calls while the weights are unchanged (_wcache).
 """

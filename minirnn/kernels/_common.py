@@ -15,12 +15,10 @@ from .._config import NUMBA_FLAGS, apply_threads
 apply_threads()
 
 # Numba's cache checks only the source file of the cached function, but the kernels inline
-# helpers from _common.py (matvec_add), _vmath.py, _barrier.py and _persistent.py (called by
-# _persistent_cells.py): an edit there would leave the cached kernels stale. So for files in
-# this folder the cache stamp also covers those files.
+# helpers from _common.py (matvec_add, the row rules) and _vmath.py: an edit there would leave
+# the cached kernels stale. So for files in this folder the cache stamp also covers those files.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py", "_barrier.py",
-                                              "_persistent.py")]
+_INLINED = [os.path.join(_HERE, f) for f in ("_common.py", "_vmath.py")]
 
 
 class _InlinedStamp:
@@ -84,8 +82,7 @@ def loop_path(B, G, H, P, path=None):
             return G * H * P <= LOOP_MAX_STEP_WORK
         return B * G * H * P <= LOOP_MAX_WORK
     if path not in ("loop", "blas"):
-        raise ValueError(f"path: expected None, 'loop', 'blas' or 'persistent', got "
-                         f"{path!r}")
+        raise ValueError(f"path: expected None, 'loop' or 'blas', got {path!r}")
     return path == "loop"
 
 
@@ -98,42 +95,6 @@ def valid_or_ones(valid, T, B):
     """An all-True mask stands in for None: np.where(True, x, ...) is x exactly, so results
     are bitwise those of the unmasked math, and each kernel has one signature per dtype."""
     return np.ones((T, B), dtype=np.bool_) if valid is None else c(np.asarray(valid, dtype=np.bool_))
-
-
-@jit
-def select_state(valid_t, new, prev, state_t, out_t):
-    """state_t = where(valid, new, prev); out_t = where(valid, new, 0) -- all (B, N)."""
-    B, N = new.shape
-    for b in range(B):
-        if valid_t[b]:
-            for j in range(N):
-                state_t[b, j] = new[b, j]
-                out_t[b, j] = new[b, j]
-        else:
-            for j in range(N):
-                state_t[b, j] = prev[b, j]
-                out_t[b, j] = 0.0
-
-
-@jit
-def mask_grad(valid_t, d_next, d_out_t, d_t):
-    """d_t = where(valid, d_next + d_out_t, 0) -- the gradient entering step t, (B, N)."""
-    B, N = d_next.shape
-    for b in range(B):
-        if valid_t[b]:
-            for j in range(N):
-                d_t[b, j] = d_next[b, j] + d_out_t[b, j]
-        else:
-            for j in range(N):
-                d_t[b, j] = 0.0
-
-
-def carry(valid_t, d_prev, d_next):
-    """Past a sequence's end the state is carried, so its gradient passes straight back."""
-    if not valid_t.all():
-        skip = ~valid_t
-        d_prev[skip] += d_next[skip]
-    return d_prev
 
 
 # ----------------------------------------------------------------------------
@@ -181,7 +142,7 @@ def zero_rows(y, ty):
 def finish_row(hx, t, b, valid, out):
     """Row b after step t of a loop-path kernel; hx (T+1, ., N) holds h_{t-1} in row t and h_t
     in row t+1. While the sequence runs out[t, b] = h_t; past its end h_t = h_{t-1} (the state
-    is carried) and out[t, b] = 0. select_state's rule, without its views."""
+    is carried) and out[t, b] = 0. No views (a view costs an NRT incref/decref pair)."""
     N = hx.shape[2]
     if valid[t, b]:
         for j in range(N):
@@ -196,8 +157,7 @@ def finish_row(hx, t, b, valid, out):
 @ijit
 def upstream_row(dh, t, b, dhn, d_out, valid):
     """dh[t, b] = dL/dh_t: the gradient from step t+1 (dhn[0, b]) plus d_out[t, b] while the
-    sequence runs, 0 past its end (padded outputs are constants). mask_grad's rule, without
-    its views."""
+    sequence runs, 0 past its end (padded outputs are constants)."""
     N = dh.shape[2]
     for j in range(N):
         dh[t, b, j] = dhn[0, b, j] + d_out[t, b, j]
@@ -208,18 +168,78 @@ def upstream_row(dh, t, b, dhn, d_out, valid):
 
 
 @ijit
-def carry_back(dhn, dhp, t, valid):
-    """dhn[0] <- dL/dh_{t-1}: dhp[0] (the gradient through step t), plus dhn[0] itself where
-    the sequence had ended (a carried state passes its gradient straight back). carry's rule,
-    without its views."""
+def carry_back_row(dhn, dhp, t, b, valid):
+    """dhn[0, b] <- dL/dh_{t-1}: dhp[0, b] (the gradient through step t), plus dhn[0, b]
+    itself where the sequence had ended (a carried state passes its gradient straight back)."""
     N = dhn.shape[2]
+    if valid[t, b]:
+        for j in range(N):
+            dhn[0, b, j] = dhp[0, b, j]
+    else:
+        for j in range(N):
+            dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+
+
+@ijit
+def carry_back(dhn, dhp, t, valid):
+    """carry_back_row for every row."""
     for b in range(dhn.shape[1]):
-        if valid[t, b]:
-            for j in range(N):
-                dhn[0, b, j] = dhp[0, b, j]
-        else:
-            for j in range(N):
-                dhn[0, b, j] = dhp[0, b, j] + dhn[0, b, j]
+        carry_back_row(dhn, dhp, t, b, valid)
+
+
+# the blas path's row-block kernels (one call per block of rows)
+
+def transposed_product(dtype):
+    """True: the blas path forms the forward's recurrent product as W_hh h_{t-1}^T, (G, B),
+    and its step kernel turns it round (untranspose); False: as h_{t-1} W_hh^T, (B, G).
+    Measured (OpenBLAS 0.3.31 from NumPy's wheel, SkylakeX kernels on a 2-core AMD EPYC, one
+    BLAS thread, best of 15 x 50 products): float32 (B, H) = (32, 256) 286 -> 185 us,
+    (64, 512) 1846 -> 1389 us, a whole forward 43 -> 36 ms (T=100 B=32 I=128 H=256) and
+    274 -> 242 ms (T=100 B=64 I=256 H=512); float64 the other way: 473 -> 567 us, a forward
+    66 -> 71 ms. Same products, another BLAS call: the last bits may differ."""
+    return np.dtype(dtype) == np.float32
+
+
+def product_buffers(G, B, dtype):
+    """-> zT (G, B) (or (0, 0) when not transposed_product), z (1, B, G): where the blas
+    path's recurrent product goes (recurrent_product)."""
+    zT = np.empty((G, B) if transposed_product(dtype) else (0, 0), dtype=dtype)
+    return zT, np.empty((1, B, G), dtype=dtype)
+
+
+def recurrent_product(w_hh, h_prev, zT, z):
+    """W_hh h_prev^T into zT (G, B) when it has rows, else h_prev W_hh^T into z[0] (B, G)."""
+    if zT.shape[0]:
+        np.matmul(w_hh, h_prev.T, out=zT)
+    else:
+        np.matmul(h_prev, w_hh.T, out=z[0])
+
+
+@ijit
+def untranspose(src, dst, b0, b1):
+    """dst[0, b, j] = src[j, b] for rows b0 .. b1-1: src (N, B), dst (1, B, N). Sixteen
+    columns at a time, so the (16, B) block of src read with a stride stays in L1 while every
+    row takes its sixteen values."""
+    N = src.shape[0]
+    for j0 in range(0, N, 16):
+        j1 = min(j0 + 16, N)
+        for b in range(b0, b1):
+            for j in range(j0, j1):
+                dst[0, b, j] = src[j, b]
+
+
+@jit
+def finish_rows(hx, t, valid, out, b0, b1):
+    """finish_row for rows b0 .. b1-1."""
+    for b in range(b0, b1):
+        finish_row(hx, t, b, valid, out)
+
+
+@jit
+def carry_rows(dhn, dhp, t, valid, b0, b1):
+    """carry_back_row for rows b0 .. b1-1."""
+    for b in range(b0, b1):
+        carry_back_row(dhn, dhp, t, b, valid)
 
 
 # ----------------------------------------------------------------------------
@@ -236,6 +256,21 @@ def input_projection(x, w_ih, b_ih=None, b_hh=None):
     return xw
 
 
+def stacked_inputs(x, h0, h):
+    """x (T, B, I), h0 (B, P), h (T, B, P) -> (T, B, I+P): x_t beside h_{t-1}, the operand of
+    the one weight-gradient product (weight_grads); a copy of its own (benchmarks time it)."""
+    T, B, I = x.shape
+    xh = np.empty((T, B, I + h0.shape[1]), dtype=np.result_type(x, h))
+    xh[:, :, :I] = x
+    xh[0, :, I:], xh[1:, :, I:] = h0, h[:-1]
+    return xh
+
+
+def previous_states(h0, h):
+    """h0 (B, P), h (T, B, P) -> (T, B, P) h_{t-1} for every step, a new array."""
+    return np.concatenate([h0[None], h[:-1]])
+
+
 def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     """The gradients that need every step, as a few large products after the time loop.
 
@@ -247,12 +282,16 @@ def weight_grads(dz, x, w_ih, h0, h, has_bias, dz_hh=None, input_grad=True):
     T, B, I = x.shape
     G, P = dz.shape[2], h0.shape[1]
     dz2 = dz.reshape(T * B, G)                             # (T*B, G)
-    dzh2 = dz2 if dz_hh is None else dz_hh.reshape(T * B, G)
-    h_prev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, P)   # (T*B, P) one copy, one product
     dx = (dz2 @ c(w_ih)).reshape(T, B, I) if input_grad else None   # (T, B, I)
-    dw_ih = dz2.T @ c(x).reshape(T * B, I)                 # (G, I)
-    dw_hh = dzh2.T @ h_prev                                # (G, P)
+    if dz_hh is None:                  # one product dz^T [x | h_prev]: dz^T is packed once
+        dw = dz2.T @ stacked_inputs(x, h0, h).reshape(T * B, I + P)   # (G, I + P)
+        dw_ih, dw_hh = c(dw[:, :I]), c(dw[:, I:])          # (G, I), (G, P)
+    else:
+        h_prev = previous_states(h0, h).reshape(T * B, P)  # (T*B, P)
+        dw_ih = dz2.T @ c(x).reshape(T * B, I)             # (G, I)
+        dw_hh = dz_hh.reshape(T * B, G).T @ h_prev         # (G, P)
     if not has_bias:
         return dx, dw_ih, dw_hh, None, None
     db_ih = dz2.sum(axis=0)
-    return dx, dw_ih, dw_hh, db_ih, db_ih.copy() if dz_hh is None else dzh2.sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_ih.copy() if dz_hh is None else \
+        dz_hh.reshape(T * B, G).sum(axis=0)

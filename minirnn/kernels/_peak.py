@@ -1,9 +1,8 @@
 """The single-thread FMA peak of Numba-compiled code on this machine: fma_peak_gflops().
 
-The yardstick for the persistent kernel's recurrent product (minirnn/kernels/_persistent.py),
-recorded by `minirnn bench` beside the GEMM peak (minirnn.bench.env.fma_peak). Compiled with
-the product's flags (NUMBA_PRODUCT_FLAGS: a*b + c may become one FMA), so it is the peak of
-the code the product is, vector width included (LLVM's choice for this CPU).
+Recorded by `minirnn bench` beside the GEMM peak (minirnn.bench.env.fma_peak): what
+Numba-compiled arithmetic can reach on this CPU. Compiled with NUMBA_PEAK_FLAGS (a*b + c may
+become one FMA), vector width included (LLVM's choice for this CPU).
 """
 from __future__ import annotations
 
@@ -12,9 +11,9 @@ import time
 import numba
 import numpy as np
 
-from .._config import NUMBA_PRODUCT_FLAGS
+from .._config import NUMBA_PEAK_FLAGS
 
-mjit = numba.njit(**NUMBA_PRODUCT_FLAGS)
+mjit = numba.njit(**NUMBA_PEAK_FLAGS)
 
 
 @mjit

@@ -7,11 +7,11 @@ Backward: da_t = dh_t * act'(a_t),   dh_{t-1} = da_t W_hh,
 The input projection (all steps at once) and the weight gradients (after the loop) are a
 few large BLAS products through NumPy. The recurrent product runs either per step through
 BLAS ("blas" path, large sizes: the activation is NumPy's SIMD tanh/maximum, the mask and
-the backward's act' * dh are small njit kernels), or inside one njit kernel that runs the
-whole time loop ("loop" path, small sizes, B <= 4): _common.matvec_add, _vmath's vectorisable
-tanh, states kept as (T+1, B, H) with h0 in row 0; W_hh^T kept between calls by _wcache.
-"persistent" path (batched; _persistent.py, _persistent_cells.py, opt-in): the whole time loop
-in one njit kernel shared by the threads, W_hh packed into per-thread panels once per call.
+the backward's act' * dh are small njit kernels, one call for a block of rows), or inside one
+njit kernel that runs the whole time loop ("loop" path,
+small sizes, B <= 4): _common.matvec_add, _vmath's vectorisable tanh; W_hh^T kept between
+calls by _wcache. States are kept as (T+1, B, H) with h0 in row 0 on both paths; the
+activation's derivative is written once (_cell_backward).
 """
 from __future__ import annotations
 
@@ -19,30 +19,42 @@ import numpy as np
 
 from ..cells import rnn as _reference
 from ..cells.rnn import RNNCache, RNNGradSteps
-from ._common import (c, carry, carry_back, finish_row, input_projection, jit, loop_path,
-                      mask_grad, matvec_add, select_state, upstream_row,
-                      valid_or_ones, weight_grads, zero_rows)
-from ._persistent import persistent_path
-from ._persistent_cells import rnn_backward as _persistent_backward
-from ._persistent_cells import rnn_forward as _persistent_forward
+from ._common import (c, carry_back, carry_back_row, carry_rows, finish_row, finish_rows, ijit,
+                      input_projection, jit, loop_path, matvec_add, upstream_row, valid_or_ones,
+                      weight_grads, zero_rows)
 from ._vmath import vtanh
 from ._wcache import transposed
 
 
 # ----------------------------------------------------------------------------
-# kernels: one step (blas path); the forward's activation is one NumPy ufunc (SIMD tanh),
-# the same call as the reference's, then select_state applies the mask
+# the activation's derivative, once (both paths' backward kernels inline it)
+
+@ijit
+def _cell_backward(dh, a, h, t, b, relu, da):
+    """da[t, b] = dh[t, b] * act'(a_t);  tanh' = 1 - h_t^2 (from the output), relu' = [a_t > 0]."""
+    zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
+    if relu:
+        for j in range(a.shape[2]):
+            da[t, b, j] = dh[t, b, j] * (one if a[t, b, j] > zero else zero)
+    else:
+        for j in range(a.shape[2]):
+            da[t, b, j] = dh[t, b, j] * (one - h[t, b, j] * h[t, b, j])
+
+
+# ----------------------------------------------------------------------------
+# the blas path: per step one BLAS product and the activation (NumPy's SIMD tanh / maximum,
+# the reference's calls) from Python, one kernel call for a block of rows
 
 @jit
-def _step_backward(dh_t, a_t, h_t, relu, da_t):
-    """da_t = dh_t * act'(a_t);  tanh' = 1 - h_t^2 (from the output), relu' = [a_t > 0]."""
-    B, H = dh_t.shape
-    for b in range(B):
-        for j in range(H):
-            if relu:
-                da_t[b, j] = dh_t[b, j] * (1.0 if a_t[b, j] > 0.0 else 0.0)
-            else:
-                da_t[b, j] = dh_t[b, j] * (1.0 - h_t[b, j] * h_t[b, j])
+def _step_backward(d_out, dhn, dhp, a, h, relu, valid, dh, da, t, b0, b1):
+    """Rows b0 .. b1-1 of step t: dL/dh_t (step t+1's product dhp carried back into dhn unless
+    t is the last step), then da_t."""
+    T = a.shape[0]
+    for b in range(b0, b1):
+        if t < T - 1:
+            carry_back_row(dhn, dhp, t + 1, b, valid)
+        upstream_row(dh, t, b, dhn, d_out, valid)
+        _cell_backward(dh, a, h, t, b, relu, da)
 
 
 # ----------------------------------------------------------------------------
@@ -73,16 +85,10 @@ def _loop_backward(d_out, dhn, a, h, w_hh, valid, relu, dh, da, dhp):
     """BPTT. dhn (1, B, H): dL/dh_T on entry, dL/dh_0 on exit. a, h (T, B, H) from the
     forward; dh, da (T, B, H) filled. Scratch: dhp (1, B, H) da_t W_hh."""
     T, B, H = a.shape
-    zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             upstream_row(dh, t, b, dhn, d_out, valid)     # dL/dh_t
-            if relu:
-                for j in range(H):
-                    da[t, b, j] = dh[t, b, j] * (one if a[t, b, j] > zero else zero)
-            else:
-                for j in range(H):
-                    da[t, b, j] = dh[t, b, j] * (one - h[t, b, j] * h[t, b, j])
+            _cell_backward(dh, a, h, t, b, relu, da)
         zero_rows(dhp, 0)                                 # dh_{t-1} = da_t W_hh
         matvec_add(dhp, 0, da, t, w_hh)
         carry_back(dhn, dhp, t, valid)
@@ -107,25 +113,13 @@ def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", valid=
     v = valid_or_ones(valid, T, B)                         # (T, B)
     a = input_projection(x, w_ih, b_ih, b_hh)              # (T, B, H) x W_ih^T + b, then a_t
     out = np.empty((T, B, H), dtype=dt)                    # (T, B, H) outputs (0 past the end)
-    if persistent_path(B, 1, H, False, path):              # batched: W_hh packed, on threads
-        h = _persistent_forward(a, c(h0), c(w_hh), v, relu, out)[1:]
-    elif loop_path(B, 1, H, H, path):
-        hx = np.empty((T + 1, B, H), dtype=dt)             # (T+1, B, H) h0, h_1 .. h_T
-        hx[0] = h0
+    hx = np.empty((T + 1, B, H), dtype=dt)                 # (T+1, B, H) h0, h_1 .. h_T
+    hx[0] = h0
+    if loop_path(B, 1, H, H, path):
         _loop_forward(a, hx, transposed(w_hh, w_hhT, "w_hhT"), v, relu, out)
-        h = hx[1:]                                         # (T, B, H) view
     else:
-        h = np.empty((T, B, H), dtype=dt)                  # (T, B, H) states
-        h_new = np.empty((B, H), dtype=dt)                 # (B, H) act(a_t) before the mask
-        h_prev, w_hhT = c(h0), c(w_hh).T
-        for t in range(T):
-            a[t] += np.matmul(h_prev, w_hhT, out=h_new)
-            if relu:
-                np.maximum(a[t], 0, out=h_new)
-            else:
-                np.tanh(a[t], out=h_new)
-            select_state(v[t], h_new, h_prev, h[t], out[t])
-            h_prev = h[t]
+        _blas_forward(a, hx, c(w_hh), v, relu, out)
+    h = hx[1:]                                             # (T, B, H) view
     cache = RNNCache(x, h0, a, h, valid, w_ih, w_hh, b_ih is not None, nonlinearity)
     return out, h[T - 1].copy(), cache
 
@@ -146,20 +140,45 @@ def backward(cache, d_out, d_hT=None, return_steps=False, path=None, input_grad=
         dh_next[0] = d_hT
     dh = np.empty_like(a)                                  # (T, B, H) dL/dh_t
     da = np.empty_like(a)                                  # (T, B, H) dL/da_t
-    if persistent_path(B, 1, H, False, path):
-        dh_next = _persistent_backward(d_out, dh_next[0], a, h, w_hh, v, relu, dh, da)
-    elif loop_path(B, 1, H, H, path):
+    if loop_path(B, 1, H, H, path):
         _loop_backward(d_out, dh_next, a, h, w_hh, v, relu, dh, da, np.empty_like(dh_next))
         dh_next = dh_next[0]
     else:
+        _blas_backward(d_out, dh_next, a, h, w_hh, v, relu, dh, da)
         dh_next = dh_next[0]
-        dh_prev = np.empty_like(h0)                        # (B, H)
-        for t in range(T - 1, -1, -1):
-            mask_grad(v[t], dh_next, d_out[t], dh[t])
-            _step_backward(dh[t], a[t], h[t], relu, da[t])
-            np.matmul(da[t], w_hh, out=dh_prev)
-            dh_next, dh_prev = carry(v[t], dh_prev, dh_next), dh_next
     dx, dw_ih, dw_hh, db_ih, db_hh = weight_grads(da, x, cache.w_ih, h0, h, cache.has_bias,
                                                   input_grad=input_grad)
     grads = (dx, dh_next, dw_ih, dw_hh, db_ih, db_hh)
     return grads + (RNNGradSteps(dh, da),) if return_steps else grads
+
+
+def _blas_forward(a, hx, w_hh, v, relu, out):
+    """The blas path's time loop (arrays as _loop_forward's), one block of rows."""
+    T, B, H = a.shape
+    h_new = np.empty((B, H), dtype=a.dtype)                # (B, H) act(a_t) before the mask
+    w_hhT = w_hh.T
+
+    def rows(b0, b1):
+        for t in range(T):
+            a[t, b0:b1] += np.matmul(hx[t, b0:b1], w_hhT, out=h_new[b0:b1])
+            if relu:
+                np.maximum(a[t, b0:b1], 0, out=hx[t + 1, b0:b1])
+            else:
+                np.tanh(a[t, b0:b1], out=hx[t + 1, b0:b1])
+            finish_rows(hx, t, v, out, b0, b1)
+
+    rows(0, B)
+
+
+def _blas_backward(d_out, dhn, a, h, w_hh, v, relu, dh, da):
+    """The blas path's BPTT (arrays as _loop_backward's), one block of rows."""
+    T, B, H = a.shape
+    dhp = np.empty_like(dhn)                               # (1, B, H) da_t W_hh
+
+    def rows(b0, b1):
+        for t in range(T - 1, -1, -1):
+            _step_backward(d_out, dhn, dhp, a, h, relu, v, dh, da, t, b0, b1)
+            np.matmul(da[t, b0:b1], w_hh, out=dhp[0, b0:b1])
+        carry_rows(dhn, dhp, 0, v, b0, b1)                 # dL/dh_0
+
+    rows(0, B)

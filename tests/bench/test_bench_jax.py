@@ -283,17 +283,3 @@ def test_readme_jax_prose_is_the_files():
         f"{x(r, 'torch@1'):.2f}" for r in sorted(speed_miss, key=lambda r: r["cell"])) + (
         str(sum(v <= 1.2 for v in loops)), str(len(big))) + span(loops)
 
-    ab = {n: load(f"persistent-ab-{n}.json") for n in (1, 2)}
-    got = said(r"a quiet moment: foreign load ([\d.]+) cores in both runs\) it ran at "
-               r"([\d.]+)–([\d.]+)× with 1 thread \(`docs/persistent-ab-1\.json`\) and at "
-               r"([\d.]+)–([\d.]+)× with 2 threads \(`docs/persistent-ab-2\.json`\): a second "
-               r"thread sped the persistent call up ([\d.]+)–([\d.]+)× and the blas path "
-               r"([\d.]+)–([\d.]+)×")
-    loads = {f"{ab[n]['load']['mean']:.2f}" for n in (1, 2)}
-    gain = lambda path: [a["median_s"][path] / b["median_s"][path]  # noqa: E731
-                         for a, b in zip(ab[1]["rows"], ab[2]["rows"])]
-    assert len(loads) == 1 and got == (loads.pop(),) + span(
-        [r["ratio"]["median"] for r in ab[1]["rows"]]) + span(
-        [r["ratio"]["median"] for r in ab[2]["rows"]]) + span(gain("persistent")) + span(
-        gain("blas"))
-    assert [ab[n]["numba_threads"] for n in (1, 2)] == [1, 2]

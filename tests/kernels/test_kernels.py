@@ -144,6 +144,29 @@ def test_bad_path_is_refused():
         K.loop_path(1, 1, 4, 4, path="fast")
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("path", ["fused", "fast"])
+def test_every_cell_refuses_an_unknown_path_naming_the_known_ones(cell, path):
+    """Only 'loop' and 'blas' exist."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x, h0 = np.ones((2, 5, 3)), np.ones((5, 4))
+    w_ih, w_hh = np.ones((G * 4, 3)), np.ones((G * 4, 4))
+    state = (h0, h0) if cell == "lstm" else (h0,)
+    forward = getattr(K, f"{cell}_forward")
+    msg = f"path: expected None, 'loop' or 'blas', got '{path}'"
+    with pytest.raises(ValueError, match=msg):
+        forward(x, *state, w_ih, w_hh, path=path)
+    cache = forward(x, *state, w_ih, w_hh)[-1]
+    with pytest.raises(ValueError, match=msg):
+        getattr(K, f"{cell}_backward")(cache, np.ones((2, 5, 4)), path=path)
+
+
+def test_fma_peak_probe():
+    from minirnn.kernels._peak import fma_peak_gflops
+    assert fma_peak_gflops() > 0
+    assert fma_peak_gflops("float32", seconds=0.02, length=64) > 0
+
+
 def test_backend_namespace_and_functional_wrapper():
     for fn in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward"):
         assert callable(getattr(K, fn))
