@@ -17,8 +17,9 @@ it; "loops x floor" is the time-loop phases alone (recurrent forward + backward-
 split timing; backward-data still holds the dx = dz W_ih product) over the same floor -- the
 closer measure of the kernels themselves. The floor target is judged on the second.
 
-Only rows the bench left unflagged are judged: a row flagged order, load, spread or peak
-(impossible numbers, a busy machine, rounds that disagree) shows "!" and "not judged", and
+Only rows the bench left unflagged are judged: a row flagged order, load or peak (impossible
+numbers, a busy machine), or whose per-round ratios to torch@1 disagree (spread: the ratio
+judged here; a spread against torch@2 does not concern it), shows "!" and "not judged", and
 the closing lines count them ("3 of 32 rows not judged: 3 load"); a row flagged split has no
 floor verdict. A run where fewer than --min-judged of the rows (default half) can be judged
 says so and exits 1, and so does a run that judged nothing: that is never a success. A
@@ -31,11 +32,12 @@ import json
 import sys
 from typing import NamedTuple
 
+from minirnn.bench.summary import ROW_FLAGS, spreads
+
 SPEED = {"float64": {32: 5.0, 64: 5.0, 128: 5.0, 256: 2.5},
          "float32": {32: 4.0, 64: 3.0, 128: 1.5, 256: 1.0}}
 FLOOR = 1.3                      # x the bandwidth floor, for H >= FLOOR_FROM
 FLOOR_FROM = 64
-UNJUDGED_FLAGS = ("order", "load", "spread", "peak")   # bench flags that keep a row out
 MIN_JUDGED = 0.5                 # the share of rows that must be judged for a verdict
 
 
@@ -84,7 +86,7 @@ def _ratio_cell(ratio):
 
 def judge(doc, engine, floor_limit=FLOOR) -> Judgement:
     """Every row of `engine` in the targets regime against its targets; rows the bench flagged
-    (UNJUDGED_FLAGS) are shown and counted but not judged. With a jax engine in the run, a
+    (ROW_FLAGS) or whose ratio to torch@1 spread are shown and counted but not judged. With a jax engine in the run, a
     column "x jax" and the target "jax": numba ahead of JAX (ratio >= 1) on every row where it
     is ahead of torch@1, unless JAX's own row was flagged."""
     jx = jax_ref(doc)
@@ -98,7 +100,8 @@ def judge(doc, engine, floor_limit=FLOOR) -> Judgement:
         ratio = r["ratio"].get("torch@1", {}).get("fwd_bwd")
         target = SPEED.get(r["dtype"], {}).get(r["H"])
         flags = _codes(r)
-        why = [c for c in UNJUDGED_FLAGS if c in flags]
+        # the row's own flags, and spread only where the ratio judged here (to torch@1) spread
+        why = [c for c in ROW_FLAGS if c in flags] + ["spread"] * bool(ratio and spreads(ratio))
         if not why and (ratio is None or target is None):
             why = ["no target" if target is None else "no ratio"]
         for c in why:
@@ -121,7 +124,7 @@ def judge(doc, engine, floor_limit=FLOOR) -> Judgement:
         speed_ok = ratio["median"] >= target
         notes, results = [verdict("speed", speed_ok)], [speed_ok]
         if jr is not None and ratio["median"] >= 1:    # ahead of torch: must be ahead of jax too
-            if any(c in UNJUDGED_FLAGS for c in jax_flags.get(_key(r), [])):
+            if any(c in ROW_FLAGS for c in jax_flags.get(_key(r), [])) or spreads(jr):
                 notes.append("jax not judged (its row flagged)")
             else:
                 results.append(jr["median"] >= 1)

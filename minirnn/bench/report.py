@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .._io import savefig, write_json
 from .summary import (SHORT_DTYPE, UNJUDGED, align, count_codes, flag_codes, judged,
-                      narrow_table, ratio_of, summary_lines, title, wrap)
+                      narrow_table, ratio_of, summary_lines, title, why_not, wrap)
 
 
 def _fmt(v, spec, none="-"):
@@ -175,21 +175,26 @@ def format_table(result):
             f"rec %fma: {d.get('rec_fma_fraction', '-')}",
             f"rel err: {d['rel_err']}",
             "flags: peak (>100% of GEMM peak), order (fwd slower than fwd+bwd): impossible; "
-            "load (foreign CPU above the limit), spread (rounds disagree): may be off; a row with "
-            "any of the four shows '!' for its ratios, GFLOP/s and %peak and is left out of the "
-            "summary and the plot; split (a derived phase <= 0): its split shows '!'"]
+            "load (foreign CPU above the limit): may be off, and a row with any of these three "
+            "shows '!' for its ratios, GFLOP/s and %peak and is left out of the summary and the "
+            "plot; spread (the per-round ratios to one engine disagree): that ratio shows '!' "
+            "and is left out; split (a derived phase <= 0): its split shows '!'"]
     out += [f"WARNING: {w}" for w in meta["warnings"]]
     out += [f"note: {n}" for n in meta["notes"]]
     return "\n".join(out)
 
 
 def plot_warning(result):
-    """The plot's warning when rows were flagged (they are left out of it), else None."""
-    rows = result["rows"]
-    bad = [r for r in rows if not judged(r)]
+    """The plot's warning when rows were left out of it (flagged, or their ratio to the plot's
+    reference spread), else None."""
+    refs = result["meta"].get("ratio_references", [])
+    by_id = {(r["id"], r["engine"]): r for r in result["rows"]}
+    rows = [r for r in result["rows"] if not refs or r["engine"] != refs[0]]
+    bad = [r for r in rows if not judged(r) or (refs and not ratio_of(r, refs[0], by_id))]
     if not bad:
         return None
-    counts = count_codes([[c for c in UNJUDGED if c in flag_codes(r)] or ["invalid"]
+    counts = count_codes([why_not(r, refs[0], by_id) if refs else
+                          [c for c in UNJUDGED if c in flag_codes(r)] or ["invalid"]
                           for r in bad])
     d = result["meta"]["load"]["during"]
     load = ("" if d.get("mean") is None else
@@ -209,8 +214,9 @@ def format_report(result, wide=False):
         return "\n".join(out + [format_table(result)])
     out += narrow_table(result)
     out += wrap("! = not reported as a result: the row is flagged (order, peak: numbers that "
-                "cannot be right; load: foreign CPU above the limit; spread: the rounds "
-                "disagree by more than half the median); x = the other engine's time / this "
+                "cannot be right; load: foreign CPU above the limit) or, for one ratio, its "
+                "rounds disagree by more than half the median (spread); x = the other engine's "
+                "time / this "
                 "one's; +-% = (max-min)/median of f+b over rounds", "    ")
     for w in meta["warnings"]:
         out += wrap(f"WARNING: {w}")

@@ -61,8 +61,10 @@ DEFINITIONS = {
 def row_flags(row, load_limit=None, spread_limit=SPREAD_LIMIT):
     """-> [(code, message)] for one result row. Codes "peak", "order" and "split" mark
     numbers that cannot be right; "load" and "spread" mark numbers that may be off (noisy
-    machine, rounds that disagree). A row with any of peak, order, load or spread is not
-    reported as a result (summary.judged). load_limit: default LOAD_LIMIT."""
+    machine, rounds that disagree). A row with peak, order or load is not reported as a
+    result (summary.judged); "spread" concerns one ratio (one flag per reference whose
+    per-round ratios disagree) and keeps that ratio out (summary.ratio_of). load_limit:
+    default LOAD_LIMIT."""
     load_limit = LOAD_LIMIT if load_limit is None else load_limit
     out = []
     sec, frac = row.get("seconds", {}), row.get("peak_fraction", {})
@@ -85,10 +87,9 @@ def row_flags(row, load_limit=None, spread_limit=SPREAD_LIMIT):
         r = passes.get("fwd_bwd")
         if r and r.get("median") and len(r.get("per_round", ())) > 1:
             width = (r["max"] - r["min"]) / r["median"]
-            if width > spread_limit:
+            if width > spread_limit:        # one flag per ratio: it keeps that ratio out
                 out.append(("spread", f"per-round ratio to {ref} spans {r['min']:.2f}-{r['max']:.2f} "
                             f"({100 * width:.0f}% of its median)"))
-                break
     return out
 
 

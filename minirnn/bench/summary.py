@@ -2,18 +2,24 @@
 the narrow table (within 120 columns) that `minirnn bench` prints by default (put together
 with the warnings by report.format_report).
 
-A row is judged only when the bench left it unflagged: "order" and "peak" mark numbers that
-cannot be right, "load" a busy machine, "spread" rounds that disagree (rows.row_flags). A
-flagged row shows "!" in place of its ratios and % peak and stays out of every summary; a
-ratio is judged only when the reference engine's row is judged too. Every summary line counts
-what it judged ("faster in 10 of 12 rows; 4 of 16 not judged: 4 spread").
+A row is judged only when the bench left it free of the row flags: "order" and "peak" mark
+numbers that cannot be right, "load" a busy machine (rows.row_flags). A flagged row shows "!"
+in place of its ratios and % peak and stays out of every summary. A ratio is judged only when
+both rows are judged and its own per-round values agree ("spread": they span more than
+SPREAD_LIMIT of their median). Spread is a property of one ratio, not of a row: a batch-1
+numba row whose rounds agree against torch@1 is judged there even when torch@2's own
+scheduling makes the ratio to torch@2 wander. Every summary line counts what it judged
+("faster in 10 of 12 rows; 4 of 16 not judged: 4 spread").
 """
 from __future__ import annotations
 
 import statistics
 import textwrap
 
-UNJUDGED = ("order", "load", "spread", "peak")   # flags that keep a row out of every verdict
+from .rows import SPREAD_LIMIT
+
+ROW_FLAGS = ("order", "load", "peak")            # flags that keep a row out of every verdict
+UNJUDGED = ("order", "load", "spread", "peak")   # ... and what can keep one ratio out
 WIDTH = 120                                       # the terminal width the default output fits
 MIN_JUDGED = 0.5                                  # the share of ratio rows a run must judge
 SHORT_DTYPE = {"float32": "f32", "float64": "f64"}
@@ -24,8 +30,15 @@ def flag_codes(row):
 
 
 def judged(row):
-    """May this row's ratios, GFLOP/s and % peak be reported as results?"""
-    return row.get("valid", True) and not any(c in UNJUDGED for c in flag_codes(row))
+    """May this row's times, GFLOP/s and % peak be reported as results? (Its ratios: ratio_of.)"""
+    return row.get("valid", True) and not any(c in ROW_FLAGS for c in flag_codes(row))
+
+
+def spreads(d):
+    """Do the per-round values of one ratio {median, min, max, per_round} disagree?"""
+    if not d.get("median") or len(d.get("per_round", ())) < 2:
+        return False
+    return (d["max"] - d["min"]) / d["median"] > SPREAD_LIMIT
 
 
 def references(result):
@@ -40,10 +53,10 @@ def references(result):
 
 def ratio_of(row, ref, by_id):
     """The judged fwd+bwd ratio of row to ref: {median, min, max, ...}, or None when there is
-    none or either row is flagged."""
+    none, either row is flagged or its rounds disagree."""
     d = (row.get("ratio") or {}).get(ref, {}).get("fwd_bwd")
     other = by_id.get((row["id"], ref))
-    if not d or not judged(row) or (other is not None and not judged(other)):
+    if not d or not judged(row) or (other is not None and not judged(other)) or spreads(d):
         return None
     return d
 
@@ -52,12 +65,13 @@ def _index(result):
     return {(r["id"], r["engine"]): r for r in result["rows"]}
 
 
-def _why_not(row, ref, by_id):
+def why_not(row, ref, by_id):
     """The flags that keep row's ratio to ref out (its own and the reference row's), or
     ["no ratio"]."""
     other = by_id.get((row["id"], ref)) or {}
-    codes = [c for c in UNJUDGED if c in flag_codes(row) or c in flag_codes(other)]
-    return codes or ["no ratio"]
+    d = (row.get("ratio") or {}).get(ref, {}).get("fwd_bwd") or {}
+    codes = [c for c in ROW_FLAGS if c in flag_codes(row) or c in flag_codes(other)]
+    return codes + ["spread"] * spreads(d) or ["no ratio"]
 
 
 def count_codes(reasons):
@@ -86,7 +100,7 @@ def summarise(result):
                     continue
                 ratios = [ratio_of(r, ref, by_id) for r in rows]
                 vals = [d["median"] for d in ratios if d]
-                unjudged = [_why_not(r, ref, by_id) for r, d in zip(rows, ratios) if d is None]
+                unjudged = [why_not(r, ref, by_id) for r, d in zip(rows, ratios) if d is None]
                 out.append(dict(regime=reg, engine=eng, ref=ref, rows=len(rows),
                                 judged=len(vals), faster=sum(v > 1 for v in vals),
                                 median=statistics.median(vals) if vals else None,
@@ -103,7 +117,8 @@ def judged_share(result):
 
 def summary_lines(result):
     lines = wrap("summary (forward+backward; x = the other engine's time / numba's, the median "
-                 "of per-round ratios; rows flagged " + ", ".join(UNJUDGED) + " are left out):")
+                 "of per-round ratios; rows flagged " + ", ".join(ROW_FLAGS) + ", and ratios "
+                 "whose rounds disagree (spread), are left out):")
     s = summarise(result)
     if not s:
         why = ("no minirnn engine (numba) in this run" if not minirnn_engines(result) else

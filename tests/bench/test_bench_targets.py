@@ -1,7 +1,7 @@
 """benchmarks/targets.py: a verdict counts what it judged, and judging nothing is no success.
 
-Rows `minirnn bench` flagged (order, load, spread, peak) are left out of every verdict and
-counted; a run where too few rows can be judged says so and exits non-zero; a missing or
+Rows `minirnn bench` flagged (order, load, peak), and rows whose ratio to torch@1 spread over
+the rounds, are left out of every verdict and counted; a run where too few rows can be judged says so and exits non-zero; a missing or
 malformed JSON is a one-line error. The documents are synthetic bench JSONs built here.
 """
 from __future__ import annotations
@@ -22,10 +22,12 @@ SIZES = [(c, dt, H) for c in ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
 
 def _row(cell, dtype, H, ratio, flags=(), loops=1.0, engine="numba"):
+    """A row as the bench writes it; "spread" in flags: the ratio's rounds span 0.2-1.8x."""
     floor = 1e-3
+    lo, hi = (0.2, 1.8) if "spread" in flags else (0.9, 1.1)
     return dict(regime="targets", engine=engine, cell=cell, dtype=dtype, H=H, T=20, B=1, I=64,
-                ratio={"torch@1": {"fwd_bwd": dict(median=ratio, min=0.9 * ratio,
-                                                   max=1.1 * ratio)}},
+                ratio={"torch@1": {"fwd_bwd": dict(median=ratio, min=lo * ratio, max=hi * ratio,
+                                                   per_round=[lo * ratio, ratio, hi * ratio])}},
                 seconds=dict(fwd=1e-3, fwd_bwd=3e-3, rec=0.5 * loops * floor,
                              bwd_data=0.5 * loops * floor),
                 floor_s=dict(fwd=floor / 2, fwd_bwd=floor), floor_ratio=dict(fwd_bwd=3.0),
@@ -72,7 +74,7 @@ def test_flagged_rows_are_left_out_and_counted(tmp_path):
 
 def test_a_flagged_row_that_misses_is_not_counted_as_missed(tmp_path):
     doc = _doc({3: ["spread"]})
-    doc["rows"][3]["ratio"]["torch@1"]["fwd_bwd"]["median"] = 0.1      # would miss
+    doc["rows"][3]["ratio"]["torch@1"]["fwd_bwd"].update(median=0.1, min=0.02, max=0.18)  # a miss
     res = _run(tmp_path, doc)
     assert "0 target(s) missed" in res.stdout and "MISSED" not in res.stdout
 
@@ -139,3 +141,13 @@ def test_table_function_reports_its_counts():
     j = T.judge(doc, "numba")
     assert (j.rows, j.rows_judged, j.judged, j.missed) == (32, 31, 54, 0)
     assert j.not_judged == {"peak": 1}
+
+
+def test_a_spread_against_another_engine_does_not_keep_the_torch1_verdict_out(tmp_path):
+    """The bench flags spread per ratio; targets.py judges the ratio to torch@1, so a row whose
+    ratio to torch@2 wandered (its flag) but whose ratio to torch@1 held is judged."""
+    doc = _doc()
+    doc["rows"][3]["flags"] = [dict(code="spread", message="per-round ratio to torch@2 spans")]
+    res = _run(tmp_path, doc)
+    assert res.returncode == 0, res.stderr
+    assert "32 of 32 rows judged" in res.stdout
