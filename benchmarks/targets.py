@@ -32,7 +32,8 @@ import json
 import sys
 from typing import NamedTuple
 
-from minirnn.bench.summary import ROW_FLAGS, spreads
+from minirnn.bench.rows import spreads
+from minirnn.bench.summary import ROW_FLAGS
 
 SPEED = {"float64": {32: 5.0, 64: 5.0, 128: 5.0, 256: 2.5},
          "float32": {32: 4.0, 64: 3.0, 128: 1.5, 256: 1.0}}

@@ -216,8 +216,7 @@ def format_report(result, wide=False):
     out += wrap("! = not reported as a result: the row is flagged (order, peak: numbers that "
                 "cannot be right; load: foreign CPU above the limit) or, for one ratio, its "
                 "rounds disagree by more than half the median (spread); x = the other engine's "
-                "time / this "
-                "one's; +-% = (max-min)/median of f+b over rounds", "    ")
+                "time / this one's; +-% = (max-min)/median of f+b over rounds", "    ")
     for w in meta["warnings"]:
         out += wrap(f"WARNING: {w}")
     for n in meta["notes"]:

@@ -85,12 +85,18 @@ def row_flags(row, load_limit=None, spread_limit=SPREAD_LIMIT):
         out.append(("load", f"foreign CPU load {load['mean']:.2f} cores (limit {load_limit})"))
     for ref, passes in (row.get("ratio") or {}).items():
         r = passes.get("fwd_bwd")
-        if r and r.get("median") and len(r.get("per_round", ())) > 1:
+        if r and spreads(r, spread_limit):      # one flag per ratio: it keeps that ratio out
             width = (r["max"] - r["min"]) / r["median"]
-            if width > spread_limit:        # one flag per ratio: it keeps that ratio out
-                out.append(("spread", f"per-round ratio to {ref} spans {r['min']:.2f}-{r['max']:.2f} "
-                            f"({100 * width:.0f}% of its median)"))
+            out.append(("spread", f"per-round ratio to {ref} spans {r['min']:.2f}-{r['max']:.2f} "
+                        f"({100 * width:.0f}% of its median)"))
     return out
+
+
+def spreads(d, limit=SPREAD_LIMIT):
+    """Do the per-round values of one ratio {median, min, max, per_round} disagree?"""
+    if not d.get("median") or len(d.get("per_round", ())) < 2:
+        return False
+    return (d["max"] - d["min"]) / d["median"] > limit
 
 
 VALIDITY = ("peak", "order", "split")        # the flags that mark impossible numbers

@@ -6,7 +6,7 @@ A row is judged only when the bench left it free of the row flags: "order" and "
 numbers that cannot be right, "load" a busy machine (rows.row_flags). A flagged row shows "!"
 in place of its ratios and % peak and stays out of every summary. A ratio is judged only when
 both rows are judged and its own per-round values agree ("spread": they span more than
-SPREAD_LIMIT of their median). Spread is a property of one ratio, not of a row: a batch-1
+rows.SPREAD_LIMIT of their median). Spread is a property of one ratio, not of a row: a batch-1
 numba row whose rounds agree against torch@1 is judged there even when torch@2's own
 scheduling makes the ratio to torch@2 wander. Every summary line counts what it judged
 ("faster in 10 of 12 rows; 4 of 16 not judged: 4 spread").
@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import textwrap
 
-from .rows import SPREAD_LIMIT
+from .rows import spreads
 
 ROW_FLAGS = ("order", "load", "peak")            # flags that keep a row out of every verdict
 UNJUDGED = ("order", "load", "spread", "peak")   # ... and what can keep one ratio out
@@ -32,13 +32,6 @@ def flag_codes(row):
 def judged(row):
     """May this row's times, GFLOP/s and % peak be reported as results? (Its ratios: ratio_of.)"""
     return row.get("valid", True) and not any(c in ROW_FLAGS for c in flag_codes(row))
-
-
-def spreads(d):
-    """Do the per-round values of one ratio {median, min, max, per_round} disagree?"""
-    if not d.get("median") or len(d.get("per_round", ())) < 2:
-        return False
-    return (d["max"] - d["min"]) / d["median"] > SPREAD_LIMIT
 
 
 def references(result):
@@ -71,7 +64,9 @@ def why_not(row, ref, by_id):
     other = by_id.get((row["id"], ref)) or {}
     d = (row.get("ratio") or {}).get(ref, {}).get("fwd_bwd") or {}
     codes = [c for c in ROW_FLAGS if c in flag_codes(row) or c in flag_codes(other)]
-    return codes + ["spread"] * spreads(d) or ["no ratio"]
+    if spreads(d):
+        codes.append("spread")
+    return codes or ["no ratio"]
 
 
 def count_codes(reasons):

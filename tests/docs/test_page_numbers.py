@@ -18,7 +18,8 @@ import re
 
 import pytest
 
-from minirnn.bench.summary import ROW_FLAGS, spreads
+from minirnn.bench.rows import spreads
+from minirnn.bench.summary import ROW_FLAGS
 from tests.helpers import ROOT, load_script
 
 PAGE = "docs/benchmark-results.md"
