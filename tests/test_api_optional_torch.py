@@ -87,7 +87,7 @@ def test_module_matches_torch_autograd(cell, backend, d_given, data, layers, bid
     spec = get_cell(cell)
     dtype = data.draw(st.sampled_from(["float64", "float32"]), "dtype")
     # dropout acts in training only: with dropout the model runs in eval mode (training
-    # mode's masks are checked in test_torch_fidelity and test_core_api)
+    # mode's masks are checked in test_torch_fidelity_forward and test_core_api)
     dropout = data.draw(st.sampled_from([0.0, 0.5]), "dropout") if layers > 1 else 0.0
     kw = {}
     for name, value, default in (("num_layers", layers, 1), ("bias", bias, True),
