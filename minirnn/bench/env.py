@@ -20,6 +20,8 @@ import re
 import threading
 import time
 
+from .._blas import usable_cores
+
 # Variables that change which kernels or how many threads a library uses. The benchmark
 # records every one that is set; --native-blas unsets NATIVE_UNSET in the workers only.
 OVERRIDE_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE",
@@ -51,13 +53,6 @@ def blas_overrides(environ=None):
     """{name: value} of the OVERRIDE_VARS set in environ (default os.environ)."""
     environ = os.environ if environ is None else environ
     return {k: environ[k] for k in OVERRIDE_VARS if k in environ}
-
-
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                          # not on Linux
-        return os.cpu_count() or 1
 
 
 def _cpuinfo():

@@ -107,9 +107,8 @@ def _step_forward(gates, zhT, zh, bsum, bias, hx, cx, r, proj, valid, out, t, b0
     """Rows b0 .. b1-1 of step t. gates (T, B, 4H): x W_ih^T on entry, the activated
     i, f, g, o on exit; zh (1, B, 4H): h_{t-1} W_hh^T, or turned round here from zhT (4H, B)
     = W_hh h_{t-1}^T when zhT has rows (_common.transposed_product); bsum (4H,): b_ih + b_hh,
-    added when
-    bias (here, while the row is in cache, instead of a pass over all steps: the same sums as
-    _common.input_projection's); hx (T+1, B, P), cx (T+1, B, H): row t read, row t+1 written;
+    added when bias (here, while the row is in cache, instead of a pass over all steps: the
+    same sums as _common.input_projection's); hx (T+1, B, P), cx (T+1, B, H): row t read, row t+1 written;
     r (1, B, H) scratch: o tanh(c_t) with a projection (the caller forms h_t = r W_hr^T and
     finishes the rows), else h_t straight into hx. out (T, B, P)."""
     G = gates.shape[2]
