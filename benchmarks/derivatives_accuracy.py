@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from minirnn.testing import central_hvp, central_jvp
+
 
 # ---- the problem: a model, its data, tangents and lengths ----------------------------------
 
@@ -112,40 +114,6 @@ def torch_products(model, x, state, lengths, target, v):
     return ({k: a.numpy() for k, a in zip(names, hv)},
             {k: (torch.zeros_like(leaves[k]) if a is None else a).numpy()
              for k, a in zip(names, gn)})
-
-
-# ---- central differences ---------------------------------------------------------------------
-
-def central_jvp(model, x, state, lengths, tangents, eps):
-    """(f(p + eps v) - f(p - eps v)) / 2 eps for f = (out, *state_n), along every tangent at
-    once; the parameters are restored afterwards."""
-    saved = {k: p.copy() for k, p in model.params.items()}
-
-    def shifted(sign):
-        for k, p in model.params.items():
-            p[...] = saved[k] + sign * eps * tangents[k]
-        out, st_n = model.forward_state(x + sign * eps * tangents["x"],
-                                        tuple(s + sign * eps * tangents[f"{n}0"] for n, s in
-                                              zip(model.spec.state_names, state)), lengths)
-        return [out, *st_n]
-    plus, minus = shifted(1.0), shifted(-1.0)
-    model.load_state_dict(saved)
-    return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
-
-
-def central_hvp(model, x, state, lengths, loss, v, eps):
-    """(∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ∇L from the model's own backward."""
-    saved = model.state_dict()
-
-    def gradient(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
-        model.zero_grad()
-        out, _ = model.forward_state(x, state, lengths)
-        model.backward_state(loss.grad(out))
-        return model.grad_dict()
-    plus, minus = gradient(1.0), gradient(-1.0)
-    model.load_state_dict(saved)
-    return {k: (plus[k] - minus[k]) / (2 * eps) for k in plus}
 
 
 def measure(cfg):

@@ -1,4 +1,6 @@
-"""One comparison helper for every test and checker: it reports the worst element and raises."""
+"""What tests and checkers compare against: one comparison helper that reports the worst element
+and raises (assert_close), and central differences of a recurrent module's outputs and of its
+gradient, the independent references for forward mode and the Hessian-vector product."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,3 +53,37 @@ def assert_close(actual, expected, rtol=1e-12, atol=0.0, name="tensor"):
         f"{name}: relative error {rel_err:.3e} > rtol {rtol:.1e} (max abs error {abs_err:.3e}); "
         f"worst element at index {worst}: actual {np.asarray(a)[worst]!r}, "
         f"expected {np.asarray(b)[worst]!r}")
+
+
+def central_jvp(model, x, state, lengths, tangents, eps):
+    """(f(p + eps v) - f(p - eps v)) / 2 eps for f = (out, *state_n) of a recurrent module,
+    along every tangent at once ({param key, "x", "<state>0": tangent}); the parameters are
+    restored afterwards. -> [out_dot, *state_dot]."""
+    saved = {k: p.copy() for k, p in model.params.items()}
+
+    def shifted(sign):
+        for k, p in model.params.items():
+            p[...] = saved[k] + sign * eps * tangents[k]
+        out, st_n = model.forward_state(x + sign * eps * tangents["x"],
+                                        tuple(s + sign * eps * tangents[f"{n}0"] for n, s in
+                                              zip(model.spec.state_names, state)), lengths)
+        return [out, *st_n]
+    plus, minus = shifted(1.0), shifted(-1.0)
+    model.load_state_dict(saved)
+    return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
+
+
+def central_hvp(model, x, state, lengths, loss, v, eps):
+    """(∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ∇L from the module's own backward of
+    loss.grad(out), keyed like model.grads; the parameters are restored afterwards."""
+    saved = model.state_dict()
+
+    def gradient(sign):
+        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
+        model.zero_grad()
+        out, _ = model.forward_state(x, state, lengths)
+        model.backward_state(loss.grad(out))
+        return model.grad_dict()
+    plus, minus = gradient(1.0), gradient(-1.0)
+    model.load_state_dict(saved)
+    return {k: (plus[k] - minus[k]) / (2 * eps) for k in plus}

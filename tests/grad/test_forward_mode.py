@@ -14,10 +14,11 @@ from minirnn.cells import lstm as lstm_ref
 from minirnn.cells import rnn as rnn_ref
 from minirnn.grad import JVPResult, jvp
 from minirnn.nn import make_recurrent
+from minirnn.testing import central_jvp
 
 torch = pytest.importorskip("torch")
 from minirnn.parity.torch_ref import load_forward_ad  # noqa: E402
-from tests.helpers.derivatives import (CONFIGS, SETTINGS, central_jvp, make_case,  # noqa: E402
+from tests.helpers.derivatives import (CONFIGS, SETTINGS, make_case,  # noqa: E402
                                        make_data, make_layer, make_model, make_tangents,
                                        rel, torch_jvp)
 

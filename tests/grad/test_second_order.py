@@ -13,6 +13,7 @@ from minirnn.grad import LinearLoss, MSELoss, gnvp, hvp
 from minirnn.grad.output_losses import check_loss
 from minirnn.grad.second_order import hessian_vector
 from minirnn.cells import get_cell
+from minirnn.testing import central_hvp
 
 torch = pytest.importorskip("torch")
 from tests.helpers import derivatives as fm  # noqa: E402  (the torch twin and the configurations)
@@ -53,7 +54,7 @@ def test_hvp_against_central_differences_of_the_gradient(cell):
     loss = MSELoss(rng.standard_normal(out.shape))
     v = {k: rng.standard_normal(p.shape) for k, p in model.params.items()}
     hv = hvp(model, x, loss, v, state=state, lengths=lengths)
-    fd = fm.central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
+    fd = central_hvp(model, x, state, lengths, loss, v, eps=1e-5)
     for k in model.params:
         assert fm.rel(hv[k], fd[k]) <= 1e-6, k
 

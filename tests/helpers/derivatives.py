@@ -1,6 +1,6 @@
 """Forward mode and second order: random models, states and tangents in every configuration,
-the torch twin (float64) and torch's JVP, Hessian-vector and Gauss-Newton products, and the
-central differences of the forward and of the gradient. Used by tests/grad/test_forward_mode.py
+the torch twin (float64) and torch's JVP, Hessian-vector and Gauss-Newton products (the central
+differences of the forward and of the gradient are minirnn.testing's). Used by tests/grad/test_forward_mode.py
 and tests/grad/test_second_order.py.
 
 Needs torch: a test module imports this after pytest.importorskip("torch")."""
@@ -106,22 +106,6 @@ CONFIGS = dict(cell=st.sampled_from(BUILTIN), layers=st.integers(1, 2),
                seed=st.integers(0, 2**16))
 
 
-def central_jvp(model, x, state, lengths, tangents, eps):
-    """(f(p + eps v) - f(p - eps v)) / 2 eps for f = (out, *state_n), along every tangent at
-    once (parameters, x, the initial states); the parameters are restored afterwards."""
-    saved = {k: p.copy() for k, p in model.params.items()}
-
-    def shifted(sign):
-        for k, p in model.params.items():
-            p[...] = saved[k] + sign * eps * tangents[k]
-        out, st_n = model.forward_state(x + sign * eps * tangents["x"],
-                                        tuple(s + sign * eps * tangents[f"{n}0"] for n, s in
-                                              zip(model.spec.state_names, state)), lengths)
-        return [out, *st_n]
-    plus, minus = shifted(1.0), shifted(-1.0)
-    model.load_state_dict(saved)
-    return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
-
 
 def make_case(cell, layers, bidirectional, batch_first, use_lengths, unbatched, proj, bias, T, B,
               I, H, seed, backend="numpy"):
@@ -177,18 +161,3 @@ def torch_products(model, x, state, lengths, target, v, kind):
     zero = lambda a, k: torch.zeros_like(leaves[k]) if a is None else a     # noqa: E731
     return ({k: a.numpy() for k, a in zip(names, hv)},
             {k: zero(a, k).numpy() for k, a in zip(names, gn)})
-
-def central_hvp(model, x, state, lengths, loss, v, eps):
-    """(∇L(θ + eps v) - ∇L(θ - eps v)) / 2 eps, ∇L from the model's own backward, keyed like
-    model.grads; the parameters are restored afterwards."""
-    saved = model.state_dict()
-
-    def gradient(sign):
-        model.load_state_dict({k: saved[k] + sign * eps * v[k] for k in saved})
-        model.zero_grad()
-        out, _ = model.forward_state(x, state, lengths)
-        model.backward_state(loss.grad(out))
-        return model.grad_dict()
-    plus, minus = gradient(1.0), gradient(-1.0)
-    model.load_state_dict(saved)
-    return {k: (plus[k] - minus[k]) / (2 * eps) for k in plus}
