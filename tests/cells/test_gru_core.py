@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from minirnn.cells import gru
 from minirnn.cells.gru import GRUCache, GRUGradSteps
 from minirnn.testing import assert_close
-from tests.helpers import central_grad
+from tests.helpers import central_grad, padding_mask, random_array
 
 SETTINGS = settings(max_examples=60, deadline=None)
 TORCH_RTOL = 1e-12
@@ -29,7 +29,7 @@ seeds = st.integers(0, 2**31 - 1)
 
 
 def _random(rng, dtype, *shape, scale=0.7):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
+    return random_array(rng, dtype, *shape, scale=scale)
 
 
 def _lengths(rng, T, B, ragged):
@@ -41,8 +41,6 @@ def _lengths(rng, T, B, ragged):
     return lengths
 
 
-def _valid(lengths, T):
-    return None if lengths is None else np.arange(T)[:, None] < lengths[None, :]   # (T, B)
 
 
 def _case(rng, T, B, I, H, bias, dtype="float64"):
@@ -92,7 +90,7 @@ def test_reference_matches_torch(shape, bias, ragged, seed):
     x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hT = _case(rng, T, B, I, H, bias)
     lengths = _lengths(rng, T, B, ragged)
 
-    out, h_T, cache = gru.forward(x, h0, w_ih, w_hh, b_ih, b_hh, _valid(lengths, T))
+    out, h_T, cache = gru.forward(x, h0, w_ih, w_hh, b_ih, b_hh, padding_mask(lengths, T))
     grads = gru.backward(cache, d_out, d_hT)
     t_out, t_h, t_grads = _torch_gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, d_out, d_hT)
 
@@ -145,7 +143,7 @@ def test_reference_backward_matches_finite_differences(shape, bias, ragged, seed
     T, B, I, H = shape
     rng = np.random.default_rng(seed)
     x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hT = _case(rng, T, B, I, H, bias)
-    valid = _valid(_lengths(rng, T, B, ragged), T)
+    valid = padding_mask(_lengths(rng, T, B, ragged), T)
 
     def loss():
         out, h_T, _ = gru.forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
@@ -249,7 +247,7 @@ def test_kernel_matches_reference(shape, dtype, ragged, bias, path, seed):
     T, B, I, H = shape
     rng = np.random.default_rng(seed)
     x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hT = _case(rng, T, B, I, H, bias, dtype)
-    valid = _valid(_lengths(rng, T, B, ragged), T)
+    valid = padding_mask(_lengths(rng, T, B, ragged), T)
 
     ref = gru.forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
     got = K.forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid, path=path)
@@ -280,7 +278,7 @@ def test_kernel_paths_agree_at_a_size_that_picks_blas(ragged):
     assert not loop_path(B, 3, H, H)
     rng = np.random.default_rng(7)
     x, h0, w_ih, w_hh, b_ih, b_hh, d_out, d_hT = _case(rng, T, B, I, H, bias=True)
-    valid = _valid(_lengths(rng, T, B, ragged), T)
+    valid = padding_mask(_lengths(rng, T, B, ragged), T)
     ref = gru.forward(x, h0, w_ih, w_hh, b_ih, b_hh, valid)
     g_ref = gru.backward(ref[2], d_out, d_hT)
     for path in (None, "loop", "blas"):

@@ -3,7 +3,8 @@
 
     tests.helpers              the repository's root, loading a script of benchmarks/ or
                                examples/ by path, Numba's thread count for a block, central
-                               differences of a scalar loss, a recurrent problem with random data
+                               differences of a scalar loss, random arrays and padding masks,
+                               a recurrent problem with random data
     tests.helpers.derivatives  forward mode and second order: random cases, torch's twin and its
                                JVP / HVP / Gauss-Newton products, central differences (torch)
     tests.helpers.rtrl         RTRL's configurations and random cases
@@ -58,6 +59,17 @@ def central_grad(loss, arr, eps=1e-6):
         arr[idx] = old
         grad[idx] = (up - down) / (2 * eps)
     return grad
+
+
+def random_array(rng, dtype, *shape, scale):
+    """scale * standard normal of `shape`, cast to dtype."""
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def padding_mask(lengths, T):
+    """(T, B) True where step t < lengths[b], built here rather than by the code under test;
+    None for None."""
+    return None if lengths is None else np.arange(T)[:, None] < np.asarray(lengths)[None, :]
 
 
 def recurrent_problem(cell, T=9, B=2, I=3, H=4, seed=0, **kw):

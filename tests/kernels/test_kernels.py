@@ -12,6 +12,7 @@ from minirnn._config import NUMBA_FLAGS
 from minirnn.functional import LSTMCache, RNNCache, get_backend
 from minirnn.cells import lstm, rnn
 from minirnn.testing import assert_close
+from tests.helpers import padding_mask, random_array
 
 K = pytest.importorskip("minirnn.kernels")
 
@@ -25,14 +26,11 @@ SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def _random(rng, dtype, *shape, scale=0.5):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
+    return random_array(rng, dtype, *shape, scale=scale)
 
 
 def _valid(rng, T, B, ragged):
-    if not ragged:
-        return None
-    lengths = rng.integers(1, T + 1, size=B)
-    return np.arange(T)[:, None] < lengths[None, :]          # (T, B), built independently
+    return padding_mask(rng.integers(1, T + 1, size=B), T) if ragged else None     # (T, B)
 
 
 def _compare(actual, expected, dtype, name):
