@@ -28,24 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
 import sys
 
 from . import _config
+from ._config import usable_cores
 
 # The per-step recurrent product (multiply-adds) from which a second BLAS thread pays off in
 # an end-to-end forward+backward of one layer on a quiet machine; measured with
 # `python -m minirnn._threads` (see its measure()). Below it every tutorial model in this
 # package (names B=64 H=128 LSTM: 4.2e6; script/char B=32 H=256 LSTM: 8.4e6).
 SMALL_PRODUCT = 3.0e7
-
-
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                     # not on Linux
-        return os.cpu_count() or 1
-
 
 _explicit = None          # set_num_threads(n), or a command's --threads: the count every call uses
 _explicit_why = ""        # where it comes from, for the commands' describe()

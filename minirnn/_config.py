@@ -74,8 +74,8 @@ def apply_threads(n=None):
     """Give Numba a thread count: n, else the one asked for with minirnn.set_num_threads, else
     MINIRNN_NUM_THREADS; nothing when none is set. -> the thread count (num_threads()).
 
-    Our kernels are not `parallel=True`, so Numba's thread pool is never needed; it is launched only when a
-    user asks for a count. Measured here: once Numba's OpenMP layer has
+    Our kernels are not `parallel=True`, so Numba's thread pool is never needed; it is
+    launched only when a user asks for a count. Measured here: once Numba's OpenMP layer has
     started, torch imported later in the same process ran nn.RNN 45x slower (two OpenMP
     pools on two cores), so we pin Numba to its own 'workqueue' layer, which uses no OpenMP,
     unless NUMBA_THREADING_LAYER says otherwise.
@@ -95,8 +95,11 @@ def num_threads():
     MINIRNN_NUM_THREADS, else the usable cores. The benchmark gives torch this count, so
     comparisons are like for like."""
     n = _asked if _asked is not None else env_threads()
-    if n is not None:
-        return n
+    return usable_cores() if n is None else n
+
+
+def usable_cores():
+    """The cores this process may run on (its affinity mask where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:                     # not on Linux

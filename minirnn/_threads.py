@@ -25,7 +25,8 @@ import contextlib
 from typing import NamedTuple
 
 from . import _blas, _config
-from ._blas import SMALL_PRODUCT, usable_cores  # noqa: F401  (the rule's threshold, one place)
+from ._blas import SMALL_PRODUCT  # noqa: F401  (the rule's threshold, one place)
+from ._config import usable_cores
 
 ENV = "MINIRNN_NUM_THREADS"
 

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 
-from .._blas import usable_cores
+from .._config import usable_cores
 
 # Variables that change which kernels or how many threads a library uses. The benchmark
 # records every one that is set; --native-blas unsets NATIVE_UNSET in the workers only.
